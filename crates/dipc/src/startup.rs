@@ -1,0 +1,231 @@
+//! From a checked command line to a running supervisor: detaching (daemonize
+//! crate), reclaiming a stale segment, creating the segment, the pid file, and
+//! telling the user's terminal when the daemon serves or why it could not.
+
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Write};
+use std::net::TcpListener;
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use daemonize::{Daemonize, Outcome};
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use shmlib::{segment_path, Segment};
+
+use crate::cli::Config;
+use crate::preflight::Leftover;
+use crate::signals::{self, SignalFlags};
+use crate::supervisor::Supervisor;
+
+/// The line the user sees when the daemon serves.
+fn serving_line(config: &Config, pid: u32) -> String {
+    let g = &config.geometry;
+    let log = if config.foreground {
+        "this terminal".to_string()
+    } else {
+        config.log_path.display().to_string()
+    };
+    format!(
+        "dipc: serving port {} (pid {pid}): {} mailboxes of {} KiB, {} KiB packets, {} workers; log {log}",
+        config.port,
+        g.mailboxes,
+        g.mailbox_size / 1024,
+        g.packet_size / 1024,
+        g.worker_slots
+    )
+}
+
+/// How the daemon tells the user's terminal that it serves, or why not.
+pub enum Readiness {
+    /// Detached: through a pipe to the waiting original process.
+    Pipe(File),
+    /// Foreground: straight to stdout/stderr.
+    Terminal,
+}
+
+impl Readiness {
+    pub fn ready(self, config: &Config) {
+        let line = serving_line(config, std::process::id());
+        match self {
+            Readiness::Pipe(mut pipe) => {
+                let _ = writeln!(pipe, "READY {line}");
+            }
+            Readiness::Terminal => println!("{line}"),
+        }
+    }
+
+    pub fn failed(self, reason: &str) {
+        log::error!("{reason}");
+        match self {
+            Readiness::Pipe(mut pipe) => {
+                let _ = writeln!(pipe, "ERROR {reason}");
+            }
+            Readiness::Terminal => eprintln!("dipc: error: {reason}"),
+        }
+    }
+}
+
+pub fn open_log(path: &Path) -> std::io::Result<File> {
+    OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o600)
+        .open(path)
+}
+
+fn write_pid_file(path: &Path) -> std::io::Result<()> {
+    let mut file = OpenOptions::new()
+        .create(true)
+        .write(true)
+        .truncate(true)
+        .mode(0o644)
+        .open(path)?;
+    writeln!(file, "{}", std::process::id())
+}
+
+/// Removes the pid file if it still names this process.
+pub fn remove_pid_file(path: &Path) {
+    let ours = std::fs::read_to_string(path)
+        .map(|s| s.trim() == std::process::id().to_string())
+        .unwrap_or(false);
+    if ours {
+        let _ = std::fs::remove_file(path);
+    }
+}
+
+/// Starts the daemon: detached unless `--foreground`.
+pub fn start(config: Config, listener: TcpListener, leftover: Leftover) -> ExitCode {
+    if config.foreground {
+        return run_daemon(config, listener, leftover, Readiness::Terminal);
+    }
+    let log = match open_log(&config.log_path) {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!(
+                "dipc: error: cannot open log {}: {e}",
+                config.log_path.display()
+            );
+            return ExitCode::FAILURE;
+        }
+    };
+    let (from_daemon, to_parent) = match nix::unistd::pipe() {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("dipc: error: cannot create a pipe: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let cwd = std::env::current_dir().unwrap_or_else(|_| "/".into());
+    let daemon = Daemonize::new()
+        .working_directory(cwd)
+        .umask(0o077)
+        .stderr(log);
+    match daemon.execute() {
+        Outcome::Parent(Ok(_)) => {
+            drop(to_parent);
+            wait_until_ready(from_daemon, &config)
+        }
+        Outcome::Parent(Err(e)) => {
+            eprintln!("dipc: error: cannot detach: {e}");
+            ExitCode::FAILURE
+        }
+        Outcome::Child(result) => {
+            drop(from_daemon);
+            let readiness = Readiness::Pipe(File::from(to_parent));
+            if let Err(e) = result {
+                readiness.failed(&format!("cannot detach: {e}"));
+                return ExitCode::FAILURE;
+            }
+            run_daemon(config, listener, leftover, readiness)
+        }
+    }
+}
+
+/// How long the user's terminal waits for the detached daemon to report.
+const READY_TIMEOUT: Duration = Duration::from_secs(30);
+
+fn wait_until_ready(pipe: OwnedFd, config: &Config) -> ExitCode {
+    let mut fds = [PollFd::new(pipe.as_fd(), PollFlags::POLLIN)];
+    let ms = PollTimeout::try_from(READY_TIMEOUT.as_millis() as i32).unwrap_or(PollTimeout::MAX);
+    let mut message = String::new();
+    let got = matches!(poll(&mut fds, ms), Ok(n) if n > 0);
+    if got {
+        let _ = File::from(pipe).take(4096).read_to_string(&mut message);
+    }
+    let log = config.log_path.display();
+    match message.lines().next() {
+        Some(line) if line.starts_with("READY ") => {
+            println!("{}", &line["READY ".len()..]);
+            ExitCode::SUCCESS
+        }
+        Some(line) if line.starts_with("ERROR ") => {
+            eprintln!("dipc: error: {}", &line["ERROR ".len()..]);
+            ExitCode::FAILURE
+        }
+        _ if !got => {
+            eprintln!("dipc: error: the daemon did not report within {READY_TIMEOUT:?}; see {log}");
+            ExitCode::FAILURE
+        }
+        _ => {
+            eprintln!("dipc: error: the daemon exited during start-up; see {log}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The daemon proper, detached or not: reclaim, create, supervise.
+fn run_daemon(
+    config: Config,
+    listener: TcpListener,
+    leftover: Leftover,
+    readiness: Readiness,
+) -> ExitCode {
+    crate::logging::set_supervisor_pid(std::process::id() as i32);
+    crate::logging::init();
+    let port = config.port;
+    if let Leftover::StaleSegment { pid, .. } = leftover {
+        match Segment::unlink(port) {
+            Ok(()) => log::warn!(
+                "reclaimed stale segment {} left by {}",
+                segment_path(port),
+                pid.map(|p| format!("dipc pid {p}, which is no longer running"))
+                    .unwrap_or_else(|| "a daemon that died while starting".into())
+            ),
+            Err(e) => {
+                readiness.failed(&format!("cannot reclaim the stale segment: {e}"));
+                return ExitCode::FAILURE;
+            }
+        }
+    }
+    let flags = match SignalFlags::install().and_then(|f| signals::set_blocked(true).map(|()| f)) {
+        Ok(f) => f,
+        Err(e) => {
+            readiness.failed(&format!("cannot set up signal handling: {e}"));
+            return ExitCode::FAILURE;
+        }
+    };
+    let pid_file = config.pid_file.display().to_string();
+    let log_file = config.log_path.display().to_string();
+    let segment = match Segment::create(port, config.geometry, &pid_file, &log_file) {
+        Ok(s) => s,
+        Err(e) => {
+            readiness.failed(&e.to_string());
+            return ExitCode::FAILURE;
+        }
+    };
+    // From here on, a failure must remove the segment: dropping `segment`
+    // (its owner) unlinks it.
+    if let Err(e) = segment.reserve_memory() {
+        readiness.failed(&format!("cannot reserve the segment's memory: {e}"));
+        return ExitCode::FAILURE;
+    }
+    if let Err(e) = write_pid_file(&config.pid_file) {
+        readiness.failed(&format!("cannot write pid file {pid_file}: {e}"));
+        return ExitCode::FAILURE;
+    }
+    Supervisor::new(config, segment, listener, flags, readiness).run();
+    ExitCode::SUCCESS
+}

@@ -1,0 +1,228 @@
+//! The segment's geometry and where each part lives in it.
+//!
+//! ```text
+//! offset 0            Header (magic, geometry, supervisor pid, accept lock)
+//! workers_offset      WorkerSlot x worker_slots       (64-byte aligned)
+//! mailboxes_offset    MailboxSlot x mailboxes         (64-byte aligned)
+//! data_offset         mailbox contents, mailbox_size bytes each (page aligned)
+//! ```
+
+use std::mem::size_of;
+
+use thiserror::Error;
+
+use crate::lock::{AcceptLock, FairRwLock};
+use crate::segment::WorkerSlot;
+
+/// Upper bounds on the command line's numbers, checked before anything is
+/// created.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub max_mailboxes: u32,
+    pub max_mailbox_kib: u64,
+    pub max_packet_kib: u64,
+    pub max_workers: u32,
+}
+
+pub const LIMITS: Limits = Limits {
+    max_mailboxes: 4096,
+    max_mailbox_kib: 1024 * 1024,
+    max_packet_kib: 1024,
+    max_workers: 256,
+};
+
+const PAGE: usize = 4096;
+const LINE: usize = 64;
+
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum GeometryError {
+    #[error("number of mailboxes must be 1..{max}, got {got}")]
+    Mailboxes { got: u64, max: u32 },
+    #[error("mailbox size must be 1..{max} KiB, got {got}")]
+    MailboxSize { got: u64, max: u64 },
+    #[error("packet size must be 1..{max} KiB, got {got}")]
+    PacketSize { got: u64, max: u64 },
+    #[error("number of workers must be 1..{max}, got {got}")]
+    Workers { got: u64, max: u32 },
+    #[error("{mailboxes} mailboxes of {kib} KiB do not fit in this machine's address space")]
+    TooLarge { mailboxes: u64, kib: u64 },
+}
+
+/// The shape of a segment: what the command line asked for, in bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Geometry {
+    pub mailboxes: u32,
+    pub mailbox_size: usize,
+    pub packet_size: usize,
+    pub worker_slots: u32,
+}
+
+impl Geometry {
+    /// Checks the command line's numbers (sizes in KiB) against [`LIMITS`].
+    pub fn from_kib(
+        mailboxes: u64,
+        mailbox_kib: u64,
+        packet_kib: u64,
+        workers: u64,
+    ) -> Result<Geometry, GeometryError> {
+        if mailboxes == 0 || mailboxes > u64::from(LIMITS.max_mailboxes) {
+            return Err(GeometryError::Mailboxes {
+                got: mailboxes,
+                max: LIMITS.max_mailboxes,
+            });
+        }
+        if mailbox_kib == 0 || mailbox_kib > LIMITS.max_mailbox_kib {
+            return Err(GeometryError::MailboxSize {
+                got: mailbox_kib,
+                max: LIMITS.max_mailbox_kib,
+            });
+        }
+        if packet_kib == 0 || packet_kib > LIMITS.max_packet_kib {
+            return Err(GeometryError::PacketSize {
+                got: packet_kib,
+                max: LIMITS.max_packet_kib,
+            });
+        }
+        if workers == 0 || workers > u64::from(LIMITS.max_workers) {
+            return Err(GeometryError::Workers {
+                got: workers,
+                max: LIMITS.max_workers,
+            });
+        }
+        let too_large = GeometryError::TooLarge {
+            mailboxes,
+            kib: mailbox_kib,
+        };
+        let mailbox_size = usize::try_from(mailbox_kib * 1024).map_err(|_| too_large)?;
+        let geometry = Geometry {
+            mailboxes: mailboxes as u32,
+            mailbox_size,
+            packet_size: (packet_kib * 1024) as usize,
+            worker_slots: workers as u32,
+        };
+        geometry.offsets().ok_or(GeometryError::TooLarge {
+            mailboxes,
+            kib: mailbox_kib,
+        })?;
+        Ok(geometry)
+    }
+
+    /// The most bytes one request may carry: a packet, and no more than fits
+    /// in a mailbox.
+    pub fn data_limit(&self) -> usize {
+        self.packet_size.min(self.mailbox_size)
+    }
+
+    /// The segment's total size in bytes.
+    pub fn segment_size(&self) -> usize {
+        // from_kib checked that the offsets fit.
+        self.offsets().map(|o| o.total).unwrap_or(usize::MAX)
+    }
+
+    pub(crate) fn offsets(&self) -> Option<Offsets> {
+        let workers = align_up(size_of::<Header>(), LINE)?;
+        let mailboxes = align_up(
+            workers
+                .checked_add(size_of::<WorkerSlot>().checked_mul(self.worker_slots as usize)?)?,
+            LINE,
+        )?;
+        let data = align_up(
+            mailboxes
+                .checked_add(size_of::<MailboxSlot>().checked_mul(self.mailboxes as usize)?)?,
+            PAGE,
+        )?;
+        let total = data.checked_add(self.mailbox_size.checked_mul(self.mailboxes as usize)?)?;
+        // mmap lengths and pointer offsets must fit in isize.
+        isize::try_from(total).ok()?;
+        Some(Offsets {
+            workers,
+            mailboxes,
+            data,
+            total,
+        })
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Offsets {
+    pub workers: usize,
+    pub mailboxes: usize,
+    pub data: usize,
+    pub total: usize,
+}
+
+fn align_up(n: usize, to: usize) -> Option<usize> {
+    Some(n.checked_add(to - 1)? / to * to)
+}
+
+pub(crate) const MAGIC: u64 = u64::from_le_bytes(*b"DIPCSEG1");
+pub(crate) const LAYOUT_VERSION: u32 = 1;
+pub(crate) const PATH_BYTES: usize = 256;
+
+/// The segment's first bytes. Written once by the supervisor before `magic`
+/// is published; read-only afterwards except the atomics and the lock.
+#[repr(C)]
+pub(crate) struct Header {
+    pub magic: std::sync::atomic::AtomicU64,
+    pub layout_version: u32,
+    pub port: u32,
+    pub mailboxes: u32,
+    pub worker_slots: u32,
+    pub mailbox_size: u64,
+    pub packet_size: u64,
+    pub total_size: u64,
+    pub created_unix: u64,
+    pub supervisor_pid: std::sync::atomic::AtomicI32,
+    pub stopping: std::sync::atomic::AtomicU32,
+    pub pid_file: [u8; PATH_BYTES],
+    pub log_file: [u8; PATH_BYTES],
+    pub accept_lock: AcceptLock,
+}
+
+/// One mailbox's bookkeeping; its content lives in the data area.
+#[repr(C, align(64))]
+pub(crate) struct MailboxSlot {
+    pub lock: FairRwLock,
+    /// Bytes of content; written under the write lock.
+    pub len: std::sync::atomic::AtomicU64,
+    /// Incremented by every write, under the write lock.
+    pub version: std::sync::atomic::AtomicU64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rejects_zero_and_out_of_range() {
+        assert!(matches!(
+            Geometry::from_kib(0, 8, 2, 8),
+            Err(GeometryError::Mailboxes { .. })
+        ));
+        assert!(matches!(
+            Geometry::from_kib(4, 0, 2, 8),
+            Err(GeometryError::MailboxSize { .. })
+        ));
+        assert!(matches!(
+            Geometry::from_kib(4, 8, 2000, 8),
+            Err(GeometryError::PacketSize { .. })
+        ));
+        assert!(matches!(
+            Geometry::from_kib(4, 8, 2, 0),
+            Err(GeometryError::Workers { .. })
+        ));
+        assert!(Geometry::from_kib(u64::MAX, 8, 2, 8).is_err());
+    }
+
+    #[test]
+    fn parts_do_not_overlap() {
+        let g = Geometry::from_kib(4, 8, 2, 8).expect("valid geometry");
+        let o = g.offsets().expect("offsets");
+        assert!(o.workers >= size_of::<Header>());
+        assert!(o.mailboxes >= o.workers + 8 * size_of::<WorkerSlot>());
+        assert!(o.data >= o.mailboxes + 4 * size_of::<MailboxSlot>());
+        assert_eq!(o.data % PAGE, 0);
+        assert_eq!(o.total, o.data + 4 * 8 * 1024);
+        assert_eq!(g.data_limit(), 2048);
+    }
+}

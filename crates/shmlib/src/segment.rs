@@ -1,0 +1,339 @@
+//! Creating, attaching and removing the segment, and typed views into it.
+
+use std::io;
+use std::sync::atomic::{AtomicI32, AtomicU32, AtomicU64, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use shared_memory::{Shmem, ShmemConf, ShmemError};
+
+use crate::error::ShmError;
+use crate::layout::{Geometry, Header, MailboxSlot, Offsets, LAYOUT_VERSION, MAGIC, PATH_BYTES};
+use crate::lock::{AcceptLock, FairRwLock};
+use crate::mailbox::Mailbox;
+
+/// The POSIX shared-memory name of a port's segment.
+pub fn segment_name(port: u16) -> String {
+    format!("/dipc.{port}")
+}
+
+/// Where that segment shows in the file system.
+pub fn segment_path(port: u16) -> String {
+    format!("/dev/shm/dipc.{port}")
+}
+
+/// What a worker is doing, as kept in its slot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u32)]
+pub enum WorkerState {
+    Empty = 0,
+    Starting = 1,
+    Idle = 2,
+    Busy = 3,
+}
+
+/// One worker's row in the segment's worker table.
+#[repr(C, align(64))]
+pub struct WorkerSlot {
+    pid: AtomicI32,
+    state: AtomicU32,
+    requests: AtomicU64,
+    started_unix: AtomicU64,
+}
+
+impl WorkerSlot {
+    pub fn pid(&self) -> i32 {
+        self.pid.load(Ordering::Acquire)
+    }
+    pub fn set_pid(&self, pid: i32) {
+        self.started_unix.store(unix_now(), Ordering::Relaxed);
+        self.requests.store(0, Ordering::Relaxed);
+        self.state.store(
+            if pid == 0 {
+                WorkerState::Empty
+            } else {
+                WorkerState::Starting
+            } as u32,
+            Ordering::Relaxed,
+        );
+        self.pid.store(pid, Ordering::Release);
+    }
+    pub fn set_state(&self, state: WorkerState) {
+        self.state.store(state as u32, Ordering::Relaxed);
+    }
+    pub fn count_request(&self) {
+        self.requests.fetch_add(1, Ordering::Relaxed);
+    }
+    pub fn requests(&self) -> u64 {
+        self.requests.load(Ordering::Relaxed)
+    }
+}
+
+/// What the header says about the daemon that made the segment.
+#[derive(Debug, Clone)]
+pub struct SegmentInfo {
+    pub port: u16,
+    pub supervisor_pid: i32,
+    pub pid_file: String,
+    pub log_file: String,
+    pub geometry: Geometry,
+    pub size: usize,
+}
+
+/// A mapping of a port's segment. The process that created it owns it (the
+/// mapping unlinks the segment when dropped) until [`Segment::disown`].
+pub struct Segment {
+    shmem: Shmem,
+    geometry: Geometry,
+    offsets: Offsets,
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+fn copy_path(dst: &mut [u8; PATH_BYTES], src: &str) {
+    let n = src.len().min(PATH_BYTES - 1);
+    dst[..n].copy_from_slice(&src.as_bytes()[..n]);
+}
+
+fn read_path(src: &[u8; PATH_BYTES]) -> String {
+    let end = src.iter().position(|&b| b == 0).unwrap_or(PATH_BYTES);
+    String::from_utf8_lossy(&src[..end]).into_owned()
+}
+
+fn map_error(name: &str, err: ShmemError) -> ShmError {
+    let name = name.to_string();
+    match err {
+        ShmemError::MappingIdExists => ShmError::AlreadyExists { name },
+        ShmemError::MapCreateFailed(code) | ShmemError::MapOpenFailed(code) => {
+            match nix::errno::Errno::from_raw(code as i32) {
+                nix::errno::Errno::ENOENT => ShmError::NotFound { name },
+                nix::errno::Errno::EEXIST => ShmError::AlreadyExists { name },
+                nix::errno::Errno::EACCES | nix::errno::Errno::EPERM => {
+                    ShmError::PermissionDenied { name }
+                }
+                e => ShmError::Io {
+                    name,
+                    source: io::Error::from_raw_os_error(e as i32),
+                },
+            }
+        }
+        other => ShmError::Map {
+            name,
+            detail: other.to_string(),
+        },
+    }
+}
+
+impl Segment {
+    /// Creates and initialises the segment of `port` (mode 0600). Fails if one
+    /// already exists: reclaiming a stale one is the caller's decision.
+    pub fn create(
+        port: u16,
+        geometry: Geometry,
+        pid_file: &str,
+        log_file: &str,
+    ) -> Result<Segment, ShmError> {
+        let name = segment_name(port);
+        let offsets = geometry.offsets().ok_or_else(|| ShmError::Map {
+            name: name.clone(),
+            detail: "geometry does not fit in memory".into(),
+        })?;
+        let shmem = ShmemConf::new()
+            .os_id(&name)
+            .size(offsets.total)
+            .create()
+            .map_err(|e| map_error(&name, e))?;
+        let segment = Segment {
+            shmem,
+            geometry,
+            offsets,
+        };
+        segment.initialise(port, pid_file, log_file)?;
+        Ok(segment)
+    }
+
+    fn initialise(&self, port: u16, pid_file: &str, log_file: &str) -> Result<(), ShmError> {
+        let lock_init = |source| ShmError::LockInit {
+            name: segment_name(port),
+            source,
+        };
+        let header = self.shmem.as_ptr() as *mut Header;
+        // SAFETY: the mapping is fresh (ftruncate zero-fills it), at least
+        // `offsets.total` bytes long, page aligned, and no other process can
+        // use it before `magic` is published at the end.
+        unsafe {
+            let h = &mut *header;
+            h.layout_version = LAYOUT_VERSION;
+            h.port = u32::from(port);
+            h.mailboxes = self.geometry.mailboxes;
+            h.worker_slots = self.geometry.worker_slots;
+            h.mailbox_size = self.geometry.mailbox_size as u64;
+            h.packet_size = self.geometry.packet_size as u64;
+            h.total_size = self.offsets.total as u64;
+            h.created_unix = unix_now();
+            h.supervisor_pid = AtomicI32::new(std::process::id() as i32);
+            copy_path(&mut h.pid_file, pid_file);
+            copy_path(&mut h.log_file, log_file);
+            AcceptLock::init(std::ptr::addr_of_mut!(h.accept_lock)).map_err(lock_init)?;
+            for i in 0..self.geometry.mailboxes as usize {
+                let slot = self.mailbox_slot_ptr(i);
+                FairRwLock::init(std::ptr::addr_of_mut!((*slot).lock)).map_err(lock_init)?;
+            }
+        }
+        self.header().magic.store(MAGIC, Ordering::Release);
+        Ok(())
+    }
+
+    /// Allocates every page of the segment now, so that a full /dev/shm is a
+    /// start-up error instead of a SIGBUS in a worker later.
+    pub fn reserve_memory(&self) -> Result<(), ShmError> {
+        use nix::fcntl::OFlag;
+        use nix::sys::stat::Mode;
+        let name = self.shmem.get_os_id().to_string();
+        let io_error = |e: nix::errno::Errno| ShmError::Io {
+            name: name.clone(),
+            source: io::Error::from_raw_os_error(e as i32),
+        };
+        let fd = nix::sys::mman::shm_open(name.as_str(), OFlag::O_RDWR, Mode::empty())
+            .map_err(io_error)?;
+        nix::fcntl::posix_fallocate(&fd, 0, self.offsets.total as libc::off_t).map_err(io_error)
+    }
+
+    /// Attaches to an existing segment and checks that it is a dipc one.
+    pub fn open(port: u16) -> Result<Segment, ShmError> {
+        let name = segment_name(port);
+        let shmem = ShmemConf::new()
+            .os_id(&name)
+            .open()
+            .map_err(|e| map_error(&name, e))?;
+        let not_dipc = || ShmError::NotDipc { name: name.clone() };
+        if shmem.len() < std::mem::size_of::<Header>() {
+            return Err(not_dipc());
+        }
+        // SAFETY: the mapping is at least a Header long (checked above) and
+        // page aligned; every bit pattern is a valid Header.
+        let header = unsafe { &*(shmem.as_ptr() as *const Header) };
+        if header.magic.load(Ordering::Acquire) != MAGIC || header.layout_version != LAYOUT_VERSION
+        {
+            return Err(not_dipc());
+        }
+        let geometry = Geometry {
+            mailboxes: header.mailboxes,
+            mailbox_size: usize::try_from(header.mailbox_size).map_err(|_| not_dipc())?,
+            packet_size: usize::try_from(header.packet_size).map_err(|_| not_dipc())?,
+            worker_slots: header.worker_slots,
+        };
+        let offsets = geometry.offsets().ok_or_else(not_dipc)?;
+        if offsets.total > shmem.len() || header.port != u32::from(port) {
+            return Err(not_dipc());
+        }
+        Ok(Segment {
+            shmem,
+            geometry,
+            offsets,
+        })
+    }
+
+    /// Removes a port's segment name; mappings stay valid until unmapped.
+    pub fn unlink(port: u16) -> Result<(), ShmError> {
+        let name = segment_name(port);
+        nix::sys::mman::shm_unlink(name.as_str()).map_err(|e| match e {
+            nix::errno::Errno::ENOENT => ShmError::NotFound { name },
+            nix::errno::Errno::EACCES | nix::errno::Errno::EPERM => {
+                ShmError::PermissionDenied { name }
+            }
+            e => ShmError::Io {
+                name,
+                source: io::Error::from_raw_os_error(e as i32),
+            },
+        })
+    }
+
+    /// After fork(), only the supervisor may own the segment: every other
+    /// process calls this so that its exit never unlinks it.
+    pub fn disown(&mut self) {
+        self.shmem.set_owner(false);
+    }
+
+    pub fn geometry(&self) -> Geometry {
+        self.geometry
+    }
+
+    pub fn info(&self) -> SegmentInfo {
+        let h = self.header();
+        SegmentInfo {
+            port: h.port as u16,
+            supervisor_pid: h.supervisor_pid.load(Ordering::Acquire),
+            pid_file: read_path(&h.pid_file),
+            log_file: read_path(&h.log_file),
+            geometry: self.geometry,
+            size: self.offsets.total,
+        }
+    }
+
+    /// Records the supervisor's pid (it changes when the daemon detaches).
+    pub fn set_supervisor_pid(&self, pid: i32) {
+        self.header().supervisor_pid.store(pid, Ordering::Release);
+    }
+
+    pub fn set_stopping(&self) {
+        self.header().stopping.store(1, Ordering::Release);
+    }
+
+    pub fn accept_lock(&self) -> &AcceptLock {
+        &self.header().accept_lock
+    }
+
+    /// The worker table, one slot per pool position.
+    pub fn worker_slots(&self) -> &[WorkerSlot] {
+        // SAFETY: `offsets.workers` is within the mapping, 64-byte aligned,
+        // followed by `worker_slots` slots (Geometry::offsets); all-zero bytes
+        // are a valid WorkerSlot and the fields are atomics.
+        unsafe {
+            std::slice::from_raw_parts(
+                self.shmem.as_ptr().add(self.offsets.workers) as *const WorkerSlot,
+                self.geometry.worker_slots as usize,
+            )
+        }
+    }
+
+    /// Mailbox `index` (0-based) or None when out of range.
+    pub fn mailbox(&self, index: usize) -> Option<Mailbox<'_>> {
+        if index >= self.geometry.mailboxes as usize {
+            return None;
+        }
+        // SAFETY: index < mailboxes, so the slot and its data area lie within
+        // the mapping (Geometry::offsets); the slot was initialised before the
+        // segment was published.
+        unsafe {
+            let slot = &*self.mailbox_slot_ptr(index);
+            let data = self
+                .shmem
+                .as_ptr()
+                .add(self.offsets.data + index * self.geometry.mailbox_size);
+            Some(Mailbox::new(
+                &slot.lock,
+                &slot.len,
+                &slot.version,
+                data,
+                self.geometry.mailbox_size,
+            ))
+        }
+    }
+
+    fn header(&self) -> &Header {
+        // SAFETY: every Segment maps at least a Header (checked in open,
+        // guaranteed by the geometry in create); the mapping is page aligned.
+        unsafe { &*(self.shmem.as_ptr() as *const Header) }
+    }
+
+    fn mailbox_slot_ptr(&self, index: usize) -> *mut MailboxSlot {
+        // SAFETY (of the arithmetic): callers pass index < mailboxes, which
+        // keeps the pointer inside the mailbox-slot table.
+        unsafe { (self.shmem.as_ptr().add(self.offsets.mailboxes) as *mut MailboxSlot).add(index) }
+    }
+}

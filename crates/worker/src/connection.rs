@@ -1,0 +1,126 @@
+//! The socket side of one connection: read, feed the session, write the
+//! replies. Blocking I/O with poll() for the line pause.
+
+use std::io::{self, Read};
+use std::net::TcpStream;
+use std::os::fd::AsFd;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use nix::errno::Errno;
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use nix::sys::socket::{send, MsgFlags};
+use std::os::fd::AsRawFd;
+
+use crate::session::{Flow, Session};
+
+/// How a connection ended.
+#[derive(Debug)]
+pub enum Ending {
+    /// `q`: Goodbye sent.
+    Goodbye,
+    /// The client closed its side.
+    ClientLeft,
+    /// The worker was told to stop.
+    Stopping,
+    /// The client vanished or the socket failed; the reason is for the log.
+    Broken(io::Error),
+}
+
+/// How often an idle connection looks at the stop flag.
+const IDLE_TICK: Duration = Duration::from_secs(1);
+
+/// Serves one client until it leaves, says `q`, or `stop` is raised.
+/// Replies go out in packet-sized writes; a reply that fits in a packet is one
+/// write.
+pub fn serve(
+    stream: &mut TcpStream,
+    session: &mut Session<'_>,
+    line_pause: Duration,
+    packet_size: usize,
+    stop: &AtomicBool,
+) -> Ending {
+    let mut input = vec![0u8; 64 * 1024];
+    let mut out = Vec::with_capacity(packet_size);
+    loop {
+        if stop.load(Ordering::Relaxed) {
+            return Ending::Stopping;
+        }
+        let timeout = if session.has_partial_line() {
+            line_pause
+        } else {
+            IDLE_TICK
+        };
+        match wait_readable(stream, timeout) {
+            Ok(true) => {}
+            Ok(false) => {
+                if session.has_partial_line() {
+                    let flow = session.on_pause(&mut out);
+                    if let Some(ending) = flush(stream, &mut out, packet_size, flow) {
+                        return ending;
+                    }
+                }
+                continue;
+            }
+            Err(Errno::EINTR) => continue,
+            Err(e) => return Ending::Broken(e.into()),
+        }
+        let n = match stream.read(&mut input) {
+            Ok(0) => {
+                session.on_eof(&mut out);
+                return flush(stream, &mut out, packet_size, Flow::Close)
+                    .map(|e| match e {
+                        Ending::Goodbye => Ending::ClientLeft,
+                        other => other,
+                    })
+                    .unwrap_or(Ending::ClientLeft);
+            }
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Ending::Broken(e),
+        };
+        let flow = session.feed(&input[..n], &mut out);
+        if let Some(ending) = flush(stream, &mut out, packet_size, flow) {
+            return ending;
+        }
+    }
+}
+
+fn wait_readable(stream: &TcpStream, timeout: Duration) -> Result<bool, Errno> {
+    let mut fds = [PollFd::new(stream.as_fd(), PollFlags::POLLIN)];
+    let ms = PollTimeout::try_from(timeout.as_millis().min(i32::MAX as u128) as i32)
+        .unwrap_or(PollTimeout::MAX);
+    Ok(poll(&mut fds, ms)? > 0)
+}
+
+/// Sends `out` (then clears it). Returns how the connection ends, if it does.
+fn flush(stream: &TcpStream, out: &mut Vec<u8>, packet_size: usize, flow: Flow) -> Option<Ending> {
+    let result = out
+        .chunks(packet_size.max(1))
+        .try_for_each(|piece| send_all(stream, piece));
+    out.clear();
+    match (result, flow) {
+        (Err(e), _) => Some(Ending::Broken(e)),
+        (Ok(()), Flow::Close) => Some(Ending::Goodbye),
+        (Ok(()), Flow::Continue) => None,
+    }
+}
+
+/// One send() for the whole piece unless the socket buffer is full.
+/// MSG_NOSIGNAL: a vanished client is an EPIPE error here, never a SIGPIPE.
+fn send_all(stream: &TcpStream, mut piece: &[u8]) -> io::Result<()> {
+    while !piece.is_empty() {
+        match send(stream.as_raw_fd(), piece, MsgFlags::MSG_NOSIGNAL) {
+            Ok(n) => piece = &piece[n..],
+            Err(Errno::EINTR) => continue,
+            Err(Errno::EAGAIN) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "client stopped reading (send timed out)",
+                ))
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,301 @@
+//! Parsing one request line into a [`Request`]. Pure: no I/O, no segment.
+
+/// A parsed request. Mailbox numbers are 0-based here; the wire is 1-based.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Request<'a> {
+    Read {
+        mailbox: usize,
+    },
+    /// `w <m> <text>`: the text is the rest of the line.
+    Write {
+        mailbox: usize,
+        text: &'a [u8],
+    },
+    /// `w <m>` alone: the next line is the data.
+    WriteNextLine {
+        mailbox: usize,
+    },
+    /// `wb <m> <len>`: exactly len bytes follow.
+    WriteBytes {
+        mailbox: usize,
+        len: usize,
+    },
+    /// `wb` with a length over the limit: that many bytes follow and are skipped.
+    SkipBytes {
+        len: usize,
+        error: String,
+    },
+    Quit,
+    Help,
+    Stat {
+        mailbox: Option<usize>,
+    },
+}
+
+/// What a request line is checked against.
+#[derive(Debug, Clone, Copy)]
+pub struct Bounds {
+    pub mailboxes: usize,
+    pub data_limit: usize,
+    /// Which limit `data_limit` is, for error messages ("packet" or "mailbox").
+    pub data_limit_name: &'static str,
+}
+
+impl Bounds {
+    pub fn too_much_data(&self, len: usize) -> String {
+        format!(
+            "data is {len} bytes, over the {}-byte {} size",
+            self.data_limit, self.data_limit_name
+        )
+    }
+}
+
+fn is_space(b: u8) -> bool {
+    b == b' ' || b == b'\t' || b == b'\r'
+}
+
+fn trim_start(s: &[u8]) -> &[u8] {
+    let n = s.iter().take_while(|&&b| is_space(b)).count();
+    &s[n..]
+}
+
+fn trim(s: &[u8]) -> &[u8] {
+    let s = trim_start(s);
+    let n = s.iter().rev().take_while(|&&b| is_space(b)).count();
+    &s[..s.len() - n]
+}
+
+/// Splits the first whitespace-delimited token off `s` (leading space skipped).
+fn token(s: &[u8]) -> (&[u8], &[u8]) {
+    let s = trim_start(s);
+    let n = s.iter().take_while(|&&b| !is_space(b)).count();
+    (&s[..n], &s[n..])
+}
+
+/// Shows user bytes in an error message: printable, and short.
+pub fn shown(bytes: &[u8]) -> String {
+    let mut s: String = String::from_utf8_lossy(&bytes[..bytes.len().min(24)])
+        .chars()
+        .map(|c| if c.is_control() { '?' } else { c })
+        .collect();
+    if bytes.len() > 24 {
+        s.push_str("...");
+    }
+    s
+}
+
+/// True when the line holds nothing but spaces, tabs and CRs.
+pub fn is_blank(line: &[u8]) -> bool {
+    trim(line).is_empty()
+}
+
+/// Parses a mailbox number, 1-based on the wire, into a 0-based index.
+fn mailbox(tok: &[u8], command: &str, bounds: &Bounds) -> Result<usize, String> {
+    let k = bounds.mailboxes;
+    if tok.is_empty() {
+        return Err(format!("{command} needs a mailbox number 1..{k}"));
+    }
+    if !tok.iter().all(u8::is_ascii_digit) {
+        return Err(format!(
+            "mailbox '{}' is not a number in 1..{k}",
+            shown(tok)
+        ));
+    }
+    let n = std::str::from_utf8(tok)
+        .ok()
+        .and_then(|s| s.parse::<u64>().ok())
+        .unwrap_or(u64::MAX);
+    if n == 0 || n > k as u64 {
+        let shown_n = if n == u64::MAX {
+            shown(tok)
+        } else {
+            n.to_string()
+        };
+        return Err(format!("mailbox {shown_n} is out of range 1..{k}"));
+    }
+    Ok(n as usize - 1)
+}
+
+/// The length of the `w <m> ` prefix of a write line, when the line starts
+/// like one (used to report the data size of an overlong write).
+pub fn write_prefix_len(head: &[u8]) -> Option<usize> {
+    let (cmd, rest) = split_command(head);
+    if !matches!(cmd.to_ascii_lowercase().as_slice(), b"w" | b"write") {
+        return None;
+    }
+    let (num, after) = token(rest);
+    if num.is_empty() || !num.iter().all(u8::is_ascii_digit) || after.is_empty() {
+        return None;
+    }
+    Some(head.len() - after.len() + 1)
+}
+
+/// The command word: the leading ASCII letters, so `r1` reads as `r 1`.
+fn split_command(line: &[u8]) -> (&[u8], &[u8]) {
+    let line = trim_start(line);
+    let n = line.iter().take_while(|b| b.is_ascii_alphabetic()).count();
+    if n == 0 {
+        token(line)
+    } else {
+        (&line[..n], &line[n..])
+    }
+}
+
+/// Parses one complete, non-blank request line (terminator already removed).
+pub fn parse<'a>(line: &'a [u8], bounds: &Bounds) -> Result<Request<'a>, String> {
+    let (cmd, rest) = split_command(line);
+    let cmd_lower = cmd.to_ascii_lowercase();
+    match cmd_lower.as_slice() {
+        b"r" | b"read" => {
+            let (tok, extra) = token(rest);
+            let mailbox = mailbox(tok, "r", bounds)?;
+            if !trim(extra).is_empty() {
+                return Err("r takes one mailbox number".into());
+            }
+            Ok(Request::Read { mailbox })
+        }
+        b"w" | b"write" => {
+            let (tok, after) = token(rest);
+            let mailbox = mailbox(tok, "w", bounds)?;
+            if trim(after).is_empty() {
+                return Ok(Request::WriteNextLine { mailbox });
+            }
+            // One separator, then the text exactly as sent (a trailing CR of
+            // CRLF was removed with the terminator).
+            let text = &after[1..];
+            if text.len() > bounds.data_limit {
+                return Err(bounds.too_much_data(text.len()));
+            }
+            Ok(Request::Write { mailbox, text })
+        }
+        b"wb" => {
+            let (tok, after) = token(rest);
+            let mailbox = mailbox(tok, "wb", bounds)?;
+            let (len_tok, extra) = token(after);
+            let limit = bounds.data_limit;
+            let len = std::str::from_utf8(len_tok)
+                .ok()
+                .filter(|s| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
+                .and_then(|s| s.parse::<usize>().ok());
+            let Some(len) = len.filter(|_| trim(extra).is_empty()) else {
+                return Err(format!("wb needs a byte length 0..{limit}"));
+            };
+            if len > limit {
+                return Ok(Request::SkipBytes {
+                    len,
+                    error: format!(
+                        "{}; the {len} bytes that follow are skipped",
+                        bounds.too_much_data(len)
+                    ),
+                });
+            }
+            Ok(Request::WriteBytes { mailbox, len })
+        }
+        b"q" | b"quit" | b"exit" => Ok(Request::Quit),
+        b"help" => Ok(Request::Help),
+        b"stat" => {
+            let (tok, extra) = token(rest);
+            if tok.is_empty() {
+                return Ok(Request::Stat { mailbox: None });
+            }
+            let mailbox = mailbox(tok, "stat", bounds)?;
+            if !trim(extra).is_empty() {
+                return Err("stat takes at most one mailbox number".into());
+            }
+            Ok(Request::Stat {
+                mailbox: Some(mailbox),
+            })
+        }
+        _ => Err(format!("unknown command '{}'; try help", shown(cmd))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const B: Bounds = Bounds {
+        mailboxes: 4,
+        data_limit: 2048,
+        data_limit_name: "packet",
+    };
+
+    #[test]
+    fn reads_and_writes() {
+        assert_eq!(parse(b"r 1", &B), Ok(Request::Read { mailbox: 0 }));
+        assert_eq!(parse(b"R4", &B), Ok(Request::Read { mailbox: 3 }));
+        assert_eq!(parse(b"  read   2  ", &B), Ok(Request::Read { mailbox: 1 }));
+        assert_eq!(
+            parse(b"w 2 hello  world ", &B),
+            Ok(Request::Write {
+                mailbox: 1,
+                text: b"hello  world "
+            })
+        );
+        assert_eq!(parse(b"w 2", &B), Ok(Request::WriteNextLine { mailbox: 1 }));
+        assert_eq!(
+            parse(b"w 2  ", &B),
+            Ok(Request::WriteNextLine { mailbox: 1 })
+        );
+        assert_eq!(
+            parse(b"wb 3 10", &B),
+            Ok(Request::WriteBytes {
+                mailbox: 2,
+                len: 10
+            })
+        );
+        assert_eq!(parse(b"q", &B), Ok(Request::Quit));
+        assert_eq!(parse(b"q 3", &B), Ok(Request::Quit));
+        assert_eq!(parse(b"stat", &B), Ok(Request::Stat { mailbox: None }));
+        assert_eq!(parse(b"stat 1", &B), Ok(Request::Stat { mailbox: Some(0) }));
+    }
+
+    #[test]
+    fn errors_name_the_range() {
+        assert_eq!(
+            parse(b"r 7", &B),
+            Err("mailbox 7 is out of range 1..4".into())
+        );
+        assert_eq!(
+            parse(b"r 0", &B),
+            Err("mailbox 0 is out of range 1..4".into())
+        );
+        assert_eq!(
+            parse(b"r abc", &B),
+            Err("mailbox 'abc' is not a number in 1..4".into())
+        );
+        assert_eq!(parse(b"r", &B), Err("r needs a mailbox number 1..4".into()));
+        assert_eq!(
+            parse(b"r 1 2", &B),
+            Err("r takes one mailbox number".into())
+        );
+        assert_eq!(
+            parse(b"r 99999999999999999999999", &B),
+            Err("mailbox 99999999999999999999999 is out of range 1..4".into())
+        );
+        assert_eq!(
+            parse(b"x 1", &B),
+            Err("unknown command 'x'; try help".into())
+        );
+        assert_eq!(
+            parse(b"wb 1 x", &B),
+            Err("wb needs a byte length 0..2048".into())
+        );
+        assert!(matches!(
+            parse(b"wb 1 3000", &B),
+            Ok(Request::SkipBytes { len: 3000, .. })
+        ));
+        let long = [b"w 1 ".as_slice(), &[b'a'; 3000]].concat();
+        assert_eq!(
+            parse(&long, &B),
+            Err("data is 3000 bytes, over the 2048-byte packet size".into())
+        );
+    }
+
+    #[test]
+    fn write_prefix() {
+        assert_eq!(write_prefix_len(b"w 1 abc"), Some(4));
+        assert_eq!(write_prefix_len(b"write 12 abc"), Some(9));
+        assert_eq!(write_prefix_len(b"r 1 abc"), None);
+    }
+}

@@ -1,0 +1,438 @@
+//! One connection's protocol state machine: it frames the byte stream into
+//! requests, executes them against the segment and appends the replies to an
+//! output buffer. It does no I/O, so every model of server can drive it and
+//! tests can feed it arbitrary splits of a stream.
+//!
+//! Framing: a line ends at LF or NUL (a trailing CR is dropped); the caller
+//! reports a pause in the input with [`Session::on_pause`], which completes a
+//! line that has no terminator. Blank lines get no reply; every other line
+//! gets exactly one.
+
+use std::time::Duration;
+
+use shmlib::{Deadline, LockError, Segment};
+
+use crate::request::{self, Bounds, Request};
+
+/// The daemon's settings a session needs.
+#[derive(Debug, Clone)]
+pub struct SessionConfig {
+    pub lock_timeout: Duration,
+    pub port: u16,
+    pub workers: u32,
+    pub supervisor_pid: i32,
+}
+
+/// Whether the connection goes on after the bytes just fed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flow {
+    Continue,
+    /// Send what is in the output buffer, then close.
+    Close,
+}
+
+/// Bytes of an overlong line kept to report what it was.
+const HEAD_KEPT: usize = 64;
+
+#[derive(Debug)]
+enum Mode {
+    /// Collecting a request line.
+    Command,
+    /// After `w <m>`: the next non-blank line is that mailbox's data.
+    AwaitData { mailbox: usize },
+    /// Discarding an overlong line up to its terminator; `line` keeps its head.
+    Skipping {
+        total: usize,
+        data_for: Option<usize>,
+    },
+    /// Collecting (or, with no mailbox, discarding) `remaining` raw bytes.
+    Bytes {
+        mailbox: Option<usize>,
+        remaining: usize,
+    },
+}
+
+pub struct Session<'s> {
+    segment: &'s Segment,
+    config: SessionConfig,
+    bounds: Bounds,
+    line_limit: usize,
+    line: Vec<u8>,
+    mode: Mode,
+    requests: u64,
+}
+
+const HELP: &str = "\
+r <m>            read mailbox m (1..k): OK <len> ..., then len bytes, then a newline
+w <m> <text>     write the rest of the line to mailbox m
+w <m>            two-step write: the next line is the data
+wb <m> <len>     write exactly len bytes (any bytes) that follow this line
+stat [<m>]       the daemon's geometry, or mailbox m's length and version
+q                Goodbye: close this connection (the server goes on)
+help             this text
+Lines end with LF, CRLF or NUL; a pause also ends a line. Errors: ERR <reason>.";
+
+impl<'s> Session<'s> {
+    pub fn new(segment: &'s Segment, config: SessionConfig) -> Session<'s> {
+        let geometry = segment.geometry();
+        let bounds = Bounds {
+            mailboxes: geometry.mailboxes as usize,
+            data_limit: geometry.data_limit(),
+            data_limit_name: if geometry.packet_size <= geometry.mailbox_size {
+                "packet"
+            } else {
+                "mailbox"
+            },
+        };
+        Session {
+            segment,
+            config,
+            bounds,
+            line_limit: bounds.data_limit + HEAD_KEPT,
+            line: Vec::new(),
+            mode: Mode::Command,
+            requests: 0,
+        }
+    }
+
+    /// Requests answered so far.
+    pub fn requests(&self) -> u64 {
+        self.requests
+    }
+
+    /// True when bytes wait for a terminator, so a pause would complete them.
+    pub fn has_partial_line(&self) -> bool {
+        match self.mode {
+            Mode::Command | Mode::AwaitData { .. } => !self.line.is_empty(),
+            Mode::Skipping { .. } => true,
+            Mode::Bytes { .. } => false,
+        }
+    }
+
+    /// Feeds bytes read from the client; replies are appended to `out`.
+    pub fn feed(&mut self, mut input: &[u8], out: &mut Vec<u8>) -> Flow {
+        while !input.is_empty() {
+            let flow = match self.mode {
+                Mode::Bytes { mailbox, remaining } => {
+                    let n = remaining.min(input.len());
+                    if mailbox.is_some() {
+                        self.line.extend_from_slice(&input[..n]);
+                    }
+                    input = &input[n..];
+                    self.mode = Mode::Bytes {
+                        mailbox,
+                        remaining: remaining - n,
+                    };
+                    if remaining == n {
+                        self.mode = Mode::Command;
+                        if let Some(m) = mailbox {
+                            let data = std::mem::take(&mut self.line);
+                            self.write(m, &data, out);
+                            self.line = data;
+                            self.line.clear();
+                        }
+                    }
+                    Flow::Continue
+                }
+                Mode::Skipping { total, data_for } => match find_terminator(input) {
+                    Some(pos) => {
+                        input = &input[pos + 1..];
+                        self.finish_skip(total + pos, data_for, out);
+                        Flow::Continue
+                    }
+                    None => {
+                        self.mode = Mode::Skipping {
+                            total: total + input.len(),
+                            data_for,
+                        };
+                        input = &[];
+                        Flow::Continue
+                    }
+                },
+                Mode::Command | Mode::AwaitData { .. } => {
+                    let end = find_terminator(input);
+                    let piece = &input[..end.unwrap_or(input.len())];
+                    if self.line.len() + piece.len() > self.line_limit {
+                        self.start_skip(piece);
+                        match end {
+                            Some(pos) => {
+                                input = &input[pos..];
+                                Flow::Continue
+                            }
+                            None => {
+                                input = &[];
+                                Flow::Continue
+                            }
+                        }
+                    } else {
+                        self.line.extend_from_slice(piece);
+                        match end {
+                            Some(pos) => {
+                                input = &input[pos + 1..];
+                                self.complete_line(out)
+                            }
+                            None => {
+                                input = &[];
+                                Flow::Continue
+                            }
+                        }
+                    }
+                }
+            };
+            if flow == Flow::Close {
+                return Flow::Close;
+            }
+        }
+        Flow::Continue
+    }
+
+    /// The client paused with bytes but no terminator: they are a line.
+    pub fn on_pause(&mut self, out: &mut Vec<u8>) -> Flow {
+        match self.mode {
+            Mode::Skipping { total, data_for } => {
+                self.finish_skip(total, data_for, out);
+                Flow::Continue
+            }
+            Mode::Command | Mode::AwaitData { .. } if !self.line.is_empty() => {
+                self.complete_line(out)
+            }
+            _ => Flow::Continue,
+        }
+    }
+
+    /// The client closed its sending side: a final unterminated line counts.
+    pub fn on_eof(&mut self, out: &mut Vec<u8>) {
+        let _ = self.on_pause(out);
+    }
+
+    fn start_skip(&mut self, piece: &[u8]) {
+        let data_for = match self.mode {
+            Mode::AwaitData { mailbox } => Some(mailbox),
+            _ => None,
+        };
+        let total = self.line.len() + piece.len();
+        if self.line.len() < HEAD_KEPT {
+            let more = (HEAD_KEPT - self.line.len()).min(piece.len());
+            self.line.extend_from_slice(&piece[..more]);
+        }
+        self.line.truncate(HEAD_KEPT);
+        self.mode = Mode::Skipping { total, data_for };
+    }
+
+    fn finish_skip(&mut self, total: usize, data_for: Option<usize>, out: &mut Vec<u8>) {
+        let total = total - usize::from(self.line.last() == Some(&b'\r')).min(total);
+        let message = if data_for.is_some() {
+            self.bounds.too_much_data(total)
+        } else if let Some(prefix) = request::write_prefix_len(&self.line) {
+            self.bounds.too_much_data(total.saturating_sub(prefix))
+        } else {
+            format!(
+                "line of {total} bytes is over the {}-byte line limit",
+                self.line_limit
+            )
+        };
+        self.line.clear();
+        self.mode = Mode::Command;
+        self.requests += 1;
+        error(out, &message);
+    }
+
+    fn complete_line(&mut self, out: &mut Vec<u8>) -> Flow {
+        let mut line = std::mem::take(&mut self.line);
+        if line.last() == Some(&b'\r') {
+            line.pop();
+        }
+        let flow = if request::is_blank(&line) {
+            Flow::Continue
+        } else {
+            self.requests += 1;
+            match self.mode {
+                Mode::AwaitData { mailbox } => {
+                    self.mode = Mode::Command;
+                    if line.len() > self.bounds.data_limit {
+                        error(out, &self.bounds.too_much_data(line.len()));
+                    } else {
+                        self.write(mailbox, &line, out);
+                    }
+                    Flow::Continue
+                }
+                _ => self.execute_line(&line, out),
+            }
+        };
+        line.clear();
+        self.line = line;
+        flow
+    }
+
+    fn execute_line(&mut self, line: &[u8], out: &mut Vec<u8>) -> Flow {
+        let request = match request::parse(line, &self.bounds) {
+            Ok(r) => r,
+            Err(message) => {
+                error(out, &message);
+                return Flow::Continue;
+            }
+        };
+        match request {
+            Request::Read { mailbox } => self.read(mailbox, out),
+            Request::Write { mailbox, text } => self.write(mailbox, text, out),
+            Request::WriteNextLine { mailbox } => {
+                self.mode = Mode::AwaitData { mailbox };
+                put(
+                    out,
+                    format_args!(
+                        "DATA send mailbox {}'s content as one line of at most {} bytes\n",
+                        mailbox + 1,
+                        self.bounds.data_limit
+                    ),
+                );
+            }
+            Request::WriteBytes { mailbox, len } => {
+                if len == 0 {
+                    self.write(mailbox, &[], out);
+                } else {
+                    self.mode = Mode::Bytes {
+                        mailbox: Some(mailbox),
+                        remaining: len,
+                    };
+                }
+            }
+            Request::SkipBytes {
+                len,
+                error: message,
+            } => {
+                error(out, &message);
+                self.mode = Mode::Bytes {
+                    mailbox: None,
+                    remaining: len,
+                };
+            }
+            Request::Quit => {
+                out.extend_from_slice(b"Goodbye");
+                return Flow::Close;
+            }
+            Request::Help => {
+                put(out, format_args!("OK {} bytes of help\n", HELP.len()));
+                out.extend_from_slice(HELP.as_bytes());
+                out.push(b'\n');
+            }
+            Request::Stat { mailbox: None } => {
+                let g = self.segment.geometry();
+                put(
+                    out,
+                    format_args!(
+                        "OK mailboxes={} mailbox_bytes={} packet_bytes={} workers={} port={} pid={}\n",
+                        g.mailboxes,
+                        g.mailbox_size,
+                        g.packet_size,
+                        self.config.workers,
+                        self.config.port,
+                        self.config.supervisor_pid
+                    ),
+                );
+            }
+            Request::Stat {
+                mailbox: Some(mailbox),
+            } => self.stat(mailbox, out),
+        }
+        Flow::Continue
+    }
+
+    fn deadline(&self) -> Deadline {
+        Deadline::after(self.config.lock_timeout)
+    }
+
+    fn read(&mut self, index: usize, out: &mut Vec<u8>) {
+        let segment = self.segment;
+        let Some(mailbox) = segment.mailbox(index) else {
+            return error(out, "mailbox vanished");
+        };
+        // Read straight into the output after a placeholder header, then put
+        // the real header in front: one copy of the content, not two.
+        let start = out.len();
+        match mailbox.read_into(&self.deadline(), out) {
+            Ok(read) => {
+                let header = format!(
+                    "OK {} bytes from mailbox {}, version {}\n",
+                    read.len,
+                    index + 1,
+                    read.version
+                );
+                out.splice(start..start, header.into_bytes());
+                out.push(b'\n');
+            }
+            Err(e) => {
+                out.truncate(start);
+                self.lock_error(index, e, out);
+            }
+        }
+    }
+
+    fn write(&mut self, index: usize, data: &[u8], out: &mut Vec<u8>) {
+        let segment = self.segment;
+        let Some(mailbox) = segment.mailbox(index) else {
+            return error(out, "mailbox vanished");
+        };
+        if data.len() > mailbox.capacity() {
+            return error(out, &self.bounds.too_much_data(data.len()));
+        }
+        match mailbox.write(&self.deadline(), data) {
+            Ok(version) => put(
+                out,
+                format_args!(
+                    "OK wrote {} bytes to mailbox {}, version {}\n",
+                    data.len(),
+                    index + 1,
+                    version
+                ),
+            ),
+            Err(e) => self.lock_error(index, e, out),
+        }
+    }
+
+    fn stat(&mut self, index: usize, out: &mut Vec<u8>) {
+        let segment = self.segment;
+        let Some(mailbox) = segment.mailbox(index) else {
+            return error(out, "mailbox vanished");
+        };
+        match mailbox.stat(&self.deadline()) {
+            Ok(s) => put(
+                out,
+                format_args!(
+                    "OK mailbox {}: {} bytes, version {}\n",
+                    index + 1,
+                    s.len,
+                    s.version
+                ),
+            ),
+            Err(e) => self.lock_error(index, e, out),
+        }
+    }
+
+    fn lock_error(&mut self, index: usize, e: LockError, out: &mut Vec<u8>) {
+        let message = match e {
+            LockError::TimedOut => format!(
+                "mailbox {} is busy: lock not granted within {} s",
+                index + 1,
+                self.config.lock_timeout.as_secs_f64()
+            ),
+            LockError::Os(errno) => format!("mailbox {}: lock failed: {errno}", index + 1),
+        };
+        log::warn!("{message}");
+        error(out, &message);
+    }
+}
+
+/// Appends one reply.
+fn put(out: &mut Vec<u8>, args: std::fmt::Arguments<'_>) {
+    use std::io::Write;
+    // Writing into a Vec cannot fail.
+    let _ = out.write_fmt(args);
+}
+
+fn error(out: &mut Vec<u8>, message: &str) {
+    put(out, format_args!("ERR {message}\n"));
+}
+
+fn find_terminator(bytes: &[u8]) -> Option<usize> {
+    bytes.iter().position(|&b| b == b'\n' || b == 0)
+}

@@ -325,6 +325,16 @@ impl Segment {
         }
     }
 
+    /// The lock of mailbox `index` (0-based), for tests and diagnostics.
+    pub fn mailbox_lock(&self, index: usize) -> Option<&FairRwLock> {
+        if index >= self.geometry.mailboxes as usize {
+            return None;
+        }
+        // SAFETY: index < mailboxes keeps the slot inside the table, and the
+        // slot was initialised before the segment was published.
+        Some(unsafe { &(*self.mailbox_slot_ptr(index)).lock })
+    }
+
     fn header(&self) -> &Header {
         // SAFETY: every Segment maps at least a Header (checked in open,
         // guaranteed by the geometry in create); the mapping is page aligned.

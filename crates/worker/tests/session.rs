@@ -1,0 +1,176 @@
+//! The session state machine against a real segment in /dev/shm: framing,
+//! every reply form, and arbitrary splits of the same stream.
+//!
+//! Segments here use ports below 1024 (one per test), which the end-to-end
+//! tests never pick, and are unlinked when the test's Segment drops.
+
+use std::time::Duration;
+
+use proptest::prelude::*;
+use shmlib::{Geometry, Segment};
+use worker::session::{Flow, Session};
+use worker::SessionConfig;
+
+fn segment(port: u16, mailboxes: u64, mailbox_kib: u64, packet_kib: u64) -> Segment {
+    let _ = Segment::unlink(port);
+    let g = Geometry::from_kib(mailboxes, mailbox_kib, packet_kib, 1).expect("geometry");
+    Segment::create(port, g, "", "").expect("create test segment")
+}
+
+fn config(port: u16) -> SessionConfig {
+    SessionConfig {
+        lock_timeout: Duration::from_secs(1),
+        port,
+        workers: 1,
+        supervisor_pid: 1,
+    }
+}
+
+/// Feeds `chunks` one after the other (each followed by nothing: no pause).
+fn run(session: &mut Session<'_>, chunks: &[&[u8]]) -> (Vec<u8>, Flow) {
+    let mut out = Vec::new();
+    let mut flow = Flow::Continue;
+    for c in chunks {
+        flow = session.feed(c, &mut out);
+        if flow == Flow::Close {
+            break;
+        }
+    }
+    (out, flow)
+}
+
+#[test]
+fn write_then_read_with_crlf() {
+    let seg = segment(901, 4, 8, 2);
+    let mut s = Session::new(&seg, config(901));
+    let (out, _) = run(&mut s, &[b"w 1 hello world\r\nr 1\r\n"]);
+    assert_eq!(
+        out,
+        b"OK wrote 11 bytes to mailbox 1, version 1\nOK 11 bytes from mailbox 1, version 1\nhello world\n"
+    );
+}
+
+#[test]
+fn unterminated_line_waits_for_the_pause() {
+    let seg = segment(902, 4, 8, 2);
+    let mut s = Session::new(&seg, config(902));
+    let (out, _) = run(&mut s, &[b"w 2 abc"]);
+    assert!(out.is_empty());
+    assert!(s.has_partial_line());
+    let mut out = Vec::new();
+    s.on_pause(&mut out);
+    assert_eq!(out, b"OK wrote 3 bytes to mailbox 2, version 1\n");
+    assert!(!s.has_partial_line());
+}
+
+#[test]
+fn nul_ends_a_line_and_blank_lines_get_no_reply() {
+    let seg = segment(903, 4, 8, 2);
+    let mut s = Session::new(&seg, config(903));
+    let (out, _) = run(&mut s, &[b"stat 1\0\n\r\n  \n\0"]);
+    assert_eq!(out, b"OK mailbox 1: 0 bytes, version 0\n");
+}
+
+#[test]
+fn two_step_write() {
+    let seg = segment(904, 4, 8, 2);
+    let mut s = Session::new(&seg, config(904));
+    let (out, _) = run(&mut s, &[b"w 3\n", b"\n", b"the data\n", b"r 3\n"]);
+    assert_eq!(
+        String::from_utf8_lossy(&out),
+        "DATA send mailbox 3's content as one line of at most 2048 bytes\n\
+         OK wrote 8 bytes to mailbox 3, version 1\n\
+         OK 8 bytes from mailbox 3, version 1\nthe data\n"
+    );
+}
+
+#[test]
+fn binary_write_round_trips_every_byte() {
+    let seg = segment(905, 2, 1, 1);
+    let mut s = Session::new(&seg, config(905));
+    let data: Vec<u8> = (0..=255u8).collect();
+    let mut input = b"wb 2 256\n".to_vec();
+    input.extend_from_slice(&data);
+    input.extend_from_slice(b"r 2\n");
+    let (out, _) = run(&mut s, &[&input]);
+    let mut want =
+        b"OK wrote 256 bytes to mailbox 2, version 1\nOK 256 bytes from mailbox 2, version 1\n"
+            .to_vec();
+    want.extend_from_slice(&data);
+    want.push(b'\n');
+    assert_eq!(out, want);
+}
+
+#[test]
+fn overlong_lines_are_skipped_and_the_stream_stays_in_step() {
+    let seg = segment(906, 4, 8, 2);
+    let mut s = Session::new(&seg, config(906));
+    let long_write = [b"w 1 ".as_slice(), &[b'x'; 5000], b"\n"].concat();
+    let long_junk = [[b'j'; 5000].as_slice(), b"\n"].concat();
+    let (out, _) = run(&mut s, &[&long_write, &long_junk, b"stat 1\n"]);
+    assert_eq!(
+        String::from_utf8_lossy(&out),
+        "ERR data is 5000 bytes, over the 2048-byte packet size\n\
+         ERR line of 5000 bytes is over the 2112-byte line limit\n\
+         OK mailbox 1: 0 bytes, version 0\n"
+    );
+}
+
+#[test]
+fn oversized_binary_write_skips_its_bytes() {
+    let seg = segment(907, 4, 8, 2);
+    let mut s = Session::new(&seg, config(907));
+    let input = [b"wb 1 3000\n".as_slice(), &[b'r'; 3000], b"stat 1\n"].concat();
+    let (out, _) = run(&mut s, &[&input]);
+    assert_eq!(
+        String::from_utf8_lossy(&out),
+        "ERR data is 3000 bytes, over the 2048-byte packet size; the 3000 bytes that follow are skipped\n\
+         OK mailbox 1: 0 bytes, version 0\n"
+    );
+}
+
+#[test]
+fn mailbox_smaller_than_packet_limits_the_data() {
+    let seg = segment(908, 1, 1, 4);
+    let mut s = Session::new(&seg, config(908));
+    let input = [b"w 1 ".as_slice(), &[b'a'; 1025], b"\n"].concat();
+    let (out, _) = run(&mut s, &[&input]);
+    assert_eq!(
+        out,
+        b"ERR data is 1025 bytes, over the 1024-byte mailbox size\n"
+    );
+}
+
+#[test]
+fn quit_says_goodbye_and_closes() {
+    let seg = segment(909, 4, 8, 2);
+    let mut s = Session::new(&seg, config(909));
+    let (out, flow) = run(&mut s, &[b"q 1\nr 1\n"]);
+    assert_eq!(out, b"Goodbye");
+    assert_eq!(flow, Flow::Close);
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    /// However the stream is split into reads, the replies are the same.
+    #[test]
+    fn any_split_gives_the_same_replies(cuts in proptest::collection::vec(0usize..200, 0..12)) {
+        let stream: &[u8] = b"w 1 alpha\r\nr 1\nwb 2 5\nab\ncdr 2\0w 3\nbeta\nstat 3\nzz\nr 9\n";
+        let seg = segment(910, 4, 8, 2);
+        let whole = run(&mut Session::new(&seg, config(910)), &[stream]).0;
+        let seg2 = segment(911, 4, 8, 2);
+        let mut s = Session::new(&seg2, config(911));
+        let mut points: Vec<usize> = cuts.into_iter().map(|c| c.min(stream.len())).collect();
+        points.sort_unstable();
+        let mut pieces = Vec::new();
+        let mut last = 0;
+        for p in points {
+            pieces.push(&stream[last..p]);
+            last = p;
+        }
+        pieces.push(&stream[last..]);
+        let split = run(&mut s, &pieces).0;
+        prop_assert_eq!(String::from_utf8_lossy(&split), String::from_utf8_lossy(&whole));
+    }
+}

@@ -1,12 +1,13 @@
 # make        build release binaries and place ./dipc and ./dipcrm here
 # make test   every test: unit, model and end-to-end (real daemon, sockets, /dev/shm)
 # make lint   rustfmt and clippy, warnings denied
+# make bench  throughput and latency of a real daemon (docs/prog3.md has the figures)
 # make clean  remove build output and the placed binaries
 
 CARGO ?= cargo
 BINARIES := dipc dipcrm
 
-.PHONY: all build test lint clean
+.PHONY: all build test lint clean bench
 
 all: build
 
@@ -25,3 +26,7 @@ lint:
 clean:
 	$(CARGO) clean
 	rm -f $(BINARIES)
+
+bench:
+	$(CARGO) build --release --workspace
+	$(CARGO) bench -p dipc --bench throughput

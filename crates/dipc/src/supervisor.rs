@@ -112,7 +112,7 @@ impl Supervisor {
             }
             if self.flags.terminate.swap(false, Ordering::SeqCst) && self.stopping_since.is_none() {
                 log::info!(
-                    "SIGTERM: stopping; requests in flight have {:.1} s",
+                    "SIGTERM or SIGINT: stopping; requests in flight have {:.1} s",
                     self.config.grace.as_secs_f64()
                 );
                 self.begin_shutdown();

@@ -60,8 +60,8 @@ impl WorkerSlot {
     pub fn set_state(&self, state: WorkerState) {
         self.state.store(state as u32, Ordering::Relaxed);
     }
-    pub fn count_request(&self) {
-        self.requests.fetch_add(1, Ordering::Relaxed);
+    pub fn count_requests(&self, n: u64) {
+        self.requests.fetch_add(n, Ordering::Relaxed);
     }
     pub fn requests(&self) -> u64 {
         self.requests.load(Ordering::Relaxed)

@@ -59,10 +59,8 @@ pub fn run_worker(ctx: &WorkerContext<'_>) {
             packet_size,
             ctx.stop,
         );
-        for _ in 0..session.requests() {
-            slot.count_request();
-        }
         let n = session.requests();
+        slot.count_requests(n);
         match ending {
             Ending::Goodbye => log::info!("client {peer} said goodbye after {n} requests"),
             Ending::ClientLeft => log::info!("client {peer} left after {n} requests"),

@@ -124,9 +124,9 @@ fn main() {
     // Every mailbox holds 100 bytes, as in the writes.
     let mut setup = TcpStream::connect(("127.0.0.1", daemon.port)).expect("connect");
     for m in 1..=8 {
-        write!(setup, "w {m} {}\n", "x".repeat(100)).expect("setup write");
+        writeln!(setup, "w {m} {}", "x".repeat(100)).expect("setup write");
     }
-    write!(setup, "q\n").expect("quit");
+    writeln!(setup, "q").expect("quit");
     let mut sink = Vec::new();
     let _ = setup.read_to_end(&mut sink);
 

@@ -44,6 +44,8 @@ enum Mode {
     Skipping {
         total: usize,
         data_for: Option<usize>,
+        /// The last byte skipped was a CR (of a CRLF terminator).
+        ends_with_cr: bool,
     },
     /// Collecting (or, with no mailbox, discarding) `remaining` raw bytes.
     Bytes {
@@ -134,16 +136,26 @@ impl<'s> Session<'s> {
                     }
                     Flow::Continue
                 }
-                Mode::Skipping { total, data_for } => match find_terminator(input) {
+                Mode::Skipping {
+                    total,
+                    data_for,
+                    ends_with_cr,
+                } => match find_terminator(input) {
                     Some(pos) => {
+                        let cr = if pos > 0 {
+                            input[pos - 1] == b'\r'
+                        } else {
+                            ends_with_cr
+                        };
                         input = &input[pos + 1..];
-                        self.finish_skip(total + pos, data_for, out);
+                        self.finish_skip(total + pos, data_for, cr, out);
                         Flow::Continue
                     }
                     None => {
                         self.mode = Mode::Skipping {
                             total: total + input.len(),
                             data_for,
+                            ends_with_cr: input.last() == Some(&b'\r'),
                         };
                         input = &[];
                         Flow::Continue
@@ -189,8 +201,12 @@ impl<'s> Session<'s> {
     /// The client paused with bytes but no terminator: they are a line.
     pub fn on_pause(&mut self, out: &mut Vec<u8>) -> Flow {
         match self.mode {
-            Mode::Skipping { total, data_for } => {
-                self.finish_skip(total, data_for, out);
+            Mode::Skipping {
+                total,
+                data_for,
+                ends_with_cr,
+            } => {
+                self.finish_skip(total, data_for, ends_with_cr, out);
                 Flow::Continue
             }
             Mode::Command | Mode::AwaitData { .. } if !self.line.is_empty() => {
@@ -216,11 +232,21 @@ impl<'s> Session<'s> {
             self.line.extend_from_slice(&piece[..more]);
         }
         self.line.truncate(HEAD_KEPT);
-        self.mode = Mode::Skipping { total, data_for };
+        self.mode = Mode::Skipping {
+            total,
+            data_for,
+            ends_with_cr: piece.last() == Some(&b'\r'),
+        };
     }
 
-    fn finish_skip(&mut self, total: usize, data_for: Option<usize>, out: &mut Vec<u8>) {
-        let total = total - usize::from(self.line.last() == Some(&b'\r')).min(total);
+    fn finish_skip(
+        &mut self,
+        total: usize,
+        data_for: Option<usize>,
+        ends_with_cr: bool,
+        out: &mut Vec<u8>,
+    ) {
+        let total = total.saturating_sub(usize::from(ends_with_cr));
         let message = if data_for.is_some() {
             self.bounds.too_much_data(total)
         } else if let Some(prefix) = request::write_prefix_len(&self.line) {

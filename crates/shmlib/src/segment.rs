@@ -4,6 +4,7 @@ use std::io;
 use std::sync::atomic::{AtomicI32, AtomicU32, AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use nix::errno::Errno;
 use shared_memory::{Shmem, ShmemConf, ShmemError};
 
 use crate::error::ShmError;
@@ -104,22 +105,24 @@ fn read_path(src: &[u8; PATH_BYTES]) -> String {
     String::from_utf8_lossy(&src[..end]).into_owned()
 }
 
+fn errno_error(name: String, errno: Errno) -> ShmError {
+    match errno {
+        Errno::ENOENT => ShmError::NotFound { name },
+        Errno::EEXIST => ShmError::AlreadyExists { name },
+        Errno::EACCES | Errno::EPERM => ShmError::PermissionDenied { name },
+        e => ShmError::Io {
+            name,
+            source: io::Error::from_raw_os_error(e as i32),
+        },
+    }
+}
+
 fn map_error(name: &str, err: ShmemError) -> ShmError {
     let name = name.to_string();
     match err {
         ShmemError::MappingIdExists => ShmError::AlreadyExists { name },
         ShmemError::MapCreateFailed(code) | ShmemError::MapOpenFailed(code) => {
-            match nix::errno::Errno::from_raw(code as i32) {
-                nix::errno::Errno::ENOENT => ShmError::NotFound { name },
-                nix::errno::Errno::EEXIST => ShmError::AlreadyExists { name },
-                nix::errno::Errno::EACCES | nix::errno::Errno::EPERM => {
-                    ShmError::PermissionDenied { name }
-                }
-                e => ShmError::Io {
-                    name,
-                    source: io::Error::from_raw_os_error(e as i32),
-                },
-            }
+            errno_error(name, Errno::from_raw(code as i32))
         }
         other => ShmError::Map {
             name,
@@ -194,7 +197,7 @@ impl Segment {
         use nix::fcntl::OFlag;
         use nix::sys::stat::Mode;
         let name = self.shmem.get_os_id().to_string();
-        let io_error = |e: nix::errno::Errno| ShmError::Io {
+        let io_error = |e: Errno| ShmError::Io {
             name: name.clone(),
             source: io::Error::from_raw_os_error(e as i32),
         };
@@ -241,16 +244,7 @@ impl Segment {
     /// Removes a port's segment name; mappings stay valid until unmapped.
     pub fn unlink(port: u16) -> Result<(), ShmError> {
         let name = segment_name(port);
-        nix::sys::mman::shm_unlink(name.as_str()).map_err(|e| match e {
-            nix::errno::Errno::ENOENT => ShmError::NotFound { name },
-            nix::errno::Errno::EACCES | nix::errno::Errno::EPERM => {
-                ShmError::PermissionDenied { name }
-            }
-            e => ShmError::Io {
-                name,
-                source: io::Error::from_raw_os_error(e as i32),
-            },
-        })
+        nix::sys::mman::shm_unlink(name.as_str()).map_err(|e| errno_error(name, e))
     }
 
     /// After fork(), only the supervisor may own the segment: every other

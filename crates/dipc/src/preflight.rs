@@ -33,10 +33,16 @@ pub fn check(config: &Config) -> Result<(TcpListener, Leftover), String> {
                         info.supervisor_pid
                     ))
                 }
-                Ownership::Dead | Ownership::Stranger(_) => Leftover::StaleSegment {
+                Ownership::Dead | Ownership::Recycled => Leftover::StaleSegment {
                     pid: Some(info.supervisor_pid),
                     size: info.size,
                 },
+                Ownership::Foreign(why) => {
+                    return Err(format!(
+                        "{} names a live process this user may not touch ({why}); not starting",
+                        segment_path(port)
+                    ))
+                }
             }
         }
         Err(ShmError::NotFound { .. }) => Leftover::Nothing,

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use daemonize::{Daemonize, Outcome};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
-use shmlib::{segment_path, Segment};
+use shmlib::{segment_path, DaemonRecord, Segment};
 
 use crate::cli::Config;
 use crate::preflight::Leftover;
@@ -38,6 +38,11 @@ fn serving_line(config: &Config, pid: u32) -> String {
     )
 }
 
+/// Prints a line on stdout; a closed stdout is no reason to fail or panic.
+fn say(line: &str) {
+    let _ = writeln!(std::io::stdout(), "{line}");
+}
+
 /// How the daemon tells the user's terminal that it serves, or why not.
 pub enum Readiness {
     /// Detached: through a pipe to the waiting original process.
@@ -53,7 +58,7 @@ impl Readiness {
             Readiness::Pipe(mut pipe) => {
                 let _ = writeln!(pipe, "READY {line}");
             }
-            Readiness::Terminal => println!("{line}"),
+            Readiness::Terminal => say(&line),
         }
     }
 
@@ -158,7 +163,7 @@ fn wait_until_ready(pipe: OwnedFd, config: &Config) -> ExitCode {
     let log = config.log_path.display();
     match message.lines().next() {
         Some(line) if line.starts_with("READY ") => {
-            println!("{}", &line["READY ".len()..]);
+            say(&line["READY ".len()..]);
             ExitCode::SUCCESS
         }
         Some(line) if line.starts_with("ERROR ") => {
@@ -209,7 +214,12 @@ fn run_daemon(
     };
     let pid_file = config.pid_file.display().to_string();
     let log_file = config.log_path.display().to_string();
-    let segment = match Segment::create(port, config.geometry, &pid_file, &log_file) {
+    let record = DaemonRecord {
+        pid_file: &pid_file,
+        log_file: &log_file,
+        grace: config.grace,
+    };
+    let segment = match Segment::create(port, config.geometry, &record) {
         Ok(s) => s,
         Err(e) => {
             readiness.failed(&e.to_string());

@@ -20,28 +20,35 @@ use shmlib::{segment_path, Segment, ShmError};
 struct Args {
     /// The port the daemon serves
     port: u64,
-    /// Seconds to wait after SIGTERM before SIGKILL
-    #[arg(long, default_value_t = 10.0, value_name = "SECS")]
-    grace: f64,
+    /// Seconds to wait after SIGTERM before SIGKILL (default: the daemon's
+    /// own --grace plus 5 s)
+    #[arg(long, value_name = "SECS")]
+    grace: Option<f64>,
 }
 
 /// What the port's segment and pid file say.
 struct Found {
     supervisor: Option<i32>,
+    /// The daemon's own shutdown grace period, when the header says.
+    grace: Option<Duration>,
     workers: Vec<i32>,
     pid_file: PathBuf,
     segment_exists: bool,
 }
 
+/// Reports one action on stdout; a closed stdout must not stop the cleanup.
 fn say(line: String) {
-    println!("dipcrm: {line}");
+    use std::io::Write;
+    let _ = writeln!(std::io::stdout(), "dipcrm: {line}");
 }
 
 fn find(port: u16) -> Result<Found, String> {
     let default_pid_file = PathBuf::from(format!("/tmp/dipc-{port}.pid"));
+    let mut grace = None;
     let (mut supervisor, workers, pid_file, segment_exists) = match Segment::open(port) {
         Ok(segment) => {
             let info = segment.info();
+            grace = Some(info.grace);
             let workers = segment
                 .worker_slots()
                 .iter()
@@ -66,6 +73,7 @@ fn find(port: u16) -> Result<Found, String> {
     }
     Ok(Found {
         supervisor,
+        grace,
         workers,
         pid_file,
         segment_exists,
@@ -99,14 +107,16 @@ fn run(args: Args) -> Result<ExitCode, String> {
         .ok()
         .filter(|&p| p != 0)
         .ok_or_else(|| format!("port must be 1..65535, got {}", args.port))?;
-    if !(args.grace > 0.0 && args.grace <= 3600.0) {
-        return Err(format!(
-            "grace must be more than 0 and at most 3600 seconds, got {}",
-            args.grace
-        ));
-    }
-    let grace = Duration::from_secs_f64(args.grace);
     let found = find(port)?;
+    let grace = match args.grace {
+        Some(secs) if secs > 0.0 && secs <= 3600.0 => Duration::from_secs_f64(secs),
+        Some(secs) => {
+            return Err(format!(
+                "grace must be more than 0 and at most 3600 seconds, got {secs}"
+            ))
+        }
+        None => found.grace.unwrap_or(Duration::from_secs(5)) + Duration::from_secs(5),
+    };
     let pid_file_exists = found.pid_file.exists();
     let mut did_something = false;
 
@@ -142,8 +152,14 @@ fn run(args: Args) -> Result<ExitCode, String> {
                     ));
                 }
             }
-            Ownership::Stranger(why) => {
-                say(format!("not signalling pid {pid}: {why}"));
+            Ownership::Recycled => {
+                say(format!(
+                    "pid {pid}, named by the daemon of port {port}, is now an unrelated process: \
+                     not signalling it; removing the daemon's leftovers"
+                ));
+            }
+            Ownership::Foreign(why) => {
+                return Err(format!("refusing to touch port {port}'s daemon: {why}"));
             }
         }
     }

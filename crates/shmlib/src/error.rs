@@ -2,12 +2,16 @@ use std::io;
 
 use thiserror::Error;
 
-/// Why a lock was not granted. Either way the lock's state is exactly as it
-/// was before the attempt.
+/// Why a mailbox operation did not happen. In every case the lock's state
+/// and the mailbox are exactly as they were before the attempt.
 #[derive(Debug, Error, Clone, Copy, PartialEq, Eq)]
 pub enum LockError {
     #[error("lock not granted within the timeout")]
     TimedOut,
+    #[error("lock wait cancelled: the process is stopping")]
+    Cancelled,
+    #[error("not enough memory for a copy of {0} bytes")]
+    OutOfMemory(usize),
     #[error("lock operation failed: {0}")]
     Os(nix::errno::Errno),
 }

@@ -172,6 +172,8 @@ pub(crate) struct Header {
     pub packet_size: u64,
     pub total_size: u64,
     pub created_unix: u64,
+    /// The supervisor's shutdown grace period (`--grace`), for dipcrm.
+    pub grace_ms: u64,
     pub supervisor_pid: std::sync::atomic::AtomicI32,
     pub stopping: std::sync::atomic::AtomicU32,
     pub pid_file: [u8; PATH_BYTES],

@@ -17,4 +17,6 @@ pub use error::{LockError, ShmError};
 pub use layout::{Geometry, GeometryError, Limits, LIMITS};
 pub use lock::{AcceptGuard, AcceptLock, Deadline, FairRwLock};
 pub use mailbox::{Mailbox, MailboxRead};
-pub use segment::{segment_name, segment_path, Segment, SegmentInfo, WorkerSlot, WorkerState};
+pub use segment::{
+    segment_name, segment_path, DaemonRecord, Segment, SegmentInfo, WorkerSlot, WorkerState,
+};

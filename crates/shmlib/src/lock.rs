@@ -6,7 +6,7 @@
 //! mutex, so a worker that dies holding it cannot wedge the pool.
 
 use std::cell::UnsafeCell;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::time::Duration;
 
 use nix::errno::Errno;
@@ -15,12 +15,31 @@ use nix::time::{clock_gettime, ClockId};
 use crate::error::LockError;
 
 /// An absolute point on CLOCK_REALTIME, the clock `sem_timedwait` and
-/// `pthread_mutex_timedlock` measure against.
+/// `pthread_mutex_timedlock` measure against, and optionally a flag that
+/// cancels the wait when a signal raises it (a worker told to stop).
 #[derive(Debug, Clone, Copy)]
-pub struct Deadline(libc::timespec);
+pub struct Deadline<'a> {
+    at: libc::timespec,
+    cancel: Option<&'a AtomicBool>,
+}
 
-impl Deadline {
-    pub fn after(timeout: Duration) -> Deadline {
+impl<'a> Deadline<'a> {
+    /// Also give up, with [`LockError::Cancelled`], once a signal has raised
+    /// `flag`.
+    pub fn or_when(self, flag: &'a AtomicBool) -> Deadline<'a> {
+        Deadline {
+            cancel: Some(flag),
+            ..self
+        }
+    }
+
+    fn cancelled(&self) -> bool {
+        self.cancel.is_some_and(|f| f.load(Ordering::Relaxed))
+    }
+}
+
+impl Deadline<'static> {
+    pub fn after(timeout: Duration) -> Deadline<'static> {
         let now = clock_gettime(ClockId::CLOCK_REALTIME)
             .map(|t| (t.tv_sec(), t.tv_nsec()))
             .unwrap_or((0, 0));
@@ -29,14 +48,19 @@ impl Deadline {
             .0
             .saturating_add(timeout.as_secs().min(i64::MAX as u64 / 2) as i64)
             .saturating_add((total_nsec / 1_000_000_000) as i64);
-        Deadline(libc::timespec {
-            tv_sec: secs,
-            tv_nsec: (total_nsec % 1_000_000_000) as _,
-        })
+        Deadline {
+            at: libc::timespec {
+                tv_sec: secs,
+                tv_nsec: (total_nsec % 1_000_000_000) as _,
+            },
+            cancel: None,
+        }
     }
+}
 
+impl Deadline<'_> {
     fn as_ptr(&self) -> *const libc::timespec {
-        &self.0
+        &self.at
     }
 }
 
@@ -55,7 +79,7 @@ impl Semaphore {
         Errno::result(rc).map(drop)
     }
 
-    fn wait_until(&self, deadline: &Deadline) -> Result<(), LockError> {
+    fn wait_until(&self, deadline: &Deadline<'_>) -> Result<(), LockError> {
         loop {
             // SAFETY: the semaphore was initialised by `init` before the segment
             // was published, and lives as long as the mapping `self` borrows.
@@ -64,6 +88,10 @@ impl Semaphore {
                 return Ok(());
             }
             match Errno::last() {
+                // A signal woke us: give up only if it asked us to stop. A
+                // free lock is still granted to a process that is stopping,
+                // so the request in hand can finish.
+                Errno::EINTR if deadline.cancelled() => return Err(LockError::Cancelled),
                 Errno::EINTR => continue,
                 Errno::ETIMEDOUT => return Err(LockError::TimedOut),
                 e => return Err(LockError::Os(e)),
@@ -74,8 +102,16 @@ impl Semaphore {
     /// Waits without a deadline: only for the few-instruction critical
     /// sections of the lock's own bookkeeping.
     fn wait(&self) {
-        // SAFETY: as in `wait_until`.
-        while unsafe { libc::sem_wait(self.0.get()) } != 0 {}
+        loop {
+            // SAFETY: as in `wait_until`.
+            if unsafe { libc::sem_wait(self.0.get()) } == 0 {
+                return;
+            }
+            let errno = Errno::last();
+            // Only EINTR can happen to an initialised semaphore; anything else
+            // means the segment is corrupt, and going on would corrupt more.
+            assert_eq!(errno, Errno::EINTR, "sem_wait failed on a mailbox lock");
+        }
     }
 
     fn post(&self) {
@@ -117,7 +153,7 @@ impl FairRwLock {
     }
 
     /// Joins the readers. On error nothing is held and nothing changed.
-    pub fn read(&self, deadline: &Deadline) -> Result<ReadGuard<'_>, LockError> {
+    pub fn read(&self, deadline: &Deadline<'_>) -> Result<ReadGuard<'_>, LockError> {
         self.turnstile.wait_until(deadline)?;
         if let Err(e) = self.count_mutex.wait_until(deadline) {
             self.turnstile.post();
@@ -138,7 +174,7 @@ impl FairRwLock {
     }
 
     /// Takes the lock alone. On error nothing is held and nothing changed.
-    pub fn write(&self, deadline: &Deadline) -> Result<WriteGuard<'_>, LockError> {
+    pub fn write(&self, deadline: &Deadline<'_>) -> Result<WriteGuard<'_>, LockError> {
         self.turnstile.wait_until(deadline)?;
         if let Err(e) = self.resource.wait_until(deadline) {
             self.turnstile.post();
@@ -214,7 +250,7 @@ impl AcceptLock {
     }
 
     /// Takes the accept lock, waiting until `deadline` at most.
-    pub fn lock(&self, deadline: &Deadline) -> Result<AcceptGuard<'_>, LockError> {
+    pub fn lock(&self, deadline: &Deadline<'_>) -> Result<AcceptGuard<'_>, LockError> {
         // SAFETY: the mutex was initialised by `init` before the segment was
         // published and lives as long as the mapping `self` borrows.
         let rc = unsafe { libc::pthread_mutex_timedlock(self.0.get(), deadline.as_ptr()) };

@@ -62,7 +62,7 @@ impl<'a> Mailbox<'a> {
     }
 
     /// Length and version only, under a read lock.
-    pub fn stat(&self, deadline: &Deadline) -> Result<MailboxRead, LockError> {
+    pub fn stat(&self, deadline: &Deadline<'_>) -> Result<MailboxRead, LockError> {
         let _guard = self.lock.read(deadline)?;
         Ok(MailboxRead {
             len: self.len.load(Ordering::Relaxed) as usize,
@@ -72,7 +72,7 @@ impl<'a> Mailbox<'a> {
 
     /// Replaces the content under the write lock; returns the new version.
     /// `content` must fit: callers check it against [`Mailbox::capacity`].
-    pub fn write(&self, deadline: &Deadline, content: &[u8]) -> Result<u64, LockError> {
+    pub fn write(&self, deadline: &Deadline<'_>, content: &[u8]) -> Result<u64, LockError> {
         assert!(
             content.len() <= self.capacity,
             "content larger than the mailbox"

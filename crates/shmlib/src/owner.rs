@@ -50,9 +50,12 @@ pub enum Ownership {
     /// Alive, ours, and mapping this port's segment: the daemon itself (or
     /// one of its workers).
     Daemon,
-    /// Alive but not a dipc process of ours serving this port (the pid was
-    /// recycled, or belongs to another user).
-    Stranger(String),
+    /// Alive, ours, but not mapping this port's segment: the pid was
+    /// recycled by an unrelated process, so the segment is stale.
+    Recycled,
+    /// Alive and not ours (or not inspectable): never signal it, never take
+    /// its segment.
+    Foreign(String),
 }
 
 /// Decides whether `pid` is a live dipc process of this user serving `port`.
@@ -63,7 +66,7 @@ pub fn ownership(pid: i32, port: u16) -> Ownership {
     let my_uid = nix::unistd::getuid().as_raw();
     match fs::metadata(format!("/proc/{pid}")) {
         Ok(meta) if meta.uid() != my_uid => {
-            return Ownership::Stranger(format!(
+            return Ownership::Foreign(format!(
                 "pid {pid} belongs to uid {}, not to this user (uid {my_uid})",
                 meta.uid()
             ))
@@ -74,8 +77,9 @@ pub fn ownership(pid: i32, port: u16) -> Ownership {
     let wanted = segment_path(port);
     match fs::read_to_string(format!("/proc/{pid}/maps")) {
         Ok(maps) if maps.lines().any(|l| maps_line_names(l, &wanted)) => Ownership::Daemon,
-        Ok(_) => Ownership::Stranger(format!("pid {pid} is alive but does not map {wanted}")),
-        Err(e) => Ownership::Stranger(format!("pid {pid}: cannot read its memory map: {e}")),
+        Ok(_) => Ownership::Recycled,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ownership::Dead,
+        Err(e) => Ownership::Foreign(format!("pid {pid}: cannot read its memory map: {e}")),
     }
 }
 
@@ -99,9 +103,9 @@ mod tests {
     }
 
     #[test]
-    fn a_process_without_the_segment_is_a_stranger() {
+    fn a_process_without_the_segment_is_a_recycled_pid() {
         let me = std::process::id() as i32;
-        assert!(matches!(ownership(me, 1), Ownership::Stranger(_)));
+        assert_eq!(ownership(me, 1), Ownership::Recycled);
     }
 
     #[test]

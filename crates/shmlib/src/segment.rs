@@ -2,7 +2,7 @@
 
 use std::io;
 use std::sync::atomic::{AtomicI32, AtomicU32, AtomicU64, Ordering};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use nix::errno::Errno;
 use shared_memory::{Shmem, ShmemConf, ShmemError};
@@ -69,11 +69,21 @@ impl WorkerSlot {
     }
 }
 
+/// What the daemon records about itself in the header, for dipcrm.
+#[derive(Debug, Clone, Copy)]
+pub struct DaemonRecord<'a> {
+    pub pid_file: &'a str,
+    pub log_file: &'a str,
+    /// How long an orderly shutdown may take.
+    pub grace: Duration,
+}
+
 /// What the header says about the daemon that made the segment.
 #[derive(Debug, Clone)]
 pub struct SegmentInfo {
     pub port: u16,
     pub supervisor_pid: i32,
+    pub grace: Duration,
     pub pid_file: String,
     pub log_file: String,
     pub geometry: Geometry,
@@ -137,8 +147,7 @@ impl Segment {
     pub fn create(
         port: u16,
         geometry: Geometry,
-        pid_file: &str,
-        log_file: &str,
+        daemon: &DaemonRecord<'_>,
     ) -> Result<Segment, ShmError> {
         let name = segment_name(port);
         let offsets = geometry.offsets().ok_or_else(|| ShmError::Map {
@@ -155,11 +164,11 @@ impl Segment {
             geometry,
             offsets,
         };
-        segment.initialise(port, pid_file, log_file)?;
+        segment.initialise(port, daemon)?;
         Ok(segment)
     }
 
-    fn initialise(&self, port: u16, pid_file: &str, log_file: &str) -> Result<(), ShmError> {
+    fn initialise(&self, port: u16, daemon: &DaemonRecord<'_>) -> Result<(), ShmError> {
         let lock_init = |source| ShmError::LockInit {
             name: segment_name(port),
             source,
@@ -179,8 +188,9 @@ impl Segment {
             h.total_size = self.offsets.total as u64;
             h.created_unix = unix_now();
             h.supervisor_pid = AtomicI32::new(std::process::id() as i32);
-            copy_path(&mut h.pid_file, pid_file);
-            copy_path(&mut h.log_file, log_file);
+            h.grace_ms = daemon.grace.as_millis().min(u64::MAX as u128) as u64;
+            copy_path(&mut h.pid_file, daemon.pid_file);
+            copy_path(&mut h.log_file, daemon.log_file);
             AcceptLock::init(std::ptr::addr_of_mut!(h.accept_lock)).map_err(lock_init)?;
             for i in 0..self.geometry.mailboxes as usize {
                 let slot = self.mailbox_slot_ptr(i);
@@ -262,6 +272,7 @@ impl Segment {
         SegmentInfo {
             port: h.port as u16,
             supervisor_pid: h.supervisor_pid.load(Ordering::Acquire),
+            grace: Duration::from_millis(h.grace_ms),
             pid_file: read_path(&h.pid_file),
             log_file: read_path(&h.log_file),
             geometry: self.geometry,

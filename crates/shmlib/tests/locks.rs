@@ -13,10 +13,19 @@ use shmlib::{Deadline, Geometry, LockError, Segment};
 fn create(port: u16, mailboxes: u64) -> Segment {
     let _ = Segment::unlink(port);
     let g = Geometry::from_kib(mailboxes, 4, 4, 2).expect("geometry");
-    Segment::create(port, g, "", "").expect("create test segment")
+    Segment::create(
+        port,
+        g,
+        &shmlib::DaemonRecord {
+            pid_file: "",
+            log_file: "",
+            grace: std::time::Duration::from_secs(1),
+        },
+    )
+    .expect("create test segment")
 }
 
-fn soon(ms: u64) -> Deadline {
+fn soon(ms: u64) -> Deadline<'static> {
     Deadline::after(Duration::from_millis(ms))
 }
 
@@ -148,4 +157,13 @@ fn the_accept_lock_survives_a_holder_that_dies() {
             assert!(!again.recovered);
         }
     }
+}
+
+#[test]
+fn a_free_lock_is_granted_even_to_a_stopping_process() {
+    static STOP: AtomicBool = AtomicBool::new(true);
+    let seg = create(806, 1);
+    let m = seg.mailbox(0).expect("mailbox");
+    let deadline = soon(1000).or_when(&STOP);
+    assert_eq!(m.write(&deadline, b"last words").expect("write"), 1);
 }

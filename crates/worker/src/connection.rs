@@ -56,7 +56,7 @@ pub fn serve(
             Ok(false) => {
                 if session.has_partial_line() {
                     let flow = session.on_pause(&mut out);
-                    if let Some(ending) = flush(stream, &mut out, packet_size, flow) {
+                    if let Some(ending) = flush(stream, &mut out, packet_size, flow, stop) {
                         return ending;
                     }
                 }
@@ -68,7 +68,7 @@ pub fn serve(
         let n = match stream.read(&mut input) {
             Ok(0) => {
                 session.on_eof(&mut out);
-                return flush(stream, &mut out, packet_size, Flow::Close)
+                return flush(stream, &mut out, packet_size, Flow::Close, stop)
                     .map(|e| match e {
                         Ending::Goodbye => Ending::ClientLeft,
                         other => other,
@@ -79,9 +79,13 @@ pub fn serve(
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) => return Ending::Broken(e),
         };
-        let flow = session.feed(&input[..n], &mut out);
-        if let Some(ending) = flush(stream, &mut out, packet_size, flow) {
-            return ending;
+        let mut fed = &input[..n];
+        while !fed.is_empty() {
+            let (used, flow) = session.feed_some(fed, &mut out);
+            fed = &fed[used..];
+            if let Some(ending) = flush(stream, &mut out, packet_size, flow, stop) {
+                return ending;
+            }
         }
     }
 }
@@ -94,10 +98,16 @@ fn wait_readable(stream: &TcpStream, timeout: Duration) -> Result<bool, Errno> {
 }
 
 /// Sends `out` (then clears it). Returns how the connection ends, if it does.
-fn flush(stream: &TcpStream, out: &mut Vec<u8>, packet_size: usize, flow: Flow) -> Option<Ending> {
+fn flush(
+    stream: &TcpStream,
+    out: &mut Vec<u8>,
+    packet_size: usize,
+    flow: Flow,
+    stop: &AtomicBool,
+) -> Option<Ending> {
     let result = out
         .chunks(packet_size.max(1))
-        .try_for_each(|piece| send_all(stream, piece));
+        .try_for_each(|piece| send_all(stream, piece, stop));
     out.clear();
     match (result, flow) {
         (Err(e), _) => Some(Ending::Broken(e)),
@@ -108,10 +118,17 @@ fn flush(stream: &TcpStream, out: &mut Vec<u8>, packet_size: usize, flow: Flow) 
 
 /// One send() for the whole piece unless the socket buffer is full.
 /// MSG_NOSIGNAL: a vanished client is an EPIPE error here, never a SIGPIPE.
-fn send_all(stream: &TcpStream, mut piece: &[u8]) -> io::Result<()> {
+/// A signal that raised `stop` ends the wait for a client that does not read.
+fn send_all(stream: &TcpStream, mut piece: &[u8], stop: &AtomicBool) -> io::Result<()> {
     while !piece.is_empty() {
         match send(stream.as_raw_fd(), piece, MsgFlags::MSG_NOSIGNAL) {
             Ok(n) => piece = &piece[n..],
+            Err(Errno::EINTR) if stop.load(Ordering::Relaxed) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::Interrupted,
+                    "stopping while the client was not reading",
+                ))
+            }
             Err(Errno::EINTR) => continue,
             Err(Errno::EAGAIN) => {
                 return Err(io::Error::new(

@@ -51,7 +51,7 @@ pub fn run_worker(ctx: &WorkerContext<'_>) {
             log::warn!("client {peer}: cannot set a send timeout: {e}");
         }
         let _ = stream.set_nodelay(true);
-        let mut session = Session::new(ctx.segment, ctx.session.clone());
+        let mut session = Session::new(ctx.segment, ctx.session.clone(), ctx.stop);
         let ending = connection::serve(
             &mut stream,
             &mut session,
@@ -74,8 +74,8 @@ pub fn run_worker(ctx: &WorkerContext<'_>) {
 fn accept_one(ctx: &WorkerContext<'_>) -> Option<(std::net::TcpStream, std::net::SocketAddr)> {
     let guard = match ctx.segment.accept_lock().lock(&Deadline::after(TICK)) {
         Ok(guard) => guard,
-        Err(LockError::TimedOut) => return None,
-        Err(LockError::Os(e)) => {
+        Err(LockError::TimedOut | LockError::Cancelled) => return None,
+        Err(e) => {
             log::error!("accept lock failed: {e}");
             std::thread::sleep(TICK);
             return None;

@@ -20,9 +20,15 @@ pub enum Request<'a> {
         mailbox: usize,
         len: usize,
     },
-    /// `wb` with a length over the limit: that many bytes follow and are skipped.
+    /// A refused `wb` whose length was given: that many bytes follow and are
+    /// skipped, so they never run as requests.
     SkipBytes {
         len: usize,
+        error: String,
+    },
+    /// A `wb` length too large to skip: the stream cannot be kept in step,
+    /// so the connection is closed after the error.
+    Abandon {
         error: String,
     },
     Quit,
@@ -141,6 +147,52 @@ fn split_command(line: &[u8]) -> (&[u8], &[u8]) {
     }
 }
 
+/// The largest refused `wb` payload that is skipped to keep the stream in
+/// step; beyond it the connection is closed instead.
+pub const MAX_SKIP: u64 = 1 << 30;
+
+/// `wb <m> <len>`. Once a length is given, the client will send that many
+/// bytes whatever the reply: every refusal then skips them.
+fn parse_write_bytes<'a>(rest: &'a [u8], bounds: &Bounds) -> Result<Request<'a>, String> {
+    let (tok, after) = token(rest);
+    let (len_tok, extra) = token(after);
+    let limit = bounds.data_limit;
+    if len_tok.is_empty() || !len_tok.iter().all(u8::is_ascii_digit) {
+        mailbox(tok, "wb", bounds)?;
+        return Err(format!("wb needs a byte length 0..{limit}"));
+    }
+    let len = std::str::from_utf8(len_tok)
+        .ok()
+        .and_then(|s| s.parse::<u64>().ok())
+        .filter(|&l| l <= MAX_SKIP);
+    let Some(len) = len else {
+        return Ok(Request::Abandon {
+            error: format!(
+                "wb length {} is over {MAX_SKIP}; closing the connection",
+                shown(len_tok)
+            ),
+        });
+    };
+    let len = len as usize;
+    let checked = mailbox(tok, "wb", bounds).and_then(|m| {
+        if !trim(extra).is_empty() {
+            Err("wb takes a mailbox number and a byte length".to_string())
+        } else if len > limit {
+            Err(bounds.too_much_data(len))
+        } else {
+            Ok(m)
+        }
+    });
+    match checked {
+        Ok(mailbox) => Ok(Request::WriteBytes { mailbox, len }),
+        Err(error) if len == 0 => Err(error),
+        Err(error) => Ok(Request::SkipBytes {
+            len,
+            error: format!("{error}; the {len} bytes that follow are skipped"),
+        }),
+    }
+}
+
 /// Parses one complete, non-blank request line (terminator already removed).
 pub fn parse<'a>(line: &'a [u8], bounds: &Bounds) -> Result<Request<'a>, String> {
     let (cmd, rest) = split_command(line);
@@ -157,40 +209,18 @@ pub fn parse<'a>(line: &'a [u8], bounds: &Bounds) -> Result<Request<'a>, String>
         b"w" | b"write" => {
             let (tok, after) = token(rest);
             let mailbox = mailbox(tok, "w", bounds)?;
-            if trim(after).is_empty() {
+            if after.is_empty() {
                 return Ok(Request::WriteNextLine { mailbox });
             }
-            // One separator, then the text exactly as sent (a trailing CR of
-            // CRLF was removed with the terminator).
+            // One separator, then the text exactly as sent, spaces included (a
+            // trailing CR of CRLF was removed with the terminator).
             let text = &after[1..];
             if text.len() > bounds.data_limit {
                 return Err(bounds.too_much_data(text.len()));
             }
             Ok(Request::Write { mailbox, text })
         }
-        b"wb" => {
-            let (tok, after) = token(rest);
-            let mailbox = mailbox(tok, "wb", bounds)?;
-            let (len_tok, extra) = token(after);
-            let limit = bounds.data_limit;
-            let len = std::str::from_utf8(len_tok)
-                .ok()
-                .filter(|s| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
-                .and_then(|s| s.parse::<usize>().ok());
-            let Some(len) = len.filter(|_| trim(extra).is_empty()) else {
-                return Err(format!("wb needs a byte length 0..{limit}"));
-            };
-            if len > limit {
-                return Ok(Request::SkipBytes {
-                    len,
-                    error: format!(
-                        "{}; the {len} bytes that follow are skipped",
-                        bounds.too_much_data(len)
-                    ),
-                });
-            }
-            Ok(Request::WriteBytes { mailbox, len })
-        }
+        b"wb" => parse_write_bytes(rest, bounds),
         b"q" | b"quit" | b"exit" => Ok(Request::Quit),
         b"help" => Ok(Request::Help),
         b"stat" => {
@@ -235,7 +265,10 @@ mod tests {
         assert_eq!(parse(b"w 2", &B), Ok(Request::WriteNextLine { mailbox: 1 }));
         assert_eq!(
             parse(b"w 2  ", &B),
-            Ok(Request::WriteNextLine { mailbox: 1 })
+            Ok(Request::Write {
+                mailbox: 1,
+                text: b" "
+            })
         );
         assert_eq!(
             parse(b"wb 3 10", &B),
@@ -284,6 +317,23 @@ mod tests {
         assert!(matches!(
             parse(b"wb 1 3000", &B),
             Ok(Request::SkipBytes { len: 3000, .. })
+        ));
+        // Any refusal of a wb with a length skips the payload.
+        assert!(matches!(
+            parse(b"wb 9 12", &B),
+            Ok(Request::SkipBytes { len: 12, .. })
+        ));
+        assert!(matches!(
+            parse(b"wb 1 5 x", &B),
+            Ok(Request::SkipBytes { len: 5, .. })
+        ));
+        assert!(matches!(
+            parse(b"wb 1 9223372036854775808", &B),
+            Ok(Request::Abandon { .. })
+        ));
+        assert!(matches!(
+            parse(b"wb 1 99999999999999999999999", &B),
+            Ok(Request::Abandon { .. })
         ));
         let long = [b"w 1 ".as_slice(), &[b'a'; 3000]].concat();
         assert_eq!(

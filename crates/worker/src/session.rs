@@ -8,6 +8,7 @@
 //! line that has no terminator. Blank lines get no reply; every other line
 //! gets exactly one.
 
+use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use shmlib::{Deadline, LockError, Segment};
@@ -34,6 +35,9 @@ pub enum Flow {
 /// Bytes of an overlong line kept to report what it was.
 const HEAD_KEPT: usize = 64;
 
+/// Replies buffered before [`Session::feed_some`] stops to let them be sent.
+pub const OUT_HIGH_WATER: usize = 64 * 1024;
+
 #[derive(Debug)]
 enum Mode {
     /// Collecting a request line.
@@ -56,6 +60,8 @@ enum Mode {
 
 pub struct Session<'s> {
     segment: &'s Segment,
+    /// Raised when the worker must stop: cancels lock waits.
+    stop: &'s AtomicBool,
     config: SessionConfig,
     bounds: Bounds,
     line_limit: usize,
@@ -75,7 +81,7 @@ help             this text
 Lines end with LF, CRLF or NUL; a pause also ends a line. Errors: ERR <reason>.";
 
 impl<'s> Session<'s> {
-    pub fn new(segment: &'s Segment, config: SessionConfig) -> Session<'s> {
+    pub fn new(segment: &'s Segment, config: SessionConfig, stop: &'s AtomicBool) -> Session<'s> {
         let geometry = segment.geometry();
         let bounds = Bounds {
             mailboxes: geometry.mailboxes as usize,
@@ -88,6 +94,7 @@ impl<'s> Session<'s> {
         };
         Session {
             segment,
+            stop,
             config,
             bounds,
             line_limit: bounds.data_limit + HEAD_KEPT,
@@ -111,8 +118,25 @@ impl<'s> Session<'s> {
         }
     }
 
-    /// Feeds bytes read from the client; replies are appended to `out`.
+    /// Feeds all of `input`; replies are appended to `out`.
     pub fn feed(&mut self, mut input: &[u8], out: &mut Vec<u8>) -> Flow {
+        loop {
+            let (used, flow) = self.feed_some(input, out);
+            input = &input[used..];
+            if flow == Flow::Close || input.is_empty() {
+                return flow;
+            }
+        }
+    }
+
+    /// Feeds `input` until it is used up or `out` holds [`OUT_HIGH_WATER`]
+    /// bytes of replies, whichever comes first, and says how many bytes it
+    /// used. The caller sends `out` before feeding the rest, so a client
+    /// that pipelines many reads without reading replies costs at most that
+    /// much memory plus one reply.
+    pub fn feed_some(&mut self, input: &[u8], out: &mut Vec<u8>) -> (usize, Flow) {
+        let given = input.len();
+        let mut input = input;
         while !input.is_empty() {
             let flow = match self.mode {
                 Mode::Bytes { mailbox, remaining } => {
@@ -164,7 +188,8 @@ impl<'s> Session<'s> {
                 Mode::Command | Mode::AwaitData { .. } => {
                     let end = find_terminator(input);
                     let piece = &input[..end.unwrap_or(input.len())];
-                    if self.line.len() + piece.len() > self.line_limit {
+                    // One byte of room past the limit for the CR of a CRLF.
+                    if self.line.len() + piece.len() > self.line_limit + 1 {
                         self.start_skip(piece);
                         match end {
                             Some(pos) => {
@@ -192,10 +217,13 @@ impl<'s> Session<'s> {
                 }
             };
             if flow == Flow::Close {
-                return Flow::Close;
+                return (given - input.len(), Flow::Close);
+            }
+            if out.len() >= OUT_HIGH_WATER {
+                break;
             }
         }
-        Flow::Continue
+        (given - input.len(), Flow::Continue)
     }
 
     /// The client paused with bytes but no terminator: they are a line.
@@ -247,20 +275,25 @@ impl<'s> Session<'s> {
         out: &mut Vec<u8>,
     ) {
         let total = total.saturating_sub(usize::from(ends_with_cr));
-        let message = if data_for.is_some() {
+        let message = self.overlong(&self.line, total, data_for);
+        self.line.clear();
+        self.mode = Mode::Command;
+        self.requests += 1;
+        error(out, &message);
+    }
+
+    /// The refusal of a line of `total` bytes that starts with `head`.
+    fn overlong(&self, head: &[u8], total: usize, data_for: Option<usize>) -> String {
+        if data_for.is_some() {
             self.bounds.too_much_data(total)
-        } else if let Some(prefix) = request::write_prefix_len(&self.line) {
+        } else if let Some(prefix) = request::write_prefix_len(head) {
             self.bounds.too_much_data(total.saturating_sub(prefix))
         } else {
             format!(
                 "line of {total} bytes is over the {}-byte line limit",
                 self.line_limit
             )
-        };
-        self.line.clear();
-        self.mode = Mode::Command;
-        self.requests += 1;
-        error(out, &message);
+        }
     }
 
     fn complete_line(&mut self, out: &mut Vec<u8>) -> Flow {
@@ -268,7 +301,17 @@ impl<'s> Session<'s> {
         if line.last() == Some(&b'\r') {
             line.pop();
         }
+        let data_for = match self.mode {
+            Mode::AwaitData { mailbox } => Some(mailbox),
+            _ => None,
+        };
         let flow = if request::is_blank(&line) {
+            Flow::Continue
+        } else if line.len() > self.line_limit {
+            // Within the buffer's one byte of room for a CR, but no CR came.
+            self.requests += 1;
+            self.mode = Mode::Command;
+            error(out, &self.overlong(&line, line.len(), data_for));
             Flow::Continue
         } else {
             self.requests += 1;
@@ -332,6 +375,10 @@ impl<'s> Session<'s> {
                     remaining: len,
                 };
             }
+            Request::Abandon { error: message } => {
+                error(out, &message);
+                return Flow::Close;
+            }
             Request::Quit => {
                 out.extend_from_slice(b"Goodbye");
                 return Flow::Close;
@@ -363,8 +410,8 @@ impl<'s> Session<'s> {
         Flow::Continue
     }
 
-    fn deadline(&self) -> Deadline {
-        Deadline::after(self.config.lock_timeout)
+    fn deadline(&self) -> Deadline<'s> {
+        Deadline::after(self.config.lock_timeout).or_when(self.stop)
     }
 
     fn read(&mut self, index: usize, out: &mut Vec<u8>) {
@@ -441,6 +488,12 @@ impl<'s> Session<'s> {
                 index + 1,
                 self.config.lock_timeout.as_secs_f64()
             ),
+            LockError::Cancelled => {
+                format!("mailbox {}: not served, the server is stopping", index + 1)
+            }
+            LockError::OutOfMemory(n) => {
+                format!("mailbox {}: no memory for a {n}-byte reply", index + 1)
+            }
             LockError::Os(errno) => format!("mailbox {}: lock failed: {errno}", index + 1),
         };
         log::warn!("{message}");

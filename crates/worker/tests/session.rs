@@ -6,6 +6,8 @@
 
 use std::time::Duration;
 
+use std::sync::atomic::AtomicBool;
+
 use proptest::prelude::*;
 use shmlib::{Geometry, Segment};
 use worker::session::{Flow, Session};
@@ -14,8 +16,19 @@ use worker::SessionConfig;
 fn segment(port: u16, mailboxes: u64, mailbox_kib: u64, packet_kib: u64) -> Segment {
     let _ = Segment::unlink(port);
     let g = Geometry::from_kib(mailboxes, mailbox_kib, packet_kib, 1).expect("geometry");
-    Segment::create(port, g, "", "").expect("create test segment")
+    Segment::create(
+        port,
+        g,
+        &shmlib::DaemonRecord {
+            pid_file: "",
+            log_file: "",
+            grace: std::time::Duration::from_secs(1),
+        },
+    )
+    .expect("create test segment")
 }
+
+static NO_STOP: AtomicBool = AtomicBool::new(false);
 
 fn config(port: u16) -> SessionConfig {
     SessionConfig {
@@ -42,7 +55,7 @@ fn run(session: &mut Session<'_>, chunks: &[&[u8]]) -> (Vec<u8>, Flow) {
 #[test]
 fn write_then_read_with_crlf() {
     let seg = segment(901, 4, 8, 2);
-    let mut s = Session::new(&seg, config(901));
+    let mut s = Session::new(&seg, config(901), &NO_STOP);
     let (out, _) = run(&mut s, &[b"w 1 hello world\r\nr 1\r\n"]);
     assert_eq!(
         out,
@@ -53,7 +66,7 @@ fn write_then_read_with_crlf() {
 #[test]
 fn unterminated_line_waits_for_the_pause() {
     let seg = segment(902, 4, 8, 2);
-    let mut s = Session::new(&seg, config(902));
+    let mut s = Session::new(&seg, config(902), &NO_STOP);
     let (out, _) = run(&mut s, &[b"w 2 abc"]);
     assert!(out.is_empty());
     assert!(s.has_partial_line());
@@ -66,7 +79,7 @@ fn unterminated_line_waits_for_the_pause() {
 #[test]
 fn nul_ends_a_line_and_blank_lines_get_no_reply() {
     let seg = segment(903, 4, 8, 2);
-    let mut s = Session::new(&seg, config(903));
+    let mut s = Session::new(&seg, config(903), &NO_STOP);
     let (out, _) = run(&mut s, &[b"stat 1\0\n\r\n  \n\0"]);
     assert_eq!(out, b"OK mailbox 1: 0 bytes, version 0\n");
 }
@@ -74,7 +87,7 @@ fn nul_ends_a_line_and_blank_lines_get_no_reply() {
 #[test]
 fn two_step_write() {
     let seg = segment(904, 4, 8, 2);
-    let mut s = Session::new(&seg, config(904));
+    let mut s = Session::new(&seg, config(904), &NO_STOP);
     let (out, _) = run(&mut s, &[b"w 3\n", b"\n", b"the data\n", b"r 3\n"]);
     assert_eq!(
         String::from_utf8_lossy(&out),
@@ -87,7 +100,7 @@ fn two_step_write() {
 #[test]
 fn binary_write_round_trips_every_byte() {
     let seg = segment(905, 2, 1, 1);
-    let mut s = Session::new(&seg, config(905));
+    let mut s = Session::new(&seg, config(905), &NO_STOP);
     let data: Vec<u8> = (0..=255u8).collect();
     let mut input = b"wb 2 256\n".to_vec();
     input.extend_from_slice(&data);
@@ -104,7 +117,7 @@ fn binary_write_round_trips_every_byte() {
 #[test]
 fn overlong_lines_are_skipped_and_the_stream_stays_in_step() {
     let seg = segment(906, 4, 8, 2);
-    let mut s = Session::new(&seg, config(906));
+    let mut s = Session::new(&seg, config(906), &NO_STOP);
     let long_write = [b"w 1 ".as_slice(), &[b'x'; 5000], b"\n"].concat();
     let long_junk = [[b'j'; 5000].as_slice(), b"\r\n"].concat();
     let (out, _) = run(&mut s, &[&long_write, &long_junk, b"stat 1\n"]);
@@ -119,7 +132,7 @@ fn overlong_lines_are_skipped_and_the_stream_stays_in_step() {
 #[test]
 fn oversized_binary_write_skips_its_bytes() {
     let seg = segment(907, 4, 8, 2);
-    let mut s = Session::new(&seg, config(907));
+    let mut s = Session::new(&seg, config(907), &NO_STOP);
     let input = [b"wb 1 3000\n".as_slice(), &[b'r'; 3000], b"stat 1\n"].concat();
     let (out, _) = run(&mut s, &[&input]);
     assert_eq!(
@@ -132,7 +145,7 @@ fn oversized_binary_write_skips_its_bytes() {
 #[test]
 fn mailbox_smaller_than_packet_limits_the_data() {
     let seg = segment(908, 1, 1, 4);
-    let mut s = Session::new(&seg, config(908));
+    let mut s = Session::new(&seg, config(908), &NO_STOP);
     let input = [b"w 1 ".as_slice(), &[b'a'; 1025], b"\n"].concat();
     let (out, _) = run(&mut s, &[&input]);
     assert_eq!(
@@ -144,7 +157,7 @@ fn mailbox_smaller_than_packet_limits_the_data() {
 #[test]
 fn quit_says_goodbye_and_closes() {
     let seg = segment(909, 4, 8, 2);
-    let mut s = Session::new(&seg, config(909));
+    let mut s = Session::new(&seg, config(909), &NO_STOP);
     let (out, flow) = run(&mut s, &[b"q 1\nr 1\n"]);
     assert_eq!(out, b"Goodbye");
     assert_eq!(flow, Flow::Close);
@@ -166,9 +179,9 @@ proptest! {
         .concat();
         let stream = stream.as_slice();
         let seg = segment(910, 4, 8, 2);
-        let whole = run(&mut Session::new(&seg, config(910)), &[stream]).0;
+        let whole = run(&mut Session::new(&seg, config(910), &NO_STOP), &[stream]).0;
         let seg2 = segment(911, 4, 8, 2);
-        let mut s = Session::new(&seg2, config(911));
+        let mut s = Session::new(&seg2, config(911), &NO_STOP);
         let mut points: Vec<usize> = cuts.into_iter().map(|c| c.min(stream.len())).collect();
         points.sort_unstable();
         let mut pieces = Vec::new();
@@ -181,4 +194,96 @@ proptest! {
         let split = run(&mut s, &pieces).0;
         prop_assert_eq!(String::from_utf8_lossy(&split), String::from_utf8_lossy(&whole));
     }
+}
+
+#[test]
+fn a_refused_binary_write_skips_its_payload_whatever_the_reason() {
+    let seg = segment(912, 4, 8, 2);
+    let mut s = Session::new(&seg, config(912), &NO_STOP);
+    let (out, _) = run(
+        &mut s,
+        &[b"wb 9 12\nw 1 pwned!!\nwb 1 5 x\nw 2 5\nstat 1\nstat 2\n"],
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out),
+        "ERR mailbox 9 is out of range 1..4; the 12 bytes that follow are skipped\n\
+         ERR wb takes a mailbox number and a byte length; the 5 bytes that follow are skipped\n\
+         OK mailbox 1: 0 bytes, version 0\n\
+         OK mailbox 2: 0 bytes, version 0\n"
+    );
+}
+
+#[test]
+fn an_unskippable_binary_length_closes_the_connection() {
+    let seg = segment(913, 4, 8, 2);
+    let mut s = Session::new(&seg, config(913), &NO_STOP);
+    let (out, flow) = run(&mut s, &[b"wb 1 9223372036854775808\nw 1 x\n"]);
+    assert_eq!(flow, Flow::Close);
+    assert_eq!(
+        String::from_utf8_lossy(&out),
+        "ERR wb length 9223372036854775808 is over 1073741824; closing the connection\n"
+    );
+}
+
+#[test]
+fn the_line_limit_does_not_count_the_cr_of_crlf() {
+    let seg = segment(914, 4, 8, 2);
+    let mut s = Session::new(&seg, config(914), &NO_STOP);
+    // 2112 bytes is the limit (2048-byte packet + 64).
+    let at_limit = [[b'x'; 2112].as_slice(), b"\r\n"].concat();
+    let over = [[b'x'; 2113].as_slice(), b"\r\n"].concat();
+    let over_lf = [[b'x'; 2113].as_slice(), b"\n"].concat();
+    let (out, _) = run(&mut s, &[&at_limit, &over, &over_lf[..2113], b"\n"]);
+    let text = String::from_utf8_lossy(&out);
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(
+        lines[0].starts_with("ERR unknown command 'xxx"),
+        "{}",
+        lines[0]
+    );
+    assert_eq!(
+        lines[1],
+        "ERR line of 2113 bytes is over the 2112-byte line limit"
+    );
+    assert_eq!(
+        lines[2],
+        "ERR line of 2113 bytes is over the 2112-byte line limit"
+    );
+    assert_eq!(lines.len(), 3);
+}
+
+#[test]
+fn spaces_after_the_mailbox_are_text_not_a_two_step_write() {
+    let seg = segment(915, 4, 8, 2);
+    let mut s = Session::new(&seg, config(915), &NO_STOP);
+    let (out, _) = run(&mut s, &[b"w 3    \nr 3\n"]);
+    assert_eq!(
+        String::from_utf8_lossy(&out),
+        "OK wrote 3 bytes to mailbox 3, version 1\nOK 3 bytes from mailbox 3, version 1\n   \n"
+    );
+}
+
+#[test]
+fn pipelined_reads_are_answered_in_bounded_batches() {
+    let seg = segment(916, 1, 8, 8);
+    let mut s = Session::new(&seg, config(916), &NO_STOP);
+    let content = [b"w 1 ".as_slice(), &[b'c'; 8000], b"\n"].concat();
+    let _ = run(&mut s, &[&content]);
+    let reads = b"r 1\n".repeat(3000);
+    let mut fed = reads.as_slice();
+    let mut replies = 0;
+    while !fed.is_empty() {
+        let mut out = Vec::new();
+        let (used, flow) = s.feed_some(fed, &mut out);
+        assert_eq!(flow, Flow::Continue);
+        assert!(used > 0);
+        assert!(
+            out.len() < worker::session::OUT_HIGH_WATER + 8100,
+            "buffered {} bytes of replies",
+            out.len()
+        );
+        replies += out.windows(3).filter(|w| w == b"OK ").count();
+        fed = &fed[used..];
+    }
+    assert_eq!(replies, 3000);
 }

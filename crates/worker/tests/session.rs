@@ -287,3 +287,27 @@ fn pipelined_reads_are_answered_in_bounded_batches() {
     }
     assert_eq!(replies, 3000);
 }
+
+#[test]
+fn a_lock_timeout_is_an_err_that_changes_nothing() {
+    let seg = segment(917, 2, 8, 2);
+    let mut s = Session::new(&seg, config(917), &NO_STOP);
+    let _ = run(&mut s, &[b"w 1 before\n"]);
+    // Another process's writer holds mailbox 1 (here: this thread, through
+    // its own mapping) for longer than the session's 1 s lock timeout.
+    let other = Segment::open(917).expect("second mapping");
+    let lock = other.mailbox_lock(0).expect("lock");
+    let held = lock
+        .write(&shmlib::Deadline::after(Duration::from_secs(1)))
+        .expect("hold the write lock");
+    let (out, _) = run(&mut s, &[b"w 1 after\nr 1\nstat 2\n"]);
+    assert_eq!(
+        String::from_utf8_lossy(&out),
+        "ERR mailbox 1 is busy: lock not granted within 1 s\n\
+         ERR mailbox 1 is busy: lock not granted within 1 s\n\
+         OK mailbox 2: 0 bytes, version 0\n"
+    );
+    drop(held);
+    let (out, _) = run(&mut s, &[b"r 1\n"]);
+    assert_eq!(out, b"OK 6 bytes from mailbox 1, version 1\nbefore\n");
+}

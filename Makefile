@@ -2,12 +2,13 @@
 # make test   every test: unit, model and end-to-end (real daemon, sockets, /dev/shm)
 # make lint   rustfmt and clippy, warnings denied
 # make bench  throughput and latency of a real daemon (docs/prog3.md has the figures)
+# make chaos  a minute of the chaos test: random workers SIGKILLed under load (prints its report)
 # make clean  remove build output and the placed binaries
 
 CARGO ?= cargo
 BINARIES := dipc dipcrm
 
-.PHONY: all build test lint clean bench
+.PHONY: all build test lint clean bench model chaos
 
 all: build
 
@@ -18,6 +19,11 @@ build:
 test:
 	$(CARGO) build --workspace
 	$(CARGO) test --workspace
+	$(MAKE) model
+
+# The lock algorithm under loom: the same code, every interleaving (bounded).
+model:
+	RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR=target/loom $(CARGO) test -p shmlib --release --test loom_bakery
 
 lint:
 	$(CARGO) fmt --all -- --check
@@ -30,3 +36,8 @@ clean:
 bench:
 	$(CARGO) build --release --workspace
 	$(CARGO) bench -p dipc --bench throughput
+
+# make test runs the same test for 4 s; DIPC_CHAOS_SECS sets the length.
+chaos:
+	$(CARGO) build --workspace
+	DIPC_CHAOS_SECS=60 $(CARGO) test -p dipc --test chaos -- --nocapture

@@ -6,6 +6,7 @@
 //! reader-writer lock made of process-shared POSIX semaphores) and the mailbox
 //! contents. See docs/prog3.md for the layout and the synchronisation argument.
 
+pub mod bakery;
 mod error;
 mod layout;
 mod lock;

@@ -33,7 +33,7 @@ impl<'a> Deadline<'a> {
         }
     }
 
-    fn cancelled(&self) -> bool {
+    pub(crate) fn cancelled(&self) -> bool {
         self.cancel.is_some_and(|f| f.load(Ordering::Relaxed))
     }
 }
@@ -61,6 +61,11 @@ impl Deadline<'static> {
 impl Deadline<'_> {
     fn as_ptr(&self) -> *const libc::timespec {
         &self.at
+    }
+
+    #[cfg_attr(loom, allow(dead_code))]
+    pub(crate) fn as_timespec(&self) -> *const libc::timespec {
+        self.as_ptr()
     }
 }
 

@@ -1,0 +1,279 @@
+//! A crash-repairable, first-come-first-served reader-writer lock: Lamport's
+//! bakery algorithm with reader sharing.
+//!
+//! Every participant (a worker slot) owns one [`Entry`] per lock, a single
+//! 64-bit word, and writes only its own word; everything the lock knows about
+//! a participant is in that word. So when a participant dies, at any instant,
+//! even inside the doorway, the supervisor repairs the lock by clearing the
+//! dead one's word ([`BakeryLock::repair`]), and a waiter that gives up clears
+//! its own: in both cases the lock is exactly as if it had never come.
+//!
+//! - Doorway: announce `CHOOSING` and the kind, take a ticket one above every
+//!   ticket in sight, publish it (clearing `CHOOSING` in the same store).
+//! - Then, for every other participant j: wait while j is in its doorway, or
+//!   holds a smaller (ticket, index) while either of us is a writer. Readers
+//!   therefore share the lock with readers and wait only for earlier writers;
+//!   writers wait for everyone earlier: service is in ticket order, so nobody
+//!   starves and there is no cycle to deadlock on.
+//!
+//! Memory order: the two store-then-load points of the doorway, and every
+//! change followed by the look for sleepers, are separated by
+//! `fence(SeqCst)`; the rest is acquire/release. That is also what loom
+//! models exactly, so the model check (`tests/loom_bakery.rs`) runs this very
+//! code over every interleaving, timeouts and repairs included.
+//!
+//! Waiting: a few spins, then a [`Park`] (a shared futex with a deadline in
+//! the daemon, a condition variable under loom) on the lock's wake word,
+//! bumped only when someone sleeps, so the uncontended path makes no system
+//! call and no read-modify-write at all.
+
+#[cfg(loom)]
+use loom::sync::atomic::{fence, AtomicU32, AtomicU64};
+use std::sync::atomic::Ordering::{Acquire, Relaxed, Release, SeqCst};
+#[cfg(not(loom))]
+use std::sync::atomic::{fence, AtomicU32, AtomicU64};
+
+use crate::error::LockError;
+
+/// Whether a participant wants to share the lock or hold it alone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u64)]
+pub enum Kind {
+    Reader = 1,
+    Writer = 2,
+}
+
+const CHOOSING: u64 = 1;
+const KIND_SHIFT: u32 = 1;
+const KIND_MASK: u64 = 0b11 << KIND_SHIFT;
+const TICKET_SHIFT: u32 = 3;
+
+/// One participant's word in one lock: 0 when not interested, else
+/// `ticket << 3 | kind << 1 | choosing`.
+#[repr(transparent)]
+#[derive(Debug, Default)]
+pub struct Entry(AtomicU64);
+
+impl Entry {
+    /// Sets the raw word, as a process killed at that point leaves it: for
+    /// the model check of repairs.
+    #[cfg(loom)]
+    pub fn set_raw_for_test(&self, word: u64) {
+        self.0.store(word, SeqCst);
+    }
+}
+
+fn ticket_of(word: u64) -> u64 {
+    word >> TICKET_SHIFT
+}
+
+fn is_reader(word: u64) -> bool {
+    word & KIND_MASK == (Kind::Reader as u64) << KIND_SHIFT
+}
+
+/// The lock's shared words: a futex word bumped on every change a sleeper may
+/// be waiting for, and how many participants are about to sleep or sleeping.
+#[repr(C)]
+#[derive(Debug, Default)]
+pub struct WakeWord {
+    generation: AtomicU32,
+    sleepers: AtomicU32,
+}
+
+/// How a participant sleeps until the lock's state may have changed.
+pub trait Park {
+    /// Sleeps while `generation` still reads `seen` (or not at all). An
+    /// error (timeout, cancellation) ends the acquisition.
+    fn park(&mut self, generation: &AtomicU32, seen: u32) -> Result<(), LockError>;
+    /// Wakes every participant sleeping on `generation`.
+    fn unpark_all(&self, generation: &AtomicU32);
+}
+
+/// Busy checks before sleeping: a reader's critical section (a copy of a few
+/// KiB) is shorter than a futex sleep and wake-up. None under loom, where a
+/// spin is only more interleavings of the same loads.
+#[cfg(not(loom))]
+const SPINS: u32 = 200;
+#[cfg(loom)]
+const SPINS: u32 = 0;
+
+/// A view of one lock: the wake word and one entry per participant.
+pub struct BakeryLock<'a> {
+    wake: &'a WakeWord,
+    entries: &'a [Entry],
+}
+
+impl<'a> BakeryLock<'a> {
+    pub fn new(wake: &'a WakeWord, entries: &'a [Entry]) -> BakeryLock<'a> {
+        BakeryLock { wake, entries }
+    }
+
+    /// Takes the lock for participant `me` (< the number of entries). On
+    /// error, `me`'s entry is clear again: the lock is as it was.
+    pub fn acquire<P: Park>(&self, me: usize, kind: Kind, park: &mut P) -> Result<(), LockError> {
+        let mine = &self.entries[me].0;
+        let kind_bits = (kind as u64) << KIND_SHIFT;
+        mine.store(CHOOSING | kind_bits, Relaxed);
+        // Store-load: our CHOOSING is visible before we read the tickets.
+        fence(SeqCst);
+        let highest = self
+            .entries
+            .iter()
+            .map(|e| ticket_of(e.0.load(Relaxed)))
+            .max()
+            .unwrap_or(0);
+        let ticket = highest + 1;
+        mine.store(ticket << TICKET_SHIFT | kind_bits, Release);
+        // Store-load: our ticket is visible before we read the others' words
+        // (and before we look for sleepers waiting on our doorway).
+        fence(SeqCst);
+        self.wake_sleepers(park);
+
+        for (j, other) in self.entries.iter().enumerate() {
+            if j == me {
+                continue;
+            }
+            let blocked = || {
+                let word = other.0.load(Acquire);
+                if word & CHOOSING != 0 {
+                    return true;
+                }
+                let theirs = ticket_of(word);
+                let earlier = theirs != 0 && (theirs, j) < (ticket, me);
+                earlier && !(kind == Kind::Reader && is_reader(word))
+            };
+            if let Err(e) = self.wait_while(park, blocked) {
+                self.release(me, park);
+                return Err(e);
+            }
+        }
+        Ok(())
+    }
+
+    /// Gives the lock (or a place in line) back.
+    pub fn release<P: Park>(&self, me: usize, park: &P) {
+        self.clear(me, park);
+    }
+
+    /// Clears the entry of a participant that died, wherever it was: in the
+    /// doorway, waiting, or holding the lock. Only once it is surely dead
+    /// (reaped), and before its slot is given to anyone else. Returns whether
+    /// it held or wanted the lock.
+    pub fn repair<P: Park>(&self, dead: usize, park: &P) -> bool {
+        let involved = self.is_involved(dead);
+        if involved {
+            self.clear(dead, park);
+        }
+        involved
+    }
+
+    /// Whether participant `who` holds, waits for, or is choosing a ticket
+    /// for the lock.
+    pub fn is_involved(&self, who: usize) -> bool {
+        self.entries[who].0.load(Acquire) != 0
+    }
+
+    fn clear<P: Park>(&self, who: usize, park: &P) {
+        self.entries[who].0.store(0, Release);
+        // Store-load: the change is visible before we look for sleepers.
+        fence(SeqCst);
+        self.wake_sleepers(park);
+    }
+
+    /// Called after every change to the entries, behind a SeqCst fence. A
+    /// would-be sleeper counts itself, fences, then reads the generation and
+    /// checks its condition: by the fences' total order either it sees our
+    /// change, or we see it counted and bump the generation it compares.
+    fn wake_sleepers<P: Park>(&self, park: &P) {
+        if self.wake.sleepers.load(Relaxed) > 0 {
+            self.wake.generation.fetch_add(1, SeqCst);
+            park.unpark_all(&self.wake.generation);
+        }
+    }
+
+    fn wait_while<P: Park>(
+        &self,
+        park: &mut P,
+        blocked: impl Fn() -> bool,
+    ) -> Result<(), LockError> {
+        for _ in 0..SPINS {
+            if !blocked() {
+                return Ok(());
+            }
+            std::hint::spin_loop();
+        }
+        loop {
+            if !blocked() {
+                return Ok(());
+            }
+            self.wake.sleepers.fetch_add(1, SeqCst);
+            fence(SeqCst);
+            let seen = self.wake.generation.load(Acquire);
+            let outcome = if blocked() {
+                park.park(&self.wake.generation, seen)
+            } else {
+                Ok(())
+            };
+            self.wake.sleepers.fetch_sub(1, SeqCst);
+            outcome?;
+        }
+    }
+}
+
+/// Waiting on the wake word's futex, shared between processes (no
+/// FUTEX_PRIVATE_FLAG), until a [`Deadline`](crate::Deadline) on
+/// CLOCK_REALTIME; a signal that raised the deadline's stop flag cancels.
+#[cfg(not(loom))]
+pub struct FutexPark<'d> {
+    deadline: &'d crate::Deadline<'d>,
+}
+
+#[cfg(not(loom))]
+impl<'d> FutexPark<'d> {
+    pub fn new(deadline: &'d crate::Deadline<'d>) -> FutexPark<'d> {
+        FutexPark { deadline }
+    }
+}
+
+#[cfg(not(loom))]
+impl Park for FutexPark<'_> {
+    fn park(&mut self, generation: &AtomicU32, seen: u32) -> Result<(), LockError> {
+        use nix::errno::Errno;
+        // SAFETY: `generation` is a live, aligned u32 in memory mapped by
+        // every participant; FUTEX_WAIT_BITSET only reads it and sleeps while
+        // it equals `seen`, until the absolute CLOCK_REALTIME deadline.
+        let rc = unsafe {
+            libc::syscall(
+                libc::SYS_futex,
+                generation.as_ptr(),
+                libc::FUTEX_WAIT_BITSET | libc::FUTEX_CLOCK_REALTIME,
+                seen,
+                self.deadline.as_timespec(),
+                std::ptr::null::<u32>(),
+                libc::FUTEX_BITSET_MATCH_ANY,
+            )
+        };
+        if rc == 0 {
+            return Ok(());
+        }
+        match Errno::last() {
+            Errno::EAGAIN => Ok(()),
+            Errno::EINTR if self.deadline.cancelled() => Err(LockError::Cancelled),
+            Errno::EINTR => Ok(()),
+            Errno::ETIMEDOUT => Err(LockError::TimedOut),
+            e => Err(LockError::Os(e)),
+        }
+    }
+
+    fn unpark_all(&self, generation: &AtomicU32) {
+        // SAFETY: as in `park`; FUTEX_WAKE only wakes sleepers on the word.
+        unsafe {
+            libc::syscall(
+                libc::SYS_futex,
+                generation.as_ptr(),
+                libc::FUTEX_WAKE,
+                i32::MAX,
+            )
+        };
+    }
+}

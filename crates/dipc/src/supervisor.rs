@@ -12,6 +12,10 @@
 //!   lost: it stays pending until the worker can act on it.
 //! - A worker disowns the segment (its exit never unlinks it) and asks the
 //!   kernel for SIGTERM when the supervisor dies (PR_SET_PDEATHSIG).
+//! - A worker's slot is its identity in every mailbox lock. When a worker
+//!   dies, however it dies, the supervisor reaps it, then clears its entries
+//!   from every mailbox lock (a dead holder or waiter blocks nobody after
+//!   that), and only then gives the slot to a new worker.
 //! - Before the daemon detaches, errors go to the terminal; after, to the log,
 //!   and start-up errors also reach the terminal through the readiness pipe.
 
@@ -53,6 +57,8 @@ pub struct Supervisor {
 /// start, and its replacement is delayed.
 const MIN_HEALTHY_LIFE: Duration = Duration::from_secs(1);
 const MAX_RESPAWN_DELAY: Duration = Duration::from_secs(5);
+/// Deaths right after start that are replaced at once, before backing off.
+const RESPAWN_BURST: u32 = 3;
 
 impl Supervisor {
     pub fn new(
@@ -219,6 +225,7 @@ impl Supervisor {
                 port: self.config.port,
                 workers: self.workers.len() as u32,
                 supervisor_pid: supervisor,
+                worker_slot: slot,
             },
             line_pause: self.config.line_pause,
             stop: &self.flags.terminate,
@@ -234,8 +241,8 @@ impl Supervisor {
                 Ok(WaitStatus::StillAlive) | Err(_) => return,
                 Ok(status) => status,
             };
-            let (pid, cause) = match status {
-                WaitStatus::Exited(pid, code) => (pid, format!("exited with status {code}")),
+            let (pid, cause, killed_from_outside) = match status {
+                WaitStatus::Exited(pid, code) => (pid, format!("exited with status {code}"), false),
                 WaitStatus::Signaled(pid, sig, core) => (
                     pid,
                     format!(
@@ -243,6 +250,7 @@ impl Supervisor {
                         sig.as_str(),
                         if core { " (core dumped)" } else { "" }
                     ),
+                    sig == Signal::SIGKILL,
                 ),
                 _ => continue,
             };
@@ -255,25 +263,45 @@ impl Supervisor {
                 continue;
             };
             let started = self.workers[slot].take().map(|r| r.started);
+            self.release_locks_of(slot);
             self.segment.worker_slots()[slot].set_pid(0);
             if self.stopping_since.is_some() {
                 log::info!("worker {slot} (pid {pid}) {cause}");
                 continue;
             }
             log::warn!("worker {slot} (pid {pid}) {cause}; replacing it");
-            if started.is_some_and(|s| s.elapsed() < MIN_HEALTHY_LIFE) {
+            // SIGKILL comes from outside (an operator, the OOM killer): that
+            // is not a worker failing to start, and it is replaced at once.
+            let died_young = started.is_some_and(|s| s.elapsed() < MIN_HEALTHY_LIFE);
+            if died_young && !killed_from_outside {
                 self.fast_deaths += 1;
-                let delay = (Duration::from_millis(100) * 2u32.pow(self.fast_deaths.min(6)))
-                    .min(MAX_RESPAWN_DELAY);
+            } else if !died_young {
+                self.fast_deaths = 0;
+            }
+            if self.fast_deaths > RESPAWN_BURST {
+                let doublings = (self.fast_deaths - RESPAWN_BURST).min(6);
+                let delay =
+                    (Duration::from_millis(100) * 2u32.pow(doublings)).min(MAX_RESPAWN_DELAY);
                 log::warn!(
                     "workers are dying right after start ({} in a row); next start in {} ms",
                     self.fast_deaths,
                     delay.as_millis()
                 );
                 self.respawn_at = Instant::now() + delay;
-            } else {
-                self.fast_deaths = 0;
             }
+        }
+    }
+
+    /// Clears a reaped worker's entries from every mailbox lock.
+    fn release_locks_of(&self, slot: usize) {
+        let Some(dead) = self.segment.participant(slot) else {
+            return;
+        };
+        let repaired = self.segment.repair_participant(dead);
+        if repaired > 0 {
+            log::warn!(
+                "worker {slot} died holding or awaiting {repaired} mailbox lock(s); released them"
+            );
         }
     }
 

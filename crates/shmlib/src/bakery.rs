@@ -98,6 +98,7 @@ const SPINS: u32 = 200;
 const SPINS: u32 = 0;
 
 /// A view of one lock: the wake word and one entry per participant.
+#[derive(Clone, Copy)]
 pub struct BakeryLock<'a> {
     wake: &'a WakeWord,
     entries: &'a [Entry],
@@ -217,63 +218,5 @@ impl<'a> BakeryLock<'a> {
             self.wake.sleepers.fetch_sub(1, SeqCst);
             outcome?;
         }
-    }
-}
-
-/// Waiting on the wake word's futex, shared between processes (no
-/// FUTEX_PRIVATE_FLAG), until a [`Deadline`](crate::Deadline) on
-/// CLOCK_REALTIME; a signal that raised the deadline's stop flag cancels.
-#[cfg(not(loom))]
-pub struct FutexPark<'d> {
-    deadline: &'d crate::Deadline<'d>,
-}
-
-#[cfg(not(loom))]
-impl<'d> FutexPark<'d> {
-    pub fn new(deadline: &'d crate::Deadline<'d>) -> FutexPark<'d> {
-        FutexPark { deadline }
-    }
-}
-
-#[cfg(not(loom))]
-impl Park for FutexPark<'_> {
-    fn park(&mut self, generation: &AtomicU32, seen: u32) -> Result<(), LockError> {
-        use nix::errno::Errno;
-        // SAFETY: `generation` is a live, aligned u32 in memory mapped by
-        // every participant; FUTEX_WAIT_BITSET only reads it and sleeps while
-        // it equals `seen`, until the absolute CLOCK_REALTIME deadline.
-        let rc = unsafe {
-            libc::syscall(
-                libc::SYS_futex,
-                generation.as_ptr(),
-                libc::FUTEX_WAIT_BITSET | libc::FUTEX_CLOCK_REALTIME,
-                seen,
-                self.deadline.as_timespec(),
-                std::ptr::null::<u32>(),
-                libc::FUTEX_BITSET_MATCH_ANY,
-            )
-        };
-        if rc == 0 {
-            return Ok(());
-        }
-        match Errno::last() {
-            Errno::EAGAIN => Ok(()),
-            Errno::EINTR if self.deadline.cancelled() => Err(LockError::Cancelled),
-            Errno::EINTR => Ok(()),
-            Errno::ETIMEDOUT => Err(LockError::TimedOut),
-            e => Err(LockError::Os(e)),
-        }
-    }
-
-    fn unpark_all(&self, generation: &AtomicU32) {
-        // SAFETY: as in `park`; FUTEX_WAKE only wakes sleepers on the word.
-        unsafe {
-            libc::syscall(
-                libc::SYS_futex,
-                generation.as_ptr(),
-                libc::FUTEX_WAKE,
-                i32::MAX,
-            )
-        };
     }
 }

@@ -4,14 +4,20 @@
 //! offset 0            Header (magic, geometry, supervisor pid, accept lock)
 //! workers_offset      WorkerSlot x worker_slots       (64-byte aligned)
 //! mailboxes_offset    MailboxSlot x mailboxes         (64-byte aligned)
-//! data_offset         mailbox contents, mailbox_size bytes each (page aligned)
+//! lock_entries_offset bakery Entry x worker_slots, per mailbox (64-byte aligned)
+//! data_offset         mailbox contents: two halves of mailbox_size bytes
+//!                     each, per mailbox (page aligned)
 //! ```
+//!
+//! All-zero bytes are a valid initial state for everything but the accept
+//! lock: free mailbox locks, empty mailboxes at version 0, empty slots.
 
 use std::mem::size_of;
 
 use thiserror::Error;
 
-use crate::lock::{AcceptLock, FairRwLock};
+use crate::bakery::{Entry, WakeWord};
+use crate::lock::AcceptLock;
 use crate::segment::WorkerSlot;
 
 /// Upper bounds on the command line's numbers, checked before anything is
@@ -126,17 +132,30 @@ impl Geometry {
                 .checked_add(size_of::<WorkerSlot>().checked_mul(self.worker_slots as usize)?)?,
             LINE,
         )?;
-        let data = align_up(
+        let lock_entries = align_up(
             mailboxes
                 .checked_add(size_of::<MailboxSlot>().checked_mul(self.mailboxes as usize)?)?,
+            LINE,
+        )?;
+        let data = align_up(
+            lock_entries.checked_add(
+                size_of::<Entry>()
+                    .checked_mul(self.worker_slots as usize)?
+                    .checked_mul(self.mailboxes as usize)?,
+            )?,
             PAGE,
         )?;
-        let total = data.checked_add(self.mailbox_size.checked_mul(self.mailboxes as usize)?)?;
+        let total = data.checked_add(
+            self.mailbox_size
+                .checked_mul(2)?
+                .checked_mul(self.mailboxes as usize)?,
+        )?;
         // mmap lengths and pointer offsets must fit in isize.
         isize::try_from(total).ok()?;
         Some(Offsets {
             workers,
             mailboxes,
+            lock_entries,
             data,
             total,
         })
@@ -147,6 +166,7 @@ impl Geometry {
 pub(crate) struct Offsets {
     pub workers: usize,
     pub mailboxes: usize,
+    pub lock_entries: usize,
     pub data: usize,
     pub total: usize,
 }
@@ -156,7 +176,7 @@ fn align_up(n: usize, to: usize) -> Option<usize> {
 }
 
 pub(crate) const MAGIC: u64 = u64::from_le_bytes(*b"DIPCSEG1");
-pub(crate) const LAYOUT_VERSION: u32 = 1;
+pub(crate) const LAYOUT_VERSION: u32 = 2;
 pub(crate) const PATH_BYTES: usize = 256;
 
 /// The segment's first bytes. Written once by the supervisor before `magic`
@@ -181,14 +201,17 @@ pub(crate) struct Header {
     pub accept_lock: AcceptLock,
 }
 
-/// One mailbox's bookkeeping; its content lives in the data area.
+/// One mailbox's bookkeeping; its lock entries and its two content halves
+/// live in their own areas.
 #[repr(C, align(64))]
 pub(crate) struct MailboxSlot {
-    pub lock: FairRwLock,
-    /// Bytes of content; written under the write lock.
-    pub len: std::sync::atomic::AtomicU64,
-    /// Incremented by every write, under the write lock.
-    pub version: std::sync::atomic::AtomicU64,
+    /// The futex word of the mailbox's bakery lock.
+    pub wake: WakeWord,
+    /// `version << 1 | active half`: one store publishes a write whole.
+    pub published: std::sync::atomic::AtomicU64,
+    /// Each half's length, written (under the write lock) before the half
+    /// is published.
+    pub len: [std::sync::atomic::AtomicU64; 2],
 }
 
 #[cfg(test)]
@@ -222,9 +245,10 @@ mod tests {
         let o = g.offsets().expect("offsets");
         assert!(o.workers >= size_of::<Header>());
         assert!(o.mailboxes >= o.workers + 8 * size_of::<WorkerSlot>());
-        assert!(o.data >= o.mailboxes + 4 * size_of::<MailboxSlot>());
+        assert!(o.lock_entries >= o.mailboxes + 4 * size_of::<MailboxSlot>());
+        assert!(o.data >= o.lock_entries + 4 * 8 * size_of::<Entry>());
         assert_eq!(o.data % PAGE, 0);
-        assert_eq!(o.total, o.data + 4 * 8 * 1024);
+        assert_eq!(o.total, o.data + 2 * 4 * 8 * 1024);
         assert_eq!(g.data_limit(), 2048);
     }
 }

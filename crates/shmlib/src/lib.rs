@@ -2,22 +2,39 @@
 //! operations on it. No sockets live here.
 //!
 //! One segment per daemon, named after the port (`/dev/shm/dipc.<port>`), holds
-//! a [`Header`], a table of worker slots, the mailbox slots (each with its
-//! reader-writer lock made of process-shared POSIX semaphores) and the mailbox
-//! contents. See docs/prog3.md for the layout and the synchronisation argument.
+//! a header, a table of worker slots, the mailbox slots, each mailbox's row of
+//! bakery-lock entries (one per worker slot) and the mailbox contents (two
+//! halves each). See docs/prog3.md for the layout and the synchronisation
+//! argument.
+//!
+//! Built with `--cfg loom`, only the lock algorithm ([`bakery`]) is
+//! compiled, against loom's atomics, for the model check.
 
 pub mod bakery;
 mod error;
+#[cfg(not(loom))]
 mod layout;
+#[cfg(not(loom))]
 mod lock;
+#[cfg(not(loom))]
 mod mailbox;
+#[cfg(not(loom))]
+mod mailbox_lock;
+#[cfg(not(loom))]
 pub mod owner;
+#[cfg(not(loom))]
 mod segment;
 
 pub use error::{LockError, ShmError};
+#[cfg(not(loom))]
 pub use layout::{Geometry, GeometryError, Limits, LIMITS};
-pub use lock::{AcceptGuard, AcceptLock, Deadline, FairRwLock};
+#[cfg(not(loom))]
+pub use lock::{AcceptGuard, AcceptLock, Deadline};
+#[cfg(not(loom))]
 pub use mailbox::{Mailbox, MailboxRead};
+#[cfg(not(loom))]
+pub use mailbox_lock::{LockGuard, MailboxLock, Participant};
+#[cfg(not(loom))]
 pub use segment::{
     segment_name, segment_path, DaemonRecord, Segment, SegmentInfo, WorkerSlot, WorkerState,
 };

@@ -7,10 +7,12 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use nix::errno::Errno;
 use shared_memory::{Shmem, ShmemConf, ShmemError};
 
+use crate::bakery::{BakeryLock, Entry};
 use crate::error::ShmError;
 use crate::layout::{Geometry, Header, MailboxSlot, Offsets, LAYOUT_VERSION, MAGIC, PATH_BYTES};
-use crate::lock::{AcceptLock, FairRwLock};
+use crate::lock::AcceptLock;
 use crate::mailbox::Mailbox;
+use crate::mailbox_lock::{MailboxLock, Participant};
 
 /// The POSIX shared-memory name of a port's segment.
 pub fn segment_name(port: u16) -> String {
@@ -191,11 +193,8 @@ impl Segment {
             h.grace_ms = daemon.grace.as_millis().min(u64::MAX as u128) as u64;
             copy_path(&mut h.pid_file, daemon.pid_file);
             copy_path(&mut h.log_file, daemon.log_file);
+            // The mailbox locks and contents start as the zero bytes they are.
             AcceptLock::init(std::ptr::addr_of_mut!(h.accept_lock)).map_err(lock_init)?;
-            for i in 0..self.geometry.mailboxes as usize {
-                let slot = self.mailbox_slot_ptr(i);
-                FairRwLock::init(std::ptr::addr_of_mut!((*slot).lock)).map_err(lock_init)?;
-            }
         }
         self.header().magic.store(MAGIC, Ordering::Release);
         Ok(())
@@ -306,38 +305,63 @@ impl Segment {
         }
     }
 
+    /// The identity of the worker in slot `slot` in every mailbox lock, or
+    /// None when there is no such slot.
+    pub fn participant(&self, slot: usize) -> Option<Participant> {
+        (slot < self.geometry.worker_slots as usize).then_some(Participant(slot))
+    }
+
     /// Mailbox `index` (0-based) or None when out of range.
     pub fn mailbox(&self, index: usize) -> Option<Mailbox<'_>> {
-        if index >= self.geometry.mailboxes as usize {
-            return None;
-        }
-        // SAFETY: index < mailboxes, so the slot and its data area lie within
-        // the mapping (Geometry::offsets); the slot was initialised before the
-        // segment was published.
+        let lock = self.mailbox_lock(index)?;
+        // SAFETY: index < mailboxes (mailbox_lock checked it), so the slot
+        // and its two data halves lie within the mapping (Geometry::offsets).
         unsafe {
             let slot = &*self.mailbox_slot_ptr(index);
             let data = self
                 .shmem
                 .as_ptr()
-                .add(self.offsets.data + index * self.geometry.mailbox_size);
+                .add(self.offsets.data + index * 2 * self.geometry.mailbox_size);
             Some(Mailbox::new(
-                &slot.lock,
+                lock,
+                &slot.published,
                 &slot.len,
-                &slot.version,
                 data,
                 self.geometry.mailbox_size,
             ))
         }
     }
 
-    /// The lock of mailbox `index` (0-based), for tests and diagnostics.
-    pub fn mailbox_lock(&self, index: usize) -> Option<&FairRwLock> {
+    /// The lock of mailbox `index` (0-based), or None when out of range.
+    pub fn mailbox_lock(&self, index: usize) -> Option<MailboxLock<'_>> {
         if index >= self.geometry.mailboxes as usize {
             return None;
         }
-        // SAFETY: index < mailboxes keeps the slot inside the table, and the
-        // slot was initialised before the segment was published.
-        Some(unsafe { &(*self.mailbox_slot_ptr(index)).lock })
+        let slots = self.geometry.worker_slots as usize;
+        // SAFETY: index < mailboxes keeps the slot inside the slot table and
+        // the row of `worker_slots` entries inside the entry table
+        // (Geometry::offsets); all-zero bytes are valid for both, and every
+        // field is atomic.
+        unsafe {
+            let slot = &*self.mailbox_slot_ptr(index);
+            let entries = std::slice::from_raw_parts(
+                (self.shmem.as_ptr().add(self.offsets.lock_entries) as *const Entry)
+                    .add(index * slots),
+                slots,
+            );
+            Some(MailboxLock::new(BakeryLock::new(&slot.wake, entries)))
+        }
+    }
+
+    /// Clears every trace of a dead participant from every mailbox lock, so
+    /// that its slot can be reused and nobody waits for it. The caller must
+    /// know the process is gone (reaped). Returns how many locks it held or
+    /// was waiting for.
+    pub fn repair_participant(&self, dead: Participant) -> usize {
+        (0..self.geometry.mailboxes as usize)
+            .filter_map(|i| self.mailbox_lock(i))
+            .filter(|lock| lock.repair(dead))
+            .count()
     }
 
     fn header(&self) -> &Header {

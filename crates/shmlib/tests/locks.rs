@@ -1,73 +1,104 @@
-//! The segment's locks, exercised by threads that each map the segment on
-//! their own (as processes do), and by a forked child that dies holding the
-//! accept lock. Ports below 1024 name the test segments; the end-to-end tests
-//! never use them.
+//! The mailbox locks and the accept lock on a real segment: threads that
+//! each map the segment on their own (as worker processes do), and forked
+//! children that die holding a lock or half-way through a write. Ports below
+//! 1024 name the test segments; the end-to-end tests never use them.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Barrier};
 use std::thread;
 use std::time::Duration;
 
-use shmlib::{Deadline, Geometry, LockError, Segment};
+use nix::sys::signal::{kill, Signal};
+use nix::sys::wait::{waitpid, WaitStatus};
+use nix::unistd::{fork, ForkResult};
+use shmlib::{Deadline, Geometry, LockError, MailboxLock, Participant, Segment};
 
-fn create(port: u16, mailboxes: u64) -> Segment {
+/// A test segment that is unlinked however the test ends.
+struct TestSegment(Segment);
+
+impl Drop for TestSegment {
+    fn drop(&mut self) {
+        let _ = Segment::unlink(self.0.info().port);
+    }
+}
+
+impl std::ops::Deref for TestSegment {
+    type Target = Segment;
+    fn deref(&self) -> &Segment {
+        &self.0
+    }
+}
+
+fn create(port: u16, mailboxes: u64, kib: u64, workers: u64) -> TestSegment {
     let _ = Segment::unlink(port);
-    let g = Geometry::from_kib(mailboxes, 4, 4, 2).expect("geometry");
-    Segment::create(
+    let g = Geometry::from_kib(mailboxes, kib, kib.min(1024), workers).expect("geometry");
+    let mut seg = Segment::create(
         port,
         g,
         &shmlib::DaemonRecord {
             pid_file: "",
             log_file: "",
-            grace: std::time::Duration::from_secs(1),
+            grace: Duration::from_secs(1),
         },
     )
-    .expect("create test segment")
+    .expect("create test segment");
+    // Forked children share the mapping: only the Drop guard unlinks.
+    seg.disown();
+    TestSegment(seg)
 }
 
 fn soon(ms: u64) -> Deadline<'static> {
     Deadline::after(Duration::from_millis(ms))
 }
 
-#[test]
-fn a_timed_out_wait_changes_nothing() {
-    let seg = create(801, 1);
-    let lock = mailbox_lock(&seg);
-    let writer = lock.write(&soon(1000)).expect("first writer");
-    assert_eq!(lock.read(&soon(50)).err(), Some(LockError::TimedOut));
-    assert_eq!(lock.write(&soon(50)).err(), Some(LockError::TimedOut));
-    drop(writer);
-    // Both kinds still get in afterwards: the failed waits left no trace.
-    let r1 = lock.read(&soon(1000)).expect("reader after timeouts");
-    let r2 = lock.read(&soon(1000)).expect("second reader shares");
-    assert_eq!(lock.write(&soon(50)).err(), Some(LockError::TimedOut));
-    drop((r1, r2));
-    drop(
-        lock.write(&soon(1000))
-            .expect("writer after the readers left"),
-    );
+fn who(seg: &Segment, slot: usize) -> Participant {
+    seg.participant(slot).expect("participant")
 }
 
-fn mailbox_lock(seg: &Segment) -> &shmlib::FairRwLock {
+fn lock0(seg: &Segment) -> MailboxLock<'_> {
     seg.mailbox_lock(0).expect("lock of mailbox 0")
 }
 
 #[test]
+fn a_timed_out_wait_changes_nothing() {
+    let seg = create(801, 1, 4, 4);
+    let lock = lock0(&seg);
+    let (a, b, c) = (who(&seg, 0), who(&seg, 1), who(&seg, 2));
+    let writer = lock.write(a, &soon(1000)).expect("first writer");
+    assert_eq!(lock.read(b, &soon(50)).err(), Some(LockError::TimedOut));
+    assert_eq!(lock.write(c, &soon(50)).err(), Some(LockError::TimedOut));
+    assert!(!lock.is_involved(b) && !lock.is_involved(c));
+    drop(writer);
+    assert!(!lock.is_involved(a));
+    // Both kinds still get in afterwards: the failed waits left no trace.
+    let r1 = lock.read(b, &soon(1000)).expect("reader after timeouts");
+    let r2 = lock.read(c, &soon(1000)).expect("second reader shares");
+    assert_eq!(lock.write(a, &soon(50)).err(), Some(LockError::TimedOut));
+    drop((r1, r2));
+    drop(
+        lock.write(a, &soon(1000))
+            .expect("writer after the readers left"),
+    );
+}
+
+#[test]
 fn readers_arriving_after_a_waiting_writer_queue_behind_it() {
-    let seg = create(802, 1);
-    let reader = mailbox_lock(&seg).read(&soon(1000)).expect("first reader");
+    let seg = create(802, 1, 4, 3);
+    let reader = lock0(&seg)
+        .read(who(&seg, 0), &soon(1000))
+        .expect("first reader");
     let writer_in = Arc::new(AtomicBool::new(false));
     let flag = Arc::clone(&writer_in);
     let writer = thread::spawn(move || {
         let seg = Segment::open(802).expect("open");
-        let guard = seg.mailbox_lock(0).expect("lock").write(&soon(5000));
+        let guard = lock0(&seg).write(who(&seg, 1), &soon(5000));
         flag.store(guard.is_ok(), Ordering::SeqCst);
         guard.is_ok()
     });
-    // Until the writer queues, readers still share the lock with the first
-    // one; once it waits, every later reader must wait behind it. A reader
+    // Until the writer takes its ticket, readers still share the lock with
+    // the first one; after, every later reader must wait behind it. A reader
     // that keeps getting in for 10 s means the writer is being overtaken.
-    let queued = (0..500).any(|_| match mailbox_lock(&seg).read(&soon(20)) {
+    let queued = (0..500).any(|_| match lock0(&seg).read(who(&seg, 2), &soon(20)) {
         Ok(_) => {
             thread::sleep(Duration::from_millis(20));
             false
@@ -84,14 +115,15 @@ fn readers_arriving_after_a_waiting_writer_queue_behind_it() {
 #[test]
 fn concurrent_writers_and_readers_never_see_a_torn_mailbox() {
     const PORT: u16 = 803;
-    let _owner = create(PORT, 2);
     let threads = 6;
+    let _owner = create(PORT, 2, 4, threads as u64);
     let barrier = Arc::new(Barrier::new(threads));
     let handles: Vec<_> = (0..threads)
         .map(|t| {
             let barrier = Arc::clone(&barrier);
             thread::spawn(move || {
                 let seg = Segment::open(PORT).expect("open");
+                let me = who(&seg, t);
                 barrier.wait();
                 let mut buf = Vec::new();
                 for i in 0..300usize {
@@ -99,10 +131,10 @@ fn concurrent_writers_and_readers_never_see_a_torn_mailbox() {
                     if t % 2 == 0 {
                         let fill = (t * 31 + i) as u8;
                         let len = 1 + (i * 97) % m.capacity();
-                        m.write(&soon(5000), &vec![fill; len]).expect("write");
+                        m.write(me, &soon(5000), &vec![fill; len]).expect("write");
                     } else {
                         buf.clear();
-                        let read = m.read_into(&soon(5000), &mut buf).expect("read");
+                        let read = m.read_into(me, &soon(5000), &mut buf).expect("read");
                         assert_eq!(read.len, buf.len());
                         if let Some(&first) = buf.first() {
                             assert!(buf.iter().all(|&b| b == first), "torn content");
@@ -119,51 +151,151 @@ fn concurrent_writers_and_readers_never_see_a_torn_mailbox() {
 
 #[test]
 fn versions_count_every_write() {
-    let seg = create(804, 1);
+    let seg = create(804, 1, 4, 1);
     let m = seg.mailbox(0).expect("mailbox");
+    let me = who(&seg, 0);
     for n in 1..=5 {
-        assert_eq!(m.write(&soon(1000), b"x").expect("write"), n);
+        assert_eq!(m.write(me, &soon(1000), b"x").expect("write"), n);
     }
-    assert_eq!(m.stat(&soon(1000)).expect("stat").version, 5);
+    assert_eq!(m.stat(me, &soon(1000)).expect("stat").version, 5);
+}
+
+/// Runs `child` in a forked process that ends with `_exit(0)` unless killed.
+fn forked(child: impl FnOnce()) -> nix::unistd::Pid {
+    // SAFETY: the child runs `child` (no locks the parent's threads might
+    // hold: it only touches the shared segment) and _exit()s without
+    // returning into the test harness.
+    match unsafe { fork() }.expect("fork") {
+        ForkResult::Child => {
+            child();
+            // SAFETY: ends the child at once, skipping the harness's exit.
+            unsafe { libc::_exit(0) }
+        }
+        ForkResult::Parent { child } => child,
+    }
 }
 
 #[test]
 fn the_accept_lock_survives_a_holder_that_dies() {
-    let seg = create(805, 1);
-    // SAFETY: the child only takes the lock and _exit()s, without returning
-    // into the test harness or touching its threads' state.
-    match unsafe { nix::unistd::fork() }.expect("fork") {
-        nix::unistd::ForkResult::Child => {
-            let code = match seg.accept_lock().lock(&soon(2000)) {
-                Ok(guard) => {
-                    std::mem::forget(guard);
-                    0
-                }
-                Err(_) => 1,
-            };
-            // SAFETY: ends the child at once, holding the lock.
-            unsafe { libc::_exit(code) };
+    let seg = create(805, 1, 4, 1);
+    let child = forked(|| {
+        if let Ok(guard) = seg.accept_lock().lock(&soon(2000)) {
+            std::mem::forget(guard);
         }
-        nix::unistd::ForkResult::Parent { child } => {
-            let status = nix::sys::wait::waitpid(child, None).expect("wait");
-            assert_eq!(status, nix::sys::wait::WaitStatus::Exited(child, 0));
-            let guard = seg
-                .accept_lock()
-                .lock(&soon(2000))
-                .expect("lock after death");
-            assert!(guard.recovered, "the dead holder went unnoticed");
-            drop(guard);
-            let again = seg.accept_lock().lock(&soon(2000)).expect("lock again");
-            assert!(!again.recovered);
-        }
-    }
+    });
+    let status = waitpid(child, None).expect("wait");
+    assert_eq!(status, WaitStatus::Exited(child, 0));
+    let guard = seg
+        .accept_lock()
+        .lock(&soon(2000))
+        .expect("lock after death");
+    assert!(guard.recovered, "the dead holder went unnoticed");
+    drop(guard);
+    let again = seg.accept_lock().lock(&soon(2000)).expect("lock again");
+    assert!(!again.recovered);
 }
 
 #[test]
 fn a_free_lock_is_granted_even_to_a_stopping_process() {
     static STOP: AtomicBool = AtomicBool::new(true);
-    let seg = create(806, 1);
+    let seg = create(806, 1, 4, 1);
     let m = seg.mailbox(0).expect("mailbox");
     let deadline = soon(1000).or_when(&STOP);
-    assert_eq!(m.write(&deadline, b"last words").expect("write"), 1);
+    assert_eq!(
+        m.write(who(&seg, 0), &deadline, b"last words")
+            .expect("write"),
+        1
+    );
+}
+
+#[test]
+fn repairing_a_holder_killed_by_sigkill_frees_the_lock() {
+    for kind in ["read", "write"] {
+        let seg = create(807, 1, 4, 2);
+        let (dead, alive) = (who(&seg, 0), who(&seg, 1));
+        let child = forked(|| {
+            let lock = lock0(&seg);
+            let guard = match kind {
+                "read" => lock.read(dead, &soon(2000)),
+                _ => lock.write(dead, &soon(2000)),
+            };
+            if guard.is_ok() {
+                // Hold it until killed.
+                loop {
+                    thread::sleep(Duration::from_secs(1));
+                }
+            }
+        });
+        assert!(
+            (0..200).any(|_| {
+                thread::sleep(Duration::from_millis(10));
+                lock0(&seg).is_involved(dead)
+            }),
+            "the child never took the lock"
+        );
+        kill(child, Signal::SIGKILL).expect("kill");
+        waitpid(child, None).expect("reap");
+        // The dead holder still blocks a writer...
+        assert_eq!(
+            lock0(&seg).write(alive, &soon(100)).err(),
+            Some(LockError::TimedOut)
+        );
+        // ...until the supervisor's repair.
+        assert_eq!(seg.repair_participant(dead), 1);
+        assert_eq!(seg.repair_participant(dead), 0, "repair is idempotent");
+        drop(
+            lock0(&seg)
+                .write(alive, &soon(1000))
+                .expect("lock after repair"),
+        );
+    }
+}
+
+#[test]
+fn a_writer_killed_at_any_instant_leaves_a_whole_mailbox() {
+    // 1 MiB writes: long enough that many kills land mid-copy.
+    const KIB: u64 = 1024;
+    let seg = create(808, 1, KIB, 2);
+    let (writer, checker) = (who(&seg, 0), who(&seg, 1));
+    let mut rng = 0x9e37_79b9_7f4a_7c15u64;
+    let mut buf = Vec::new();
+    for round in 0..40u64 {
+        let child = forked(|| {
+            let m = seg.mailbox(0).expect("mailbox");
+            loop {
+                // Content: a length and a fill byte both derived from the
+                // version it will get, so a reader can tell a mix.
+                let version = m.stat(writer, &soon(2000)).map(|s| s.version).unwrap_or(0) + 1;
+                let len = 1 + (version as usize * 7919) % m.capacity();
+                let _ = m.write(writer, &soon(2000), &vec![version as u8; len]);
+            }
+        });
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        thread::sleep(Duration::from_micros(200 + rng % 3000));
+        kill(child, Signal::SIGKILL).expect("kill");
+        waitpid(child, None).expect("reap");
+        seg.repair_participant(writer);
+        buf.clear();
+        let m = seg.mailbox(0).expect("mailbox");
+        let read = m
+            .read_into(checker, &soon(1000), &mut buf)
+            .unwrap_or_else(|e| panic!("round {round}: read after repair: {e}"));
+        if read.version == 0 {
+            assert!(buf.is_empty());
+            continue;
+        }
+        let expected_len = 1 + (read.version as usize * 7919) % m.capacity();
+        assert_eq!(
+            buf.len(),
+            expected_len,
+            "round {round}: length of another version"
+        );
+        assert!(
+            buf.iter().all(|&b| b == read.version as u8),
+            "round {round}: torn content at version {}",
+            read.version
+        );
+    }
 }

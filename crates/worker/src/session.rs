@@ -11,7 +11,7 @@
 use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
-use shmlib::{Deadline, LockError, Segment};
+use shmlib::{Deadline, LockError, Participant, Segment};
 
 use crate::request::{self, Bounds, Request};
 
@@ -22,6 +22,9 @@ pub struct SessionConfig {
     pub port: u16,
     pub workers: u32,
     pub supervisor_pid: i32,
+    /// This worker's slot: its identity in every mailbox lock. No two live
+    /// processes may share one.
+    pub worker_slot: usize,
 }
 
 /// Whether the connection goes on after the bytes just fed.
@@ -60,6 +63,7 @@ enum Mode {
 
 pub struct Session<'s> {
     segment: &'s Segment,
+    me: Participant,
     /// Raised when the worker must stop: cancels lock waits.
     stop: &'s AtomicBool,
     config: SessionConfig,
@@ -92,8 +96,13 @@ impl<'s> Session<'s> {
                 "mailbox"
             },
         };
+        // The supervisor hands out slots from the segment's own table.
+        let me = segment
+            .participant(config.worker_slot)
+            .expect("worker slot outside the segment's worker table");
         Session {
             segment,
+            me,
             stop,
             config,
             bounds,
@@ -422,7 +431,7 @@ impl<'s> Session<'s> {
         // Read straight into the output after a placeholder header, then put
         // the real header in front: one copy of the content, not two.
         let start = out.len();
-        match mailbox.read_into(&self.deadline(), out) {
+        match mailbox.read_into(self.me, &self.deadline(), out) {
             Ok(read) => {
                 let header = format!(
                     "OK {} bytes from mailbox {}, version {}\n",
@@ -448,7 +457,7 @@ impl<'s> Session<'s> {
         if data.len() > mailbox.capacity() {
             return error(out, &self.bounds.too_much_data(data.len()));
         }
-        match mailbox.write(&self.deadline(), data) {
+        match mailbox.write(self.me, &self.deadline(), data) {
             Ok(version) => put(
                 out,
                 format_args!(
@@ -467,7 +476,7 @@ impl<'s> Session<'s> {
         let Some(mailbox) = segment.mailbox(index) else {
             return error(out, "mailbox vanished");
         };
-        match mailbox.stat(&self.deadline()) {
+        match mailbox.stat(self.me, &self.deadline()) {
             Ok(s) => put(
                 out,
                 format_args!(

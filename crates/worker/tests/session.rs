@@ -15,7 +15,7 @@ use worker::SessionConfig;
 
 fn segment(port: u16, mailboxes: u64, mailbox_kib: u64, packet_kib: u64) -> Segment {
     let _ = Segment::unlink(port);
-    let g = Geometry::from_kib(mailboxes, mailbox_kib, packet_kib, 1).expect("geometry");
+    let g = Geometry::from_kib(mailboxes, mailbox_kib, packet_kib, 2).expect("geometry");
     Segment::create(
         port,
         g,
@@ -36,6 +36,7 @@ fn config(port: u16) -> SessionConfig {
         port,
         workers: 1,
         supervisor_pid: 1,
+        worker_slot: 0,
     }
 }
 
@@ -298,7 +299,10 @@ fn a_lock_timeout_is_an_err_that_changes_nothing() {
     let other = Segment::open(917).expect("second mapping");
     let lock = other.mailbox_lock(0).expect("lock");
     let held = lock
-        .write(&shmlib::Deadline::after(Duration::from_secs(1)))
+        .write(
+            other.participant(1).expect("second worker slot"),
+            &shmlib::Deadline::after(Duration::from_secs(1)),
+        )
         .expect("hold the write lock");
     let (out, _) = run(&mut s, &[b"w 1 after\nr 1\nstat 2\n"]);
     assert_eq!(

@@ -1014,3 +1014,163 @@ pub fn set_linger_zero(stream: &TcpStream) {
     };
     assert_eq!(rc, 0, "setsockopt SO_LINGER");
 }
+
+/// What a stopped daemon left behind, one description per leftover: its
+/// processes still running, its segment or any other /dev/shm entry naming
+/// dipc and its port (named semaphores included), System V segments it
+/// created, its pid file. Empty when it cleaned up completely; unlike
+/// [`Daemon::assert_gone`] it counts instead of failing at the first one.
+pub fn leftovers_of(d: &Daemon) -> Vec<String> {
+    let mut left = Vec::new();
+    let seen = d.seen();
+    for p in seen.iter().filter(|p| p.is_alive()) {
+        left.push(format!(
+            "process {} still running: {:?}",
+            p.pid,
+            cmdline(p.pid)
+        ));
+    }
+    for p in processes_mentioning(&d.marker()) {
+        if !seen.iter().any(|s| s.pid == p.pid) {
+            left.push(format!(
+                "process {} still running: {:?}",
+                p.pid,
+                cmdline(p.pid)
+            ));
+        }
+    }
+    let port = d.port.to_string();
+    if let Ok(dir) = fs::read_dir("/dev/shm") {
+        for name in dir.filter_map(|e| e.ok()) {
+            let name = name.file_name().to_string_lossy().into_owned();
+            if name.contains("dipc") && name.contains(&port) {
+                left.push(format!("/dev/shm/{name}"));
+            }
+        }
+    }
+    let pids: Vec<i32> = seen.iter().map(|p| p.pid).collect();
+    left.extend(
+        sysv_shm_created_by(&pids)
+            .into_iter()
+            .map(|l| format!("System V segment: {l}")),
+    );
+    if d.pid_file.exists() {
+        left.push(format!("pid file {}", d.pid_file.display()));
+    }
+    left
+}
+
+// ---------------------------------------------------------------------------
+// A client whose failures are values
+
+/// A reply to [`TryConn::read`] or [`TryConn::write`].
+#[derive(Debug)]
+pub enum Reply {
+    /// `r`: version and content.
+    Read(u64, Vec<u8>),
+    /// `w`/`wb`: the version written.
+    Wrote(u64),
+    /// An `ERR` line, or any reply of the wrong form.
+    Err(String),
+}
+
+/// Why a request got no reply: the connection broke (EOF, reset, refused:
+/// what a killed worker does to its client), or the client gave up waiting.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NoReply {
+    Broken,
+    TimedOut,
+}
+
+fn no_reply(e: io::Error) -> NoReply {
+    match e.kind() {
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => NoReply::TimedOut,
+        _ => NoReply::Broken,
+    }
+}
+
+/// A connection for tests where connections are expected to break (workers
+/// killed under load): unlike [`Client`] it never panics, every failure is a
+/// [`NoReply`], and every connect, read and write gives up after `timeout`.
+pub struct TryConn {
+    stream: TcpStream,
+    buf: Vec<u8>,
+}
+
+impl TryConn {
+    pub fn connect(port: u16, timeout: Duration) -> Result<TryConn, NoReply> {
+        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        let stream = TcpStream::connect_timeout(&addr, timeout).map_err(no_reply)?;
+        stream
+            .set_read_timeout(Some(timeout))
+            .and_then(|()| stream.set_write_timeout(Some(timeout)))
+            .and_then(|()| stream.set_nodelay(true))
+            .map_err(no_reply)?;
+        Ok(TryConn {
+            stream,
+            buf: Vec::new(),
+        })
+    }
+
+    /// At least `n` bytes buffered.
+    fn want(&mut self, n: usize) -> Result<(), NoReply> {
+        let mut chunk = [0u8; 16384];
+        while self.buf.len() < n {
+            match self.stream.read(&mut chunk).map_err(no_reply)? {
+                0 => return Err(NoReply::Broken),
+                got => self.buf.extend_from_slice(&chunk[..got]),
+            }
+        }
+        Ok(())
+    }
+
+    /// One reply line, without its LF.
+    pub fn line(&mut self) -> Result<String, NoReply> {
+        loop {
+            if let Some(pos) = self.buf.iter().position(|&b| b == b'\n') {
+                let line: Vec<u8> = self.buf.drain(..=pos).collect();
+                return Ok(String::from_utf8_lossy(&line[..pos]).into_owned());
+            }
+            let have = self.buf.len();
+            self.want(have + 1)?;
+        }
+    }
+
+    /// `r <m>`; a header naming another mailbox, or content not followed by
+    /// LF, is a [`Reply::Err`].
+    pub fn read(&mut self, m: u32) -> Result<Reply, NoReply> {
+        self.stream
+            .write_all(format!("r {m}\n").as_bytes())
+            .map_err(no_reply)?;
+        let header = self.line()?;
+        let Some((len, _, version)) = parse_read_header(&header).filter(|h| h.1 == m) else {
+            return Ok(Reply::Err(header));
+        };
+        self.want(len + 1)?;
+        let body: Vec<u8> = self.buf.drain(..=len).collect();
+        if body[len] != b'\n' {
+            return Ok(Reply::Err(format!(
+                "{header:?}: content not followed by LF"
+            )));
+        }
+        Ok(Reply::Read(version, body[..len].to_vec()))
+    }
+
+    /// `w <m> <text>` or, with `binary`, `wb <m> <len>` and the bytes; an
+    /// `OK wrote` naming another length or mailbox is a [`Reply::Err`].
+    pub fn write(&mut self, m: u32, text: &str, binary: bool) -> Result<Reply, NoReply> {
+        let request = if binary {
+            format!("wb {m} {}\n{text}", text.len())
+        } else {
+            format!("w {m} {text}\n")
+        };
+        self.stream
+            .write_all(request.as_bytes())
+            .map_err(no_reply)?;
+        let line = self.line()?;
+        Ok(match parse_write_reply(&line) {
+            Some((len, mm, version)) if (len, mm) == (text.len(), m) => Reply::Wrote(version),
+            _ => Reply::Err(line),
+        })
+    }
+}

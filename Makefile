@@ -1,7 +1,7 @@
 # make        build release binaries and place ./dipc and ./dipcrm here
 # make test   every test: unit, model and end-to-end (real daemon, sockets, /dev/shm)
 # make lint   rustfmt and clippy, warnings denied
-# make bench  throughput and latency of a real daemon (docs/prog3.md has the figures)
+# make bench  lock cost and fairness, throughput and latency of a real daemon (docs/prog3.md has the figures)
 # make chaos  a minute of the chaos test: random workers SIGKILLed under load (prints its report)
 # make clean  remove build output and the placed binaries
 
@@ -35,6 +35,7 @@ clean:
 
 bench:
 	$(CARGO) build --release --workspace
+	$(CARGO) bench -p shmlib --bench lock_cost --bench fairness
 	$(CARGO) bench -p dipc --bench throughput
 
 # make test runs the same test for 4 s; DIPC_CHAOS_SECS sets the length.

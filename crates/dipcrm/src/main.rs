@@ -1,5 +1,5 @@
 //! `dipcrm <port>`: stops the dipc daemon of that port and removes everything
-//! it created: its workers, its segment (and with it the semaphores that live
+//! it created: its workers, its segment (and with it the locks that live
 //! in it) and its pid file. Leftovers of a daemon killed with SIGKILL are
 //! removed all the same; running it twice is harmless.
 

@@ -47,6 +47,8 @@ const CHOOSING: u64 = 1;
 const KIND_SHIFT: u32 = 1;
 const KIND_MASK: u64 = 0b11 << KIND_SHIFT;
 const TICKET_SHIFT: u32 = 3;
+/// Tickets must fit the word; see [`BakeryLock::acquire`].
+const MAX_TICKET: u64 = u64::MAX >> TICKET_SHIFT;
 
 /// One participant's word in one lock: 0 when not interested, else
 /// `ticket << 3 | kind << 1 | choosing`.
@@ -71,13 +73,28 @@ fn is_reader(word: u64) -> bool {
     word & KIND_MASK == (Kind::Reader as u64) << KIND_SHIFT
 }
 
-/// The lock's shared words: a futex word bumped on every change a sleeper may
-/// be waiting for, and how many participants are about to sleep or sleeping.
+/// The lock's futex word: bumped on every change while someone sleeps.
 #[repr(C)]
 #[derive(Debug, Default)]
 pub struct WakeWord {
     generation: AtomicU32,
-    sleepers: AtomicU32,
+}
+
+/// Who is about to sleep or sleeping on the lock: bit `i % 64` of word
+/// `i / 64` for participant i. A bit each, set and cleared by atomic
+/// read-modify-writes, so that a repair can clear exactly a dead sleeper's
+/// mark (a shared count could not tell how much of it was the dead one's).
+#[repr(transparent)]
+#[derive(Debug, Default)]
+pub struct SleepMask(AtomicU64);
+
+/// How many [`SleepMask`] words a lock of `participants` needs.
+pub const fn sleep_mask_words(participants: usize) -> usize {
+    participants.div_ceil(64)
+}
+
+fn sleep_bit(who: usize) -> (usize, u64) {
+    (who / 64, 1 << (who % 64))
 }
 
 /// How a participant sleeps until the lock's state may have changed.
@@ -102,11 +119,25 @@ const SPINS: u32 = 0;
 pub struct BakeryLock<'a> {
     wake: &'a WakeWord,
     entries: &'a [Entry],
+    sleeping: &'a [SleepMask],
 }
 
 impl<'a> BakeryLock<'a> {
-    pub fn new(wake: &'a WakeWord, entries: &'a [Entry]) -> BakeryLock<'a> {
-        BakeryLock { wake, entries }
+    /// `sleeping` must have [`sleep_mask_words`]`(entries.len())` words.
+    pub fn new(
+        wake: &'a WakeWord,
+        entries: &'a [Entry],
+        sleeping: &'a [SleepMask],
+    ) -> BakeryLock<'a> {
+        assert!(
+            sleeping.len() >= sleep_mask_words(entries.len()),
+            "a sleep mask too short for the participants"
+        );
+        BakeryLock {
+            wake,
+            entries,
+            sleeping,
+        }
     }
 
     /// Takes the lock for participant `me` (< the number of entries). On
@@ -123,15 +154,25 @@ impl<'a> BakeryLock<'a> {
             .map(|e| ticket_of(e.0.load(Relaxed)))
             .max()
             .unwrap_or(0);
+        // Tickets grow only while the lock is never idle, by one per
+        // acquisition: 2^61 of them is decades at a billion a second. A word
+        // corrupted to a huge ticket is refused rather than wrapped.
+        if highest >= MAX_TICKET {
+            self.clear(me, park);
+            return Err(LockError::Corrupt);
+        }
         let ticket = highest + 1;
-        mine.store(ticket << TICKET_SHIFT | kind_bits, Release);
+        let word = ticket << TICKET_SHIFT | kind_bits;
+        mine.store(word, Release);
         // Store-load: our ticket is visible before we read the others' words
         // (and before we look for sleepers waiting on our doorway).
         fence(SeqCst);
         self.wake_sleepers(park);
 
         for (j, other) in self.entries.iter().enumerate() {
-            if j == me {
+            // Most words are 0 (not interested): skip them without the
+            // waiting machinery, which only matters for the others.
+            if j == me || other.0.load(Acquire) == 0 {
                 continue;
             }
             let blocked = || {
@@ -143,7 +184,7 @@ impl<'a> BakeryLock<'a> {
                 let earlier = theirs != 0 && (theirs, j) < (ticket, me);
                 earlier && !(kind == Kind::Reader && is_reader(word))
             };
-            if let Err(e) = self.wait_while(park, blocked) {
+            if let Err(e) = self.wait_while(me, park, blocked) {
                 self.release(me, park);
                 return Err(e);
             }
@@ -162,9 +203,11 @@ impl<'a> BakeryLock<'a> {
     /// it held or wanted the lock.
     pub fn repair<P: Park>(&self, dead: usize, park: &P) -> bool {
         let involved = self.is_involved(dead);
-        if involved {
-            self.clear(dead, park);
-        }
+        let (word, bit) = sleep_bit(dead);
+        self.sleeping[word].0.fetch_and(!bit, SeqCst);
+        // Even an all-clear word gets the wake-up: the dead one may have
+        // cleared it in `release` and died before waking the sleepers.
+        self.clear(dead, park);
         involved
     }
 
@@ -172,6 +215,11 @@ impl<'a> BakeryLock<'a> {
     /// for the lock.
     pub fn is_involved(&self, who: usize) -> bool {
         self.entries[who].0.load(Acquire) != 0
+    }
+
+    /// Whether any participant is about to sleep or asleep on the lock.
+    pub fn has_sleepers(&self) -> bool {
+        self.sleeping.iter().any(|m| m.0.load(Acquire) != 0)
     }
 
     fn clear<P: Park>(&self, who: usize, park: &P) {
@@ -182,11 +230,11 @@ impl<'a> BakeryLock<'a> {
     }
 
     /// Called after every change to the entries, behind a SeqCst fence. A
-    /// would-be sleeper counts itself, fences, then reads the generation and
-    /// checks its condition: by the fences' total order either it sees our
-    /// change, or we see it counted and bump the generation it compares.
+    /// would-be sleeper sets its sleep bit, fences, then reads the generation
+    /// and checks its condition: by the fences' total order either it sees
+    /// our change, or we see its bit and bump the generation it compares.
     fn wake_sleepers<P: Park>(&self, park: &P) {
-        if self.wake.sleepers.load(Relaxed) > 0 {
+        if self.sleeping.iter().any(|m| m.0.load(Relaxed) != 0) {
             self.wake.generation.fetch_add(1, SeqCst);
             park.unpark_all(&self.wake.generation);
         }
@@ -194,6 +242,7 @@ impl<'a> BakeryLock<'a> {
 
     fn wait_while<P: Park>(
         &self,
+        me: usize,
         park: &mut P,
         blocked: impl Fn() -> bool,
     ) -> Result<(), LockError> {
@@ -207,7 +256,8 @@ impl<'a> BakeryLock<'a> {
             if !blocked() {
                 return Ok(());
             }
-            self.wake.sleepers.fetch_add(1, SeqCst);
+            let (word, bit) = sleep_bit(me);
+            self.sleeping[word].0.fetch_or(bit, SeqCst);
             fence(SeqCst);
             let seen = self.wake.generation.load(Acquire);
             let outcome = if blocked() {
@@ -215,7 +265,7 @@ impl<'a> BakeryLock<'a> {
             } else {
                 Ok(())
             };
-            self.wake.sleepers.fetch_sub(1, SeqCst);
+            self.sleeping[word].0.fetch_and(!bit, SeqCst);
             outcome?;
         }
     }

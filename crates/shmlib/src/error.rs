@@ -12,6 +12,8 @@ pub enum LockError {
     Cancelled,
     #[error("not enough memory for a copy of {0} bytes")]
     OutOfMemory(usize),
+    #[error("lock state corrupt: a ticket out of range")]
+    Corrupt,
     #[error("lock operation failed: {0}")]
     Os(nix::errno::Errno),
 }

@@ -4,7 +4,8 @@
 //! offset 0            Header (magic, geometry, supervisor pid, accept lock)
 //! workers_offset      WorkerSlot x worker_slots       (64-byte aligned)
 //! mailboxes_offset    MailboxSlot x mailboxes         (64-byte aligned)
-//! lock_entries_offset bakery Entry x worker_slots, per mailbox (64-byte aligned)
+//! lock_entries_offset per mailbox: bakery Entry x worker_slots, then its
+//!                     sleep mask, one bit per worker slot (64-byte aligned)
 //! data_offset         mailbox contents: two halves of mailbox_size bytes
 //!                     each, per mailbox (page aligned)
 //! ```
@@ -16,7 +17,7 @@ use std::mem::size_of;
 
 use thiserror::Error;
 
-use crate::bakery::{Entry, WakeWord};
+use crate::bakery::{sleep_mask_words, Entry, WakeWord};
 use crate::lock::AcceptLock;
 use crate::segment::WorkerSlot;
 
@@ -125,6 +126,13 @@ impl Geometry {
         self.offsets().map(|o| o.total).unwrap_or(usize::MAX)
     }
 
+    /// One mailbox's row in the lock table: an entry per worker slot, then
+    /// the sleep mask (both 8-byte words).
+    pub(crate) fn lock_row_bytes(&self) -> usize {
+        let slots = self.worker_slots as usize;
+        (slots + sleep_mask_words(slots)) * size_of::<Entry>()
+    }
+
     pub(crate) fn offsets(&self) -> Option<Offsets> {
         let workers = align_up(size_of::<Header>(), LINE)?;
         let mailboxes = align_up(
@@ -138,11 +146,8 @@ impl Geometry {
             LINE,
         )?;
         let data = align_up(
-            lock_entries.checked_add(
-                size_of::<Entry>()
-                    .checked_mul(self.worker_slots as usize)?
-                    .checked_mul(self.mailboxes as usize)?,
-            )?,
+            lock_entries
+                .checked_add(self.lock_row_bytes().checked_mul(self.mailboxes as usize)?)?,
             PAGE,
         )?;
         let total = data.checked_add(
@@ -246,7 +251,7 @@ mod tests {
         assert!(o.workers >= size_of::<Header>());
         assert!(o.mailboxes >= o.workers + 8 * size_of::<WorkerSlot>());
         assert!(o.lock_entries >= o.mailboxes + 4 * size_of::<MailboxSlot>());
-        assert!(o.data >= o.lock_entries + 4 * 8 * size_of::<Entry>());
+        assert!(o.data >= o.lock_entries + 4 * (8 + 1) * size_of::<Entry>());
         assert_eq!(o.data % PAGE, 0);
         assert_eq!(o.total, o.data + 2 * 4 * 8 * 1024);
         assert_eq!(g.data_limit(), 2048);

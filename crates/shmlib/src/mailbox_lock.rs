@@ -34,6 +34,10 @@ impl Park for FutexPark<'_> {
         let Some(deadline) = self.deadline else {
             return Err(LockError::TimedOut);
         };
+        // A stop signal that came while we were spinning, not sleeping.
+        if deadline.cancelled() {
+            return Err(LockError::Cancelled);
+        }
         // SAFETY: `generation` is a live, aligned u32 in memory mapped by
         // every participant; FUTEX_WAIT_BITSET only reads it and sleeps while
         // it equals `seen`, until the absolute CLOCK_REALTIME deadline.
@@ -126,6 +130,12 @@ impl<'a> MailboxLock<'a> {
     /// Whether `who` holds, waits for, or was taking a ticket for the lock.
     pub fn is_involved(&self, who: Participant) -> bool {
         self.bakery.is_involved(who.0)
+    }
+
+    /// Whether anyone sleeps on the lock (a sign of contention, or of a
+    /// sleeper that died and has not been repaired yet).
+    pub fn has_sleepers(&self) -> bool {
+        self.bakery.has_sleepers()
     }
 
     /// Clears a dead participant's state; see [`BakeryLock::repair`].

@@ -7,7 +7,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use nix::errno::Errno;
 use shared_memory::{Shmem, ShmemConf, ShmemError};
 
-use crate::bakery::{BakeryLock, Entry};
+use crate::bakery::{sleep_mask_words, BakeryLock, Entry, SleepMask};
 use crate::error::ShmError;
 use crate::layout::{Geometry, Header, MailboxSlot, Offsets, LAYOUT_VERSION, MAGIC, PATH_BYTES};
 use crate::lock::AcceptLock;
@@ -339,17 +339,23 @@ impl Segment {
         }
         let slots = self.geometry.worker_slots as usize;
         // SAFETY: index < mailboxes keeps the slot inside the slot table and
-        // the row of `worker_slots` entries inside the entry table
-        // (Geometry::offsets); all-zero bytes are valid for both, and every
-        // field is atomic.
+        // the mailbox's row (`slots` entries, then the sleep mask, all 8-byte
+        // words) inside the lock table (Geometry::offsets); all-zero bytes
+        // are valid for all of them, and every field is atomic.
         unsafe {
             let slot = &*self.mailbox_slot_ptr(index);
-            let entries = std::slice::from_raw_parts(
-                (self.shmem.as_ptr().add(self.offsets.lock_entries) as *const Entry)
-                    .add(index * slots),
-                slots,
+            let row = self
+                .shmem
+                .as_ptr()
+                .add(self.offsets.lock_entries + index * self.geometry.lock_row_bytes());
+            let entries = std::slice::from_raw_parts(row as *const Entry, slots);
+            let sleeping = std::slice::from_raw_parts(
+                (row as *const Entry).add(slots) as *const SleepMask,
+                sleep_mask_words(slots),
             );
-            Some(MailboxLock::new(BakeryLock::new(&slot.wake, entries)))
+            Some(MailboxLock::new(BakeryLock::new(
+                &slot.wake, entries, sleeping,
+            )))
         }
     }
 

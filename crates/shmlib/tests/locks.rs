@@ -252,6 +252,31 @@ fn repairing_a_holder_killed_by_sigkill_frees_the_lock() {
 }
 
 #[test]
+fn repairing_a_waiter_killed_in_its_sleep_clears_its_mark() {
+    let seg = create(809, 1, 4, 2);
+    let (holder, sleeper) = (who(&seg, 0), who(&seg, 1));
+    let held = lock0(&seg).write(holder, &soon(1000)).expect("hold");
+    let child = forked(|| {
+        let _ = lock0(&seg).read(sleeper, &soon(30_000));
+    });
+    assert!(
+        (0..300).any(|_| {
+            thread::sleep(Duration::from_millis(10));
+            lock0(&seg).has_sleepers()
+        }),
+        "the child never went to sleep on the lock"
+    );
+    kill(child, Signal::SIGKILL).expect("kill");
+    waitpid(child, None).expect("reap");
+    assert!(lock0(&seg).has_sleepers(), "a dead sleeper's mark stays...");
+    assert_eq!(seg.repair_participant(sleeper), 1);
+    assert!(!lock0(&seg).has_sleepers(), "...until the repair");
+    assert!(!lock0(&seg).is_involved(sleeper));
+    drop(held);
+    assert!(!lock0(&seg).is_involved(holder));
+}
+
+#[test]
 fn a_writer_killed_at_any_instant_leaves_a_whole_mailbox() {
     // 1 MiB writes: long enough that many kills land mid-copy.
     const KIB: u64 = 1024;

@@ -12,7 +12,7 @@ use loom::sync::atomic::{AtomicU32, AtomicUsize, Ordering::SeqCst};
 use loom::sync::{Arc, Condvar, Mutex};
 use loom::thread;
 
-use shmlib::bakery::{BakeryLock, Entry, Kind, Park, WakeWord};
+use shmlib::bakery::{sleep_mask_words, BakeryLock, Entry, Kind, Park, SleepMask, WakeWord};
 use shmlib::LockError;
 
 /// The futex, modelled: sleep on a condition variable while the generation
@@ -47,6 +47,7 @@ impl Park for Sleep {
 struct Shared {
     bed: Arc<(Mutex<()>, Condvar)>,
     wake: WakeWord,
+    sleeping: Vec<SleepMask>,
     entries: Vec<Entry>,
     readers_inside: AtomicUsize,
     writers_inside: AtomicUsize,
@@ -57,6 +58,9 @@ impl Shared {
         Arc::new(Shared {
             bed: Arc::new((Mutex::new(()), Condvar::new())),
             wake: WakeWord::default(),
+            sleeping: (0..sleep_mask_words(participants))
+                .map(|_| SleepMask::default())
+                .collect(),
             entries: (0..participants).map(|_| Entry::default()).collect(),
             readers_inside: AtomicUsize::new(0),
             writers_inside: AtomicUsize::new(0),
@@ -71,7 +75,7 @@ impl Shared {
     }
 
     fn lock(&self) -> BakeryLock<'_> {
-        BakeryLock::new(&self.wake, &self.entries)
+        BakeryLock::new(&self.wake, &self.entries, &self.sleeping)
     }
 
     /// Takes the lock, checks exclusion inside, releases. Returns whether it
@@ -264,6 +268,28 @@ fn repairing_a_death_in_the_doorway_frees_the_lock() {
             thread::spawn(move || assert!(shared.visit(1, Kind::Writer, 0)))
         };
         assert!(shared.lock().repair(0, &shared.park(0)));
+        waiter.join().expect("waiter");
+        assert!(shared.all_clear());
+    });
+}
+
+#[test]
+fn repairing_a_death_mid_release_wakes_the_waiters() {
+    model(THREE, || {
+        let shared = Shared::new(2);
+        let mut park = shared.park(0);
+        shared
+            .lock()
+            .acquire(0, Kind::Writer, &mut park)
+            .expect("first writer");
+        let waiter = {
+            let shared = Arc::clone(&shared);
+            thread::spawn(move || assert!(shared.visit(1, Kind::Reader, 0)))
+        };
+        // Participant 0 is killed inside release(): its word is already 0,
+        // but it never got to wake the sleepers. The repair must.
+        shared.entries[0].set_raw_for_test(0);
+        shared.lock().repair(0, &park);
         waiter.join().expect("waiter");
         assert!(shared.all_clear());
     });

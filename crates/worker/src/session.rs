@@ -504,6 +504,7 @@ impl<'s> Session<'s> {
                 format!("mailbox {}: no memory for a {n}-byte reply", index + 1)
             }
             LockError::Os(errno) => format!("mailbox {}: lock failed: {errno}", index + 1),
+            LockError::Corrupt => format!("mailbox {}: lock state corrupt", index + 1),
         };
         log::warn!("{message}");
         error(out, &message);

@@ -235,62 +235,57 @@ fn a_timeout_beside_a_holder_leaves_the_lock_as_it_was() {
     });
 }
 
+/// Participant 0 does `before`, participant 1 starts waiting for the lock as
+/// `waiter`, then participant 0 does `dies` (what a killed process leaves
+/// behind) and the supervisor repairs it, concurrently with the waiter. The
+/// waiter must get in, and every word must end clear. Returns what the
+/// repair said about 0's involvement.
+fn repair_beside_a_waiter(waiter: Kind, before: impl Fn(&Shared), dies: impl Fn(&Shared)) -> bool {
+    let shared = Shared::new(2);
+    before(&shared);
+    let waiting = {
+        let shared = Arc::clone(&shared);
+        thread::spawn(move || assert!(shared.visit(1, waiter, 0)))
+    };
+    dies(&shared);
+    let involved = shared.lock().repair(0, &shared.park(0));
+    waiting.join().expect("waiter");
+    assert!(shared.all_clear());
+    involved
+}
+
+fn hold_as_writer(shared: &Shared) {
+    let mut park = shared.park(0);
+    shared
+        .lock()
+        .acquire(0, Kind::Writer, &mut park)
+        .expect("first writer");
+}
+
 #[test]
 fn repairing_a_dead_holder_frees_the_lock() {
     model(THREE, || {
-        let shared = Shared::new(2);
-        // Participant 0 takes the lock and "dies" holding it.
-        let mut park = shared.park(0);
-        shared
-            .lock()
-            .acquire(0, Kind::Writer, &mut park)
-            .expect("first writer");
-        let waiter = {
-            let shared = Arc::clone(&shared);
-            thread::spawn(move || assert!(shared.visit(1, Kind::Reader, 0)))
-        };
-        // The supervisor notices the death and repairs, concurrently.
-        assert!(shared.lock().repair(0, &park));
-        waiter.join().expect("waiter");
-        assert!(shared.all_clear());
+        assert!(repair_beside_a_waiter(Kind::Reader, hold_as_writer, |_| ()));
     });
 }
 
 #[test]
 fn repairing_a_death_in_the_doorway_frees_the_lock() {
     model(THREE, || {
-        let shared = Shared::new(2);
-        // Participant 0 "dies" in its doorway, CHOOSING announced: the
-        // raw word a killed process leaves behind.
-        shared.entries[0].set_raw_for_test(1 | (Kind::Writer as u64) << 1);
-        let waiter = {
-            let shared = Arc::clone(&shared);
-            thread::spawn(move || assert!(shared.visit(1, Kind::Writer, 0)))
-        };
-        assert!(shared.lock().repair(0, &shared.park(0)));
-        waiter.join().expect("waiter");
-        assert!(shared.all_clear());
+        // CHOOSING announced: the raw word a process killed in its doorway
+        // leaves behind.
+        let choosing =
+            |shared: &Shared| shared.entries[0].set_raw_for_test(1 | (Kind::Writer as u64) << 1);
+        assert!(repair_beside_a_waiter(Kind::Writer, choosing, |_| ()));
     });
 }
 
 #[test]
 fn repairing_a_death_mid_release_wakes_the_waiters() {
     model(THREE, || {
-        let shared = Shared::new(2);
-        let mut park = shared.park(0);
-        shared
-            .lock()
-            .acquire(0, Kind::Writer, &mut park)
-            .expect("first writer");
-        let waiter = {
-            let shared = Arc::clone(&shared);
-            thread::spawn(move || assert!(shared.visit(1, Kind::Reader, 0)))
-        };
-        // Participant 0 is killed inside release(): its word is already 0,
-        // but it never got to wake the sleepers. The repair must.
-        shared.entries[0].set_raw_for_test(0);
-        shared.lock().repair(0, &park);
-        waiter.join().expect("waiter");
-        assert!(shared.all_clear());
+        // Killed inside release(): its word already 0, the sleepers not yet
+        // woken. The repair must wake them.
+        let released_silently = |shared: &Shared| shared.entries[0].set_raw_for_test(0);
+        repair_beside_a_waiter(Kind::Reader, hold_as_writer, released_silently);
     });
 }

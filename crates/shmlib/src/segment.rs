@@ -60,6 +60,14 @@ impl WorkerSlot {
         );
         self.pid.store(pid, Ordering::Release);
     }
+    pub fn state(&self) -> WorkerState {
+        match self.state.load(Ordering::Relaxed) {
+            1 => WorkerState::Starting,
+            2 => WorkerState::Idle,
+            3 => WorkerState::Busy,
+            _ => WorkerState::Empty,
+        }
+    }
     pub fn set_state(&self, state: WorkerState) {
         self.state.store(state as u32, Ordering::Relaxed);
     }

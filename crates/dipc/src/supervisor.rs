@@ -271,23 +271,26 @@ impl Supervisor {
             }
             log::warn!("worker {slot} (pid {pid}) {cause}; replacing it");
             // SIGKILL comes from outside (an operator, the OOM killer): that
-            // is not a worker failing to start, and it is replaced at once.
+            // is not a worker failing to start. It is replaced at once, even
+            // while a crash loop elsewhere holds the others back.
             let died_young = started.is_some_and(|s| s.elapsed() < MIN_HEALTHY_LIFE);
-            if died_young && !killed_from_outside {
+            if killed_from_outside {
+                self.respawn_at = self.respawn_at.min(Instant::now());
+            } else if died_young {
                 self.fast_deaths += 1;
-            } else if !died_young {
+                if self.fast_deaths > RESPAWN_BURST {
+                    let doublings = (self.fast_deaths - RESPAWN_BURST).min(6);
+                    let delay =
+                        (Duration::from_millis(100) * 2u32.pow(doublings)).min(MAX_RESPAWN_DELAY);
+                    log::warn!(
+                        "workers are dying right after start ({} in a row); next start in {} ms",
+                        self.fast_deaths,
+                        delay.as_millis()
+                    );
+                    self.respawn_at = Instant::now() + delay;
+                }
+            } else {
                 self.fast_deaths = 0;
-            }
-            if self.fast_deaths > RESPAWN_BURST {
-                let doublings = (self.fast_deaths - RESPAWN_BURST).min(6);
-                let delay =
-                    (Duration::from_millis(100) * 2u32.pow(doublings)).min(MAX_RESPAWN_DELAY);
-                log::warn!(
-                    "workers are dying right after start ({} in a row); next start in {} ms",
-                    self.fast_deaths,
-                    delay.as_millis()
-                );
-                self.respawn_at = Instant::now() + delay;
             }
         }
     }

@@ -58,6 +58,13 @@ impl Deadline<'static> {
 }
 
 impl Deadline<'_> {
+    /// Whether the deadline is behind us.
+    pub(crate) fn passed(&self) -> bool {
+        clock_gettime(ClockId::CLOCK_REALTIME)
+            .map(|now| (now.tv_sec(), now.tv_nsec()) >= (self.at.tv_sec, self.at.tv_nsec))
+            .unwrap_or(false)
+    }
+
     pub(crate) fn as_ptr(&self) -> *const libc::timespec {
         &self.at
     }

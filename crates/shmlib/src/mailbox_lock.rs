@@ -38,6 +38,11 @@ impl Park for FutexPark<'_> {
         if deadline.cancelled() {
             return Err(LockError::Cancelled);
         }
+        // The kernel answers EAGAIN (the word moved) before it looks at the
+        // clock: on a busy lock the deadline must be checked here too.
+        if deadline.passed() {
+            return Err(LockError::TimedOut);
+        }
         // SAFETY: `generation` is a live, aligned u32 in memory mapped by
         // every participant; FUTEX_WAIT_BITSET only reads it and sleeps while
         // it equals `seen`, until the absolute CLOCK_REALTIME deadline.

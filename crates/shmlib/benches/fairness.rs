@@ -96,9 +96,12 @@ fn critical_section(seg: &Segment, role: Role) -> u64 {
     h.value_at_quantile(0.5)
 }
 
-/// `crowd` threads do `crowd_role` flat out; participant 0 asks for the lock
-/// as `probe` every millisecond and records how long it waited.
-fn scenario(crowd: usize, crowd_role: Role, probe: Role, secs: u64) -> Outcome {
+/// `crowd` threads do `crowd_role` flat out, blocking for `pace` outside the
+/// lock between operations (as a worker blocks in recv() for its client's
+/// next request); zero is the worst case, every thread always runnable and
+/// always in line. Participant 0 asks for the lock as `probe` every
+/// millisecond and records how long it waited.
+fn scenario(crowd: usize, crowd_role: Role, pace: Duration, probe: Role, secs: u64) -> Outcome {
     let (_guard, seg) = create(crowd as u64 + 1);
     let section = critical_section(&seg, crowd_role);
     let stop = Arc::new(AtomicBool::new(false));
@@ -112,6 +115,9 @@ fn scenario(crowd: usize, crowd_role: Role, probe: Role, secs: u64) -> Outcome {
                 while !stop.load(Ordering::Relaxed) {
                     operate(&seg, slot, crowd_role, &mut buf, &content);
                     done += 1;
+                    if !pace.is_zero() {
+                        thread::sleep(pace);
+                    }
                 }
                 done
             })
@@ -198,11 +204,24 @@ fn main() {
     report(
         &format!("{CROWD} readers flat out, a writer every ms"),
         "read",
-        scenario(CROWD, Role::Reader, Role::Writer, secs),
+        scenario(CROWD, Role::Reader, Duration::ZERO, Role::Writer, secs),
     );
     report(
         &format!("{WRITERS} writers flat out, a reader every ms"),
         "write",
-        scenario(WRITERS, Role::Writer, Role::Reader, secs),
+        scenario(WRITERS, Role::Writer, Duration::ZERO, Role::Reader, secs),
+    );
+    report(
+        &format!(
+            "{CROWD} readers blocking 20 us between reads, as on a network, a writer every ms"
+        ),
+        "read",
+        scenario(
+            CROWD,
+            Role::Reader,
+            Duration::from_micros(20),
+            Role::Writer,
+            secs,
+        ),
     );
 }

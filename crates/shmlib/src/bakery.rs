@@ -203,11 +203,13 @@ impl<'a> BakeryLock<'a> {
     /// it held or wanted the lock.
     pub fn repair<P: Park>(&self, dead: usize, park: &P) -> bool {
         let involved = self.is_involved(dead);
-        let (word, bit) = sleep_bit(dead);
-        self.sleeping[word].0.fetch_and(!bit, SeqCst);
         // Even an all-clear word gets the wake-up: the dead one may have
         // cleared it in `release` and died before waking the sleepers.
         self.clear(dead, park);
+        // Then its sleep mark, if it died asleep: only a useless wake-up on
+        // every later change if left, but no longer needed by anyone.
+        let (word, bit) = sleep_bit(dead);
+        self.sleeping[word].0.fetch_and(!bit, SeqCst);
         involved
     }
 

@@ -124,16 +124,20 @@ impl Shared {
 }
 
 /// Explores every interleaving with at most `preemptions` forced context
-/// switches . Two participants are checked within three;
-/// three within two preemptions, which is where lock bugs live and what
-/// keeps `make test` within seconds. LOOM_MAX_PREEMPTIONS raises the bound.
+/// switches: four for two participants, eight for the repairs, two for
+/// three participants. Lock bugs show within a few preemptions, and these
+/// bounds keep `make model` under a minute; LOOM_MAX_PREEMPTIONS sets
+/// another bound for every test.
 fn model(preemptions: Option<usize>, f: impl Fn() + Sync + Send + 'static) {
     let mut builder = loom::model::Builder::new();
     builder.preemption_bound = builder.preemption_bound.or(preemptions);
     builder.check(f);
 }
 
-const THREE: Option<usize> = Some(3);
+const FOUR: Option<usize> = Some(4);
+/// The repair checks run mostly sequentially in the supervisor's thread, so
+/// a deep bound stays cheap there.
+const EIGHT: Option<usize> = Some(8);
 const TWO: Option<usize> = Some(2);
 
 /// Each participant visits once, in its own thread; afterwards every entry
@@ -160,14 +164,14 @@ fn visits(participants: &[(usize, Kind, usize)], must_enter: bool) {
 
 #[test]
 fn two_writers_exclude_each_other() {
-    model(THREE, || {
+    model(FOUR, || {
         visits(&[(0, Kind::Writer, 0), (1, Kind::Writer, 0)], true)
     });
 }
 
 #[test]
 fn a_reader_and_a_writer_exclude_each_other() {
-    model(THREE, || {
+    model(FOUR, || {
         visits(&[(0, Kind::Reader, 0), (1, Kind::Writer, 0)], true)
     });
 }
@@ -188,7 +192,7 @@ fn a_writer_excludes_two_readers() {
 
 #[test]
 fn readers_share_the_lock() {
-    model(THREE, || {
+    model(FOUR, || {
         let shared = Shared::new(2);
         let mut park = shared.park(0);
         shared
@@ -216,7 +220,7 @@ fn readers_share_the_lock() {
 
 #[test]
 fn timeouts_leave_the_lock_as_it_was() {
-    model(THREE, || {
+    model(FOUR, || {
         visits(&[(0, Kind::Writer, 1), (1, Kind::Reader, 1)], false)
     });
 }
@@ -264,14 +268,14 @@ fn hold_as_writer(shared: &Shared) {
 
 #[test]
 fn repairing_a_dead_holder_frees_the_lock() {
-    model(THREE, || {
+    model(EIGHT, || {
         assert!(repair_beside_a_waiter(Kind::Reader, hold_as_writer, |_| ()));
     });
 }
 
 #[test]
 fn repairing_a_death_in_the_doorway_frees_the_lock() {
-    model(THREE, || {
+    model(EIGHT, || {
         // CHOOSING announced: the raw word a process killed in its doorway
         // leaves behind.
         let choosing =
@@ -282,7 +286,7 @@ fn repairing_a_death_in_the_doorway_frees_the_lock() {
 
 #[test]
 fn repairing_a_death_mid_release_wakes_the_waiters() {
-    model(THREE, || {
+    model(EIGHT, || {
         // Killed inside release(): its word already 0, the sleepers not yet
         // woken. The repair must wake them.
         let released_silently = |shared: &Shared| shared.entries[0].set_raw_for_test(0);

@@ -6,7 +6,8 @@
 //!   fork() is safe at any point of its loop.
 //! - Handled signals are blocked in the supervisor except inside ppoll();
 //!   handlers only raise flags; the loop acts on them in a fixed order:
-//!   quit, terminate, child deaths, log reopening, respawns.
+//!   quit, terminate, child deaths, log reopening (then SIGHUP to every
+//!   worker, which reopens its own between requests), respawns.
 //! - Workers are forked with those signals blocked and unblock them only once
 //!   their own state is set up, so a signal sent right after fork() is never
 //!   lost: it stays pending until the worker can act on it.
@@ -128,6 +129,9 @@ impl Supervisor {
             }
             if self.flags.reopen_log.swap(false, Ordering::SeqCst) {
                 self.reopen_log();
+                // Each worker reopens its own copy of the descriptor between
+                // requests, as nginx's do.
+                self.signal_workers(Signal::SIGHUP);
             }
             if let Some(since) = self.stopping_since {
                 if self.workers.iter().all(Option::is_none) {
@@ -229,6 +233,8 @@ impl Supervisor {
             },
             line_pause: self.config.line_pause,
             stop: &self.flags.terminate,
+            reopen_log: &self.flags.reopen_log,
+            reopen: &|| self.reopen_log(),
         };
         worker::run_worker(&ctx);
         0
@@ -340,7 +346,10 @@ impl Supervisor {
                 // SAFETY: dup2 onto stderr swaps which file fd 2 names; the
                 // logger writes whole lines to fd 2, before or after the swap.
                 unsafe { libc::dup2(file.as_raw_fd(), libc::STDERR_FILENO) };
-                log::info!("SIGHUP: log file reopened");
+                log::info!(
+                    "SIGHUP: log file {} reopened",
+                    self.config.log_path.display()
+                );
             }
             Err(e) => log::error!("SIGHUP: cannot reopen the log: {e}"),
         }

@@ -469,3 +469,42 @@ fn foreground_mode_serves_and_stops_on_dipcrm() {
         "no log on stderr in foreground mode"
     );
 }
+
+#[test]
+fn sighup_reopens_the_log_in_the_supervisor_and_every_worker() {
+    let d = Daemon::start(2, 4, 2, &["--workers", "3"]);
+    // A client in mid-session holds one worker through the rotation.
+    let mut held = d.client();
+    assert!(held.request("w 1 before rotation").starts_with("OK"));
+    let rotated = d.log.with_extension("log.1");
+    let _cleanup = RemoveOnDrop(vec![rotated.clone()]);
+    fs::rename(&d.log, &rotated).expect("rotate the log");
+    d.supervisor.signal(libc::SIGHUP);
+    // The supervisor and the three workers each say so in the new file.
+    let reopened = |text: &str| text.matches("SIGHUP: log file").count();
+    assert!(
+        wait_until(Duration::from_secs(3), || reopened(&d.log_text()) >= 4),
+        "not every process reopened the log:\n{}",
+        d.log_text()
+    );
+    // New events go to the new file, from a new client and from the one
+    // that was in mid-session; none to the rotated one.
+    let before = fs::read_to_string(&rotated).expect("rotated log");
+    let mut fresh = d.client();
+    assert!(fresh.request("r 1").starts_with("OK"));
+    drop(fresh);
+    held.send_line("q");
+    drop(held);
+    assert!(
+        wait_until(Duration::from_secs(3), || d
+            .log_text()
+            .matches(" said goodbye after ")
+            .count()
+            + d.log_text().matches(" left after ").count()
+            >= 2),
+        "the clients' ends are not in the new log:\n{}",
+        d.log_text()
+    );
+    let after = fs::read_to_string(&rotated).expect("rotated log");
+    assert_eq!(before, after, "something still writes to the rotated log");
+}

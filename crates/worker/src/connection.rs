@@ -39,6 +39,7 @@ pub fn serve(
     line_pause: Duration,
     packet_size: usize,
     stop: &AtomicBool,
+    housekeeping: &dyn Fn(),
 ) -> Ending {
     let mut input = vec![0u8; 64 * 1024];
     let mut out = Vec::with_capacity(packet_size);
@@ -46,6 +47,7 @@ pub fn serve(
         if stop.load(Ordering::Relaxed) {
             return Ending::Stopping;
         }
+        housekeeping();
         let timeout = if session.has_partial_line() {
             line_pause
         } else {

@@ -26,6 +26,20 @@ pub struct WorkerContext<'a> {
     /// Raised by SIGTERM/SIGINT (and by the supervisor's death, through
     /// PR_SET_PDEATHSIG).
     pub stop: &'a AtomicBool,
+    /// Raised by SIGHUP (the supervisor forwards it): reopen the log.
+    pub reopen_log: &'a AtomicBool,
+    /// Reopens the log; the daemon knows where it is.
+    pub reopen: &'a dyn Fn(),
+}
+
+impl WorkerContext<'_> {
+    /// What a worker does between requests and between accepts, on behalf of
+    /// signals it received: for now, reopening the log after SIGHUP.
+    fn housekeeping(&self) {
+        if self.reopen_log.swap(false, Ordering::SeqCst) {
+            (self.reopen)();
+        }
+    }
 }
 
 /// How long a worker waits for the accept lock, or for a connection while
@@ -41,6 +55,7 @@ pub fn run_worker(ctx: &WorkerContext<'_>) {
             log::warn!("supervisor {} is gone; exiting", ctx.session.supervisor_pid);
             return;
         }
+        ctx.housekeeping();
         slot.set_state(WorkerState::Idle);
         let Some((mut stream, peer)) = accept_one(ctx) else {
             continue;
@@ -58,6 +73,7 @@ pub fn run_worker(ctx: &WorkerContext<'_>) {
             ctx.line_pause,
             packet_size,
             ctx.stop,
+            &|| ctx.housekeeping(),
         );
         let n = session.requests();
         slot.count_requests(n);

@@ -2,6 +2,7 @@
 //! one line on the user's terminal and leaves nothing behind.
 
 use std::net::{Ipv4Addr, TcpListener};
+use std::path::PathBuf;
 
 use shmlib::owner::{ownership, Ownership};
 use shmlib::{segment_path, Segment, ShmError};
@@ -16,6 +17,8 @@ pub enum Leftover {
     StaleSegment {
         pid: Option<i32>,
         size: usize,
+        /// The dead daemon's pid file, as its header names it.
+        pid_file: Option<PathBuf>,
     },
 }
 
@@ -36,6 +39,7 @@ pub fn check(config: &Config) -> Result<(TcpListener, Leftover), String> {
                 Ownership::Dead | Ownership::Recycled => Leftover::StaleSegment {
                     pid: Some(info.supervisor_pid),
                     size: info.size,
+                    pid_file: (!info.pid_file.is_empty()).then(|| PathBuf::from(&info.pid_file)),
                 },
                 Ownership::Foreign(why) => {
                     return Err(format!(
@@ -51,6 +55,7 @@ pub fn check(config: &Config) -> Result<(TcpListener, Leftover), String> {
             size: std::fs::metadata(segment_path(port))
                 .map(|m| m.len() as usize)
                 .unwrap_or(0),
+            pid_file: None,
         },
         Err(e) => return Err(e.to_string()),
     };

@@ -93,12 +93,26 @@ fn write_pid_file(path: &Path) -> std::io::Result<()> {
 
 /// Removes the pid file if it still names this process.
 pub fn remove_pid_file(path: &Path) {
-    let ours = std::fs::read_to_string(path)
-        .map(|s| s.trim() == std::process::id().to_string())
-        .unwrap_or(false);
-    if ours {
+    if names_pid(path, std::process::id() as i32) {
         let _ = std::fs::remove_file(path);
     }
+}
+
+/// Removes a dead daemon's pid file, if it still names that daemon (a file
+/// rewritten since belongs to someone else).
+fn remove_stale_pid_file(path: &Path, dead: i32) {
+    if names_pid(path, dead) && std::fs::remove_file(path).is_ok() {
+        log::warn!(
+            "removed {}, the pid file of dead dipc pid {dead}",
+            path.display()
+        );
+    }
+}
+
+fn names_pid(path: &Path, pid: i32) -> bool {
+    std::fs::read_to_string(path)
+        .map(|s| s.trim() == pid.to_string())
+        .unwrap_or(false)
 }
 
 /// Starts the daemon: detached unless `--foreground`.
@@ -191,7 +205,7 @@ fn run_daemon(
     crate::logging::set_supervisor_pid(std::process::id() as i32);
     crate::logging::init();
     let port = config.port;
-    if let Leftover::StaleSegment { pid, .. } = leftover {
+    if let Leftover::StaleSegment { pid, pid_file, .. } = leftover {
         match Segment::unlink(port) {
             Ok(()) => log::warn!(
                 "reclaimed stale segment {} left by {}",
@@ -203,6 +217,9 @@ fn run_daemon(
                 readiness.failed(&format!("cannot reclaim the stale segment: {e}"));
                 return ExitCode::FAILURE;
             }
+        }
+        if let (Some(pid), Some(path)) = (pid, pid_file) {
+            remove_stale_pid_file(&path, pid);
         }
     }
     let flags = match SignalFlags::install().and_then(|f| signals::set_blocked(true).map(|()| f)) {

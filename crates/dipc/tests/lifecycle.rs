@@ -214,15 +214,25 @@ fn a_new_daemon_reclaims_the_segment_of_a_killed_one() {
         dead.shm().exists(),
         "a SIGKILLed daemon cannot remove its segment"
     );
+    assert!(
+        dead.pid_file.exists(),
+        "a SIGKILLed daemon leaves its pid file"
+    );
     // From here the port belongs to the new daemon.
     dead.mark_stopped();
 
+    // The new daemon has a pid file of its own elsewhere; it removes the
+    // dead one's too, which still names the dead pid.
     let d = Daemon::start_on(port, 4, 8, 2, &["--workers", "2"]);
     assert_ne!(d.pid, dead.pid);
     let log = d.log_text();
     assert!(
         log.to_lowercase().contains("reclaim"),
         "the log should say the stale segment was reclaimed:\n{log}"
+    );
+    assert!(
+        !dead.pid_file.exists(),
+        "the dead daemon's pid file is left behind:\n{log}"
     );
     // A fresh segment: every mailbox empty at version 0.
     let mut c = d.client();

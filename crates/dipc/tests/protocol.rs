@@ -589,12 +589,12 @@ fn help_is_a_framed_reply() {
 fn stat_replies() {
     let d = spec_daemon();
     let mut c = d.client();
-    assert_eq!(
+    assert_stat_geometry(
         c.request("stat"),
         format!(
             "OK mailboxes=4 mailbox_bytes=8192 packet_bytes=2048 workers=2 port={} pid={}",
             d.port, d.pid
-        )
+        ),
     );
     assert_eq!(c.request("stat 1"), "OK mailbox 1: 0 bytes, version 0");
     c.write_mailbox(1, "one");
@@ -672,6 +672,48 @@ fn a_client_vanishing_mid_request_harms_nothing() {
     let mut c = d.client();
     assert_eq!(c.read_mailbox(1), (1, b"kept".to_vec()));
     assert_eq!(c.request("stat 1"), "OK mailbox 1: 4 bytes, version 1");
+    drop(c);
+    d.stop();
+}
+
+#[test]
+fn stat_figures_add_up_against_a_known_workload() {
+    let d = Daemon::start(3, 4, 2, &["--workers", "2"]);
+    let mut c = d.client();
+    assert!(c.request("w 1 a").starts_with("OK"));
+    assert!(c.request("w 2 bb").starts_with("OK"));
+    assert!(c.request("r 1").starts_with("OK"));
+    let _ = c.read_line(); // the content line
+    assert!(c.request("stat 2").starts_with("OK"));
+    assert!(c.request("bogus").starts_with("ERR"));
+    assert!(c.request("r 9").starts_with("ERR"));
+    let f = stat_fields(&c.request("stat"));
+    let n = |k: &str| -> u64 {
+        f.get(k)
+            .unwrap_or_else(|| panic!("stat has no {k}: {f:?}"))
+            .parse()
+            .unwrap_or_else(|_| panic!("stat's {k} is not a number: {f:?}"))
+    };
+    assert_eq!(n("connections"), 1, "{f:?}");
+    assert_eq!(n("writes"), 2, "{f:?}");
+    assert_eq!(n("reads"), 1, "{f:?}");
+    // stat 2, and this stat itself.
+    assert_eq!(n("stats"), 2, "{f:?}");
+    // bogus and r 9, refused as they are parsed.
+    assert_eq!(n("other"), 2, "{f:?}");
+    assert_eq!(n("errors"), 2, "{f:?}");
+    assert_eq!(n("lock_timeouts"), 0, "{f:?}");
+    assert_eq!(n("busy"), 1, "{f:?}");
+    assert_eq!(f["lengths"], "1,2,0", "{f:?}");
+    assert_eq!(f["versions"], "1,1,0", "{f:?}");
+    // The other worker shows idle once it has reached its accept loop.
+    assert!(
+        wait_until(Duration::from_secs(2), || {
+            let f = stat_fields(&c.request("stat"));
+            f.get("idle").map(String::as_str) == Some("1")
+        }),
+        "the second worker never showed idle"
+    );
     drop(c);
     d.stop();
 }

@@ -140,9 +140,10 @@ impl<'a> BakeryLock<'a> {
         }
     }
 
-    /// Takes the lock for participant `me` (< the number of entries). On
-    /// error, `me`'s entry is clear again: the lock is as it was.
-    pub fn acquire<P: Park>(&self, me: usize, kind: Kind, park: &mut P) -> Result<(), LockError> {
+    /// Takes the lock for participant `me` (< the number of entries); says
+    /// whether it had to wait for anyone. On error, `me`'s entry is clear
+    /// again: the lock is as it was.
+    pub fn acquire<P: Park>(&self, me: usize, kind: Kind, park: &mut P) -> Result<bool, LockError> {
         let mine = &self.entries[me].0;
         let kind_bits = (kind as u64) << KIND_SHIFT;
         mine.store(CHOOSING | kind_bits, Relaxed);
@@ -169,6 +170,7 @@ impl<'a> BakeryLock<'a> {
         fence(SeqCst);
         self.wake_sleepers(park);
 
+        let mut waited = false;
         for (j, other) in self.entries.iter().enumerate() {
             // Most words are 0 (not interested): skip them without the
             // waiting machinery, which only matters for the others.
@@ -184,12 +186,15 @@ impl<'a> BakeryLock<'a> {
                 let earlier = theirs != 0 && (theirs, j) < (ticket, me);
                 earlier && !(kind == Kind::Reader && is_reader(word))
             };
-            if let Err(e) = self.wait_while(me, park, blocked) {
-                self.release(me, park);
-                return Err(e);
+            match self.wait_while(me, park, blocked) {
+                Ok(w) => waited |= w,
+                Err(e) => {
+                    self.release(me, park);
+                    return Err(e);
+                }
             }
         }
-        Ok(())
+        Ok(waited)
     }
 
     /// Gives the lock (or a place in line) back.
@@ -242,22 +247,26 @@ impl<'a> BakeryLock<'a> {
         }
     }
 
+    /// Waits while `blocked`; says whether it was blocked at all.
     fn wait_while<P: Park>(
         &self,
         me: usize,
         park: &mut P,
         blocked: impl Fn() -> bool,
-    ) -> Result<(), LockError> {
+    ) -> Result<bool, LockError> {
+        let mut waited = false;
         for _ in 0..SPINS {
             if !blocked() {
-                return Ok(());
+                return Ok(waited);
             }
+            waited = true;
             std::hint::spin_loop();
         }
         loop {
             if !blocked() {
-                return Ok(());
+                return Ok(waited);
             }
+            waited = true;
             let (word, bit) = sleep_bit(me);
             self.sleeping[word].0.fetch_or(bit, SeqCst);
             fence(SeqCst);

@@ -181,7 +181,7 @@ fn align_up(n: usize, to: usize) -> Option<usize> {
 }
 
 pub(crate) const MAGIC: u64 = u64::from_le_bytes(*b"DIPCSEG1");
-pub(crate) const LAYOUT_VERSION: u32 = 2;
+pub(crate) const LAYOUT_VERSION: u32 = 3;
 pub(crate) const PATH_BYTES: usize = 256;
 
 /// The segment's first bytes. Written once by the supervisor before `magic`
@@ -204,6 +204,7 @@ pub(crate) struct Header {
     pub pid_file: [u8; PATH_BYTES],
     pub log_file: [u8; PATH_BYTES],
     pub accept_lock: AcceptLock,
+    pub stats: crate::segment::Stats,
 }
 
 /// One mailbox's bookkeeping; its lock entries and its two content halves

@@ -36,5 +36,5 @@ pub use mailbox::{Mailbox, MailboxRead};
 pub use mailbox_lock::{LockGuard, MailboxLock, Participant};
 #[cfg(not(loom))]
 pub use segment::{
-    segment_name, segment_path, DaemonRecord, Segment, SegmentInfo, WorkerSlot, WorkerState,
+    segment_name, segment_path, DaemonRecord, Segment, SegmentInfo, Stats, WorkerSlot, WorkerState,
 };

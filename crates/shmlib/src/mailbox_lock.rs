@@ -2,7 +2,7 @@
 //! mailbox's row of entries in the segment, waiting on a shared futex until a
 //! [`Deadline`], released by a guard.
 
-use std::sync::atomic::AtomicU32;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use nix::errno::Errno;
 
@@ -89,11 +89,13 @@ const WAKE_ONLY: FutexPark<'static> = FutexPark { deadline: None };
 #[derive(Clone, Copy)]
 pub struct MailboxLock<'a> {
     bakery: BakeryLock<'a>,
+    /// The daemon's count of acquisitions that had to wait.
+    waits: &'a AtomicU64,
 }
 
 impl<'a> MailboxLock<'a> {
-    pub(crate) fn new(bakery: BakeryLock<'a>) -> MailboxLock<'a> {
-        MailboxLock { bakery }
+    pub(crate) fn new(bakery: BakeryLock<'a>, waits: &'a AtomicU64) -> MailboxLock<'a> {
+        MailboxLock { bakery, waits }
     }
 
     /// Shares the lock with other readers. On error nothing is held and the
@@ -125,7 +127,9 @@ impl<'a> MailboxLock<'a> {
         let mut park = FutexPark {
             deadline: Some(deadline),
         };
-        self.bakery.acquire(me.0, kind, &mut park)?;
+        if self.bakery.acquire(me.0, kind, &mut park)? {
+            self.waits.fetch_add(1, Ordering::Relaxed);
+        }
         Ok(LockGuard {
             bakery: self.bakery,
             me,

@@ -79,6 +79,30 @@ impl WorkerSlot {
     }
 }
 
+/// The daemon's counters, shared by every worker, for `stat`. Relaxed
+/// increments: each is a count on its own, read as a snapshot.
+#[repr(C)]
+#[derive(Debug, Default)]
+pub struct Stats {
+    pub connections: AtomicU64,
+    pub reads: AtomicU64,
+    pub writes: AtomicU64,
+    pub stats: AtomicU64,
+    /// help, q, and lines that are no request.
+    pub other: AtomicU64,
+    /// `ERR` replies of every kind.
+    pub errors: AtomicU64,
+    /// Mailbox lock acquisitions that had to wait for someone.
+    pub lock_waits: AtomicU64,
+    pub lock_timeouts: AtomicU64,
+}
+
+impl Stats {
+    pub fn count(counter: &AtomicU64) {
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
 /// What the daemon records about itself in the header, for dipcrm.
 #[derive(Debug, Clone, Copy)]
 pub struct DaemonRecord<'a> {
@@ -98,6 +122,8 @@ pub struct SegmentInfo {
     pub log_file: String,
     pub geometry: Geometry,
     pub size: usize,
+    /// When the segment was created (the daemon started), seconds since 1970.
+    pub created_unix: u64,
 }
 
 /// A mapping of a port's segment. The process that created it owns it (the
@@ -284,6 +310,7 @@ impl Segment {
             log_file: read_path(&h.log_file),
             geometry: self.geometry,
             size: self.offsets.total,
+            created_unix: h.created_unix,
         }
     }
 
@@ -294,6 +321,10 @@ impl Segment {
 
     pub fn set_stopping(&self) {
         self.header().stopping.store(1, Ordering::Release);
+    }
+
+    pub fn stats(&self) -> &Stats {
+        &self.header().stats
     }
 
     pub fn accept_lock(&self) -> &AcceptLock {
@@ -361,9 +392,10 @@ impl Segment {
                 (row as *const Entry).add(slots) as *const SleepMask,
                 sleep_mask_words(slots),
             );
-            Some(MailboxLock::new(BakeryLock::new(
-                &slot.wake, entries, sleeping,
-            )))
+            Some(MailboxLock::new(
+                BakeryLock::new(&slot.wake, entries, sleeping),
+                &self.header().stats.lock_waits,
+            ))
         }
     }
 

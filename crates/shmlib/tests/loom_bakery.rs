@@ -83,7 +83,7 @@ impl Shared {
     fn visit(&self, me: usize, kind: Kind, budget: usize) -> bool {
         let mut park = self.park(budget);
         match self.lock().acquire(me, kind, &mut park) {
-            Ok(()) => {
+            Ok(_waited) => {
                 self.inside(kind);
                 self.lock().release(me, &park);
                 true

@@ -61,6 +61,7 @@ pub fn run_worker(ctx: &WorkerContext<'_>) {
             continue;
         };
         slot.set_state(WorkerState::Busy);
+        shmlib::Stats::count(&ctx.segment.stats().connections);
         log::info!("client {peer} connected");
         if let Err(e) = stream.set_write_timeout(Some(Duration::from_secs(30))) {
             log::warn!("client {peer}: cannot set a send timeout: {e}");

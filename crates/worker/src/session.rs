@@ -8,10 +8,10 @@
 //! line that has no terminator. Blank lines get no reply; every other line
 //! gets exactly one.
 
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
-use shmlib::{Deadline, LockError, Participant, Segment};
+use shmlib::{Deadline, LockError, Participant, Segment, Stats, WorkerState};
 
 use crate::request::{self, Bounds, Request};
 
@@ -288,7 +288,7 @@ impl<'s> Session<'s> {
         self.line.clear();
         self.mode = Mode::Command;
         self.requests += 1;
-        error(out, &message);
+        self.error(out, &message);
     }
 
     /// The refusal of a line of `total` bytes that starts with `head`.
@@ -320,7 +320,7 @@ impl<'s> Session<'s> {
             // Within the buffer's one byte of room for a CR, but no CR came.
             self.requests += 1;
             self.mode = Mode::Command;
-            error(out, &self.overlong(&line, line.len(), data_for));
+            self.error(out, &self.overlong(&line, line.len(), data_for));
             Flow::Continue
         } else {
             self.requests += 1;
@@ -328,7 +328,7 @@ impl<'s> Session<'s> {
                 Mode::AwaitData { mailbox } => {
                     self.mode = Mode::Command;
                     if line.len() > self.bounds.data_limit {
-                        error(out, &self.bounds.too_much_data(line.len()));
+                        self.error(out, &self.bounds.too_much_data(line.len()));
                     } else {
                         self.write(mailbox, &line, out);
                     }
@@ -343,13 +343,25 @@ impl<'s> Session<'s> {
     }
 
     fn execute_line(&mut self, line: &[u8], out: &mut Vec<u8>) -> Flow {
+        let stats = self.segment.stats();
         let request = match request::parse(line, &self.bounds) {
             Ok(r) => r,
             Err(message) => {
-                error(out, &message);
+                Stats::count(&stats.other);
+                self.error(out, &message);
                 return Flow::Continue;
             }
         };
+        Stats::count(match request {
+            Request::Read { .. } => &stats.reads,
+            Request::Write { .. }
+            | Request::WriteNextLine { .. }
+            | Request::WriteBytes { .. }
+            | Request::SkipBytes { .. }
+            | Request::Abandon { .. } => &stats.writes,
+            Request::Stat { .. } => &stats.stats,
+            Request::Quit | Request::Help => &stats.other,
+        });
         match request {
             Request::Read { mailbox } => self.read(mailbox, out),
             Request::Write { mailbox, text } => self.write(mailbox, text, out),
@@ -378,14 +390,14 @@ impl<'s> Session<'s> {
                 len,
                 error: message,
             } => {
-                error(out, &message);
+                self.error(out, &message);
                 self.mode = Mode::Bytes {
                     mailbox: None,
                     remaining: len,
                 };
             }
             Request::Abandon { error: message } => {
-                error(out, &message);
+                self.error(out, &message);
                 return Flow::Close;
             }
             Request::Quit => {
@@ -397,21 +409,7 @@ impl<'s> Session<'s> {
                 out.extend_from_slice(HELP.as_bytes());
                 out.push(b'\n');
             }
-            Request::Stat { mailbox: None } => {
-                let g = self.segment.geometry();
-                put(
-                    out,
-                    format_args!(
-                        "OK mailboxes={} mailbox_bytes={} packet_bytes={} workers={} port={} pid={}\n",
-                        g.mailboxes,
-                        g.mailbox_size,
-                        g.packet_size,
-                        self.config.workers,
-                        self.config.port,
-                        self.config.supervisor_pid
-                    ),
-                );
-            }
+            Request::Stat { mailbox: None } => self.stat_all(out),
             Request::Stat {
                 mailbox: Some(mailbox),
             } => self.stat(mailbox, out),
@@ -426,7 +424,7 @@ impl<'s> Session<'s> {
     fn read(&mut self, index: usize, out: &mut Vec<u8>) {
         let segment = self.segment;
         let Some(mailbox) = segment.mailbox(index) else {
-            return error(out, "mailbox vanished");
+            return self.error(out, "mailbox vanished");
         };
         // Read straight into the output after a placeholder header, then put
         // the real header in front: one copy of the content, not two.
@@ -452,10 +450,10 @@ impl<'s> Session<'s> {
     fn write(&mut self, index: usize, data: &[u8], out: &mut Vec<u8>) {
         let segment = self.segment;
         let Some(mailbox) = segment.mailbox(index) else {
-            return error(out, "mailbox vanished");
+            return self.error(out, "mailbox vanished");
         };
         if data.len() > mailbox.capacity() {
-            return error(out, &self.bounds.too_much_data(data.len()));
+            return self.error(out, &self.bounds.too_much_data(data.len()));
         }
         match mailbox.write(self.me, &self.deadline(), data) {
             Ok(version) => put(
@@ -474,7 +472,7 @@ impl<'s> Session<'s> {
     fn stat(&mut self, index: usize, out: &mut Vec<u8>) {
         let segment = self.segment;
         let Some(mailbox) = segment.mailbox(index) else {
-            return error(out, "mailbox vanished");
+            return self.error(out, "mailbox vanished");
         };
         match mailbox.stat(self.me, &self.deadline()) {
             Ok(s) => put(
@@ -490,13 +488,80 @@ impl<'s> Session<'s> {
         }
     }
 
+    /// `stat`: the geometry, then live figures, as `key=value` pairs on one
+    /// line (docs/prog3.md lists them).
+    fn stat_all(&self, out: &mut Vec<u8>) {
+        let g = self.segment.geometry();
+        let info = self.segment.info();
+        let slots = self.segment.worker_slots();
+        let in_state = |s: WorkerState| slots.iter().filter(|w| w.state() == s).count();
+        let uptime = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs().saturating_sub(info.created_unix))
+            .unwrap_or(0);
+        let c = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
+        let st = self.segment.stats();
+        let (mut lengths, mut versions) = (Vec::new(), Vec::new());
+        for index in 0..g.mailboxes as usize {
+            let read = self
+                .segment
+                .mailbox(index)
+                .map(|m| m.stat(self.me, &self.deadline()));
+            match read {
+                Some(Ok(r)) => {
+                    lengths.push(r.len.to_string());
+                    versions.push(r.version.to_string());
+                }
+                _ => {
+                    lengths.push("?".into());
+                    versions.push("?".into());
+                }
+            }
+        }
+        put(
+            out,
+            format_args!(
+                "OK mailboxes={} mailbox_bytes={} packet_bytes={} workers={} port={} pid={} \
+                 uptime_s={uptime} idle={} busy={} connections={} reads={} writes={} stats={} \
+                 other={} errors={} lock_waits={} lock_timeouts={} lengths={} versions={}\n",
+                g.mailboxes,
+                g.mailbox_size,
+                g.packet_size,
+                self.config.workers,
+                self.config.port,
+                self.config.supervisor_pid,
+                in_state(WorkerState::Idle),
+                in_state(WorkerState::Busy),
+                c(&st.connections),
+                c(&st.reads),
+                c(&st.writes),
+                c(&st.stats),
+                c(&st.other),
+                c(&st.errors),
+                c(&st.lock_waits),
+                c(&st.lock_timeouts),
+                lengths.join(","),
+                versions.join(","),
+            ),
+        );
+    }
+
+    /// An `ERR` reply, counted in the daemon's statistics.
+    fn error(&self, out: &mut Vec<u8>, message: &str) {
+        Stats::count(&self.segment.stats().errors);
+        put(out, format_args!("ERR {message}\n"));
+    }
+
     fn lock_error(&mut self, index: usize, e: LockError, out: &mut Vec<u8>) {
         let message = match e {
-            LockError::TimedOut => format!(
-                "mailbox {} is busy: lock not granted within {} s",
-                index + 1,
-                self.config.lock_timeout.as_secs_f64()
-            ),
+            LockError::TimedOut => {
+                Stats::count(&self.segment.stats().lock_timeouts);
+                format!(
+                    "mailbox {} is busy: lock not granted within {} s",
+                    index + 1,
+                    self.config.lock_timeout.as_secs_f64()
+                )
+            }
             LockError::Cancelled => {
                 format!("mailbox {}: not served, the server is stopping", index + 1)
             }
@@ -507,7 +572,7 @@ impl<'s> Session<'s> {
             LockError::Corrupt => format!("mailbox {}: lock state corrupt", index + 1),
         };
         log::warn!("{message}");
-        error(out, &message);
+        self.error(out, &message);
     }
 }
 
@@ -516,10 +581,6 @@ fn put(out: &mut Vec<u8>, args: std::fmt::Arguments<'_>) {
     use std::io::Write;
     // Writing into a Vec cannot fail.
     let _ = out.write_fmt(args);
-}
-
-fn error(out: &mut Vec<u8>, message: &str) {
-    put(out, format_args!("ERR {message}\n"));
 }
 
 fn find_terminator(bytes: &[u8]) -> Option<usize> {

@@ -1174,3 +1174,20 @@ impl TryConn {
         })
     }
 }
+
+/// `stat` starts with the geometry (`expected`), then live figures.
+pub fn assert_stat_geometry(reply: String, expected: String) {
+    assert!(
+        reply.starts_with(&format!("{expected} uptime_s=")),
+        "stat: expected {expected:?} then the live figures, got {reply:?}"
+    );
+}
+
+/// The `key=value` fields of a `stat` reply.
+pub fn stat_fields(reply: &str) -> std::collections::HashMap<String, String> {
+    reply
+        .split_whitespace()
+        .filter_map(|kv| kv.split_once('='))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}

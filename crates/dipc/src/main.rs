@@ -8,6 +8,7 @@ mod preflight;
 mod signals;
 mod startup;
 mod supervisor;
+mod title;
 
 use std::process::ExitCode;
 

@@ -253,6 +253,10 @@ fn run_daemon(
         readiness.failed(&format!("cannot write pid file {pid_file}: {e}"));
         return ExitCode::FAILURE;
     }
-    Supervisor::new(config, segment, listener, flags, readiness).run();
+    // SAFETY: the daemon is single-threaded (it never starts a thread), and
+    // nothing holds pointers into the original argv or environment: clap
+    // and the logger copied what they read.
+    let title = unsafe { crate::title::ProcTitle::claim() };
+    Supervisor::new(config, segment, listener, flags, readiness, title).run();
     ExitCode::SUCCESS
 }

@@ -34,6 +34,7 @@ use worker::{SessionConfig, WorkerContext};
 use crate::cli::Config;
 use crate::signals::{self, SignalFlags};
 use crate::startup::Readiness;
+use crate::title::ProcTitle;
 
 struct Running {
     pid: Pid,
@@ -52,6 +53,8 @@ pub struct Supervisor {
     respawn_at: Instant,
     stopping_since: Option<Instant>,
     killed_stragglers: bool,
+    /// What `ps` shows; None where it cannot be set.
+    title: Option<ProcTitle>,
 }
 
 /// A worker that dies sooner than this after its start counts as failing to
@@ -68,6 +71,7 @@ impl Supervisor {
         listener: TcpListener,
         flags: SignalFlags,
         readiness: Readiness,
+        title: Option<ProcTitle>,
     ) -> Supervisor {
         let slots = config.geometry.worker_slots as usize;
         Supervisor {
@@ -81,12 +85,24 @@ impl Supervisor {
             respawn_at: Instant::now(),
             stopping_since: None,
             killed_stragglers: false,
+            title,
         }
     }
 
     /// Forks the pool, reports readiness, and supervises until shutdown.
     /// Returns once every worker is gone and the segment is removed.
     pub fn run(mut self) {
+        if let Some(title) = &self.title {
+            let g = self.config.geometry;
+            title.set(&format!(
+                "supervisor, port {}, {} mailboxes of {} KiB, {} KiB packets, {} workers",
+                self.config.port,
+                g.mailboxes,
+                g.mailbox_size / 1024,
+                g.packet_size / 1024,
+                self.workers.len()
+            ));
+        }
         for slot in 0..self.workers.len() {
             if let Err(e) = self.spawn(slot) {
                 log::error!("cannot fork worker {slot}: {e}");
@@ -235,6 +251,11 @@ impl Supervisor {
             stop: &self.flags.terminate,
             reopen_log: &self.flags.reopen_log,
             reopen: &|| self.reopen_log(),
+            set_title: &|activity| {
+                if let Some(title) = &self.title {
+                    title.set(&format!("worker {slot}: {activity}"));
+                }
+            },
         };
         worker::run_worker(&ctx);
         0

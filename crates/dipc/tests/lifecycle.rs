@@ -518,3 +518,47 @@ fn sighup_reopens_the_log_in_the_supervisor_and_every_worker() {
     let after = fs::read_to_string(&rotated).expect("rotated log");
     assert_eq!(before, after, "something still writes to the rotated log");
 }
+
+#[test]
+fn process_titles_say_each_process_role() {
+    let d = Daemon::start(4, 8, 2, &["--workers", "2"]);
+    let mut c = d.client();
+    assert!(c.request("stat 1").starts_with("OK"));
+    // What `ps x` shows is /proc/<pid>/cmdline.
+    let supervisor = cmdline(d.pid).unwrap_or_default();
+    assert!(
+        supervisor.starts_with(&format!(
+            "dipc: supervisor, port {}, 4 mailboxes of 8 KiB, 2 KiB packets, 2 workers (",
+            d.port
+        )),
+        "supervisor title: {supervisor:?}"
+    );
+    // The original command line stays visible, in parentheses.
+    assert!(supervisor.contains(&d.marker()), "{supervisor:?}");
+    let titles = || -> Vec<String> {
+        d.workers()
+            .into_iter()
+            .filter_map(cmdline)
+            .collect::<Vec<_>>()
+    };
+    let serving = format!("serving {}", c.stream.local_addr().expect("local address"));
+    assert!(
+        wait_until(Duration::from_secs(2), || {
+            let t = titles();
+            t.len() == 2
+                && t.iter().any(|t| t.contains(&serving))
+                && t.iter().any(|t| t.contains(": idle ("))
+        }),
+        "worker titles: {:?} (wanted one {serving:?} and one idle)",
+        titles()
+    );
+    drop(c);
+    assert!(
+        wait_until(Duration::from_secs(2), || titles()
+            .iter()
+            .all(|t| t.contains(": idle ("))),
+        "after the client left: {:?}",
+        titles()
+    );
+    d.stop();
+}

@@ -30,6 +30,8 @@ pub struct WorkerContext<'a> {
     pub reopen_log: &'a AtomicBool,
     /// Reopens the log; the daemon knows where it is.
     pub reopen: &'a dyn Fn(),
+    /// Shows what the worker is doing (`idle`, `serving <peer>`) in `ps`.
+    pub set_title: &'a dyn Fn(&str),
 }
 
 impl WorkerContext<'_> {
@@ -56,11 +58,15 @@ pub fn run_worker(ctx: &WorkerContext<'_>) {
             return;
         }
         ctx.housekeeping();
+        if slot.state() != WorkerState::Idle {
+            (ctx.set_title)("idle");
+        }
         slot.set_state(WorkerState::Idle);
         let Some((mut stream, peer)) = accept_one(ctx) else {
             continue;
         };
         slot.set_state(WorkerState::Busy);
+        (ctx.set_title)(&format!("serving {peer}"));
         shmlib::Stats::count(&ctx.segment.stats().connections);
         log::info!("client {peer} connected");
         if let Err(e) = stream.set_write_timeout(Some(Duration::from_secs(30))) {

@@ -176,14 +176,7 @@ fn dipcrm_after_sigkill_of_the_supervisor_cleans_up() {
 fn dipcrm_after_sigkill_of_every_daemon_process_cleans_up() {
     let mut d = Daemon::start(4, 8, 2, &["--workers", "3"]);
     d.client().write_mailbox(1, "doomed");
-    d.workers();
-    let all = d.seen();
-    for p in &all {
-        p.signal(libc::SIGKILL);
-    }
-    assert!(wait_until(Duration::from_secs(5), || all
-        .iter()
-        .all(|p| !p.is_alive())));
+    d.sigkill_everything();
     assert!(
         d.shm().exists(),
         "a SIGKILLed daemon cannot remove its segment"
@@ -202,14 +195,7 @@ fn a_new_daemon_reclaims_the_segment_of_a_killed_one() {
     let mut dead = Daemon::start(4, 8, 2, &["--workers", "2"]);
     let port = dead.port;
     dead.client().write_mailbox(3, "old content");
-    dead.workers();
-    let all = dead.seen();
-    for p in &all {
-        p.signal(libc::SIGKILL);
-    }
-    assert!(wait_until(Duration::from_secs(5), || all
-        .iter()
-        .all(|p| !p.is_alive())));
+    dead.sigkill_everything();
     assert!(
         dead.shm().exists(),
         "a SIGKILLed daemon cannot remove its segment"

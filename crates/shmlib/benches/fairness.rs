@@ -22,7 +22,11 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
-use shmlib::{DaemonRecord, Deadline, Geometry, Segment};
+use shmlib::{Deadline, Segment};
+
+#[path = "../tests/support/mod.rs"]
+mod support;
+use support::scratch_segment;
 
 const PORT: u16 = 995;
 const CONTENT: usize = 4096;
@@ -33,28 +37,6 @@ const WRITERS: usize = 8;
 enum Role {
     Reader,
     Writer,
-}
-
-/// The test segment, unlinked on drop.
-struct BenchSegment;
-
-impl Drop for BenchSegment {
-    fn drop(&mut self) {
-        let _ = Segment::unlink(PORT);
-    }
-}
-
-fn create(slots: u64) -> (BenchSegment, Segment) {
-    let _ = Segment::unlink(PORT);
-    let geometry = Geometry::from_kib(1, 8, 8, slots).expect("geometry");
-    let record = DaemonRecord {
-        pid_file: "",
-        log_file: "",
-        grace: Duration::from_secs(1),
-    };
-    let mut seg = Segment::create(PORT, geometry, &record).expect("bench segment");
-    seg.disown();
-    (BenchSegment, seg)
 }
 
 fn far() -> Deadline<'static> {
@@ -102,7 +84,7 @@ fn critical_section(seg: &Segment, role: Role) -> u64 {
 /// always in line. Participant 0 asks for the lock as `probe` every
 /// millisecond and records how long it waited.
 fn scenario(crowd: usize, crowd_role: Role, pace: Duration, probe: Role, secs: u64) -> Outcome {
-    let (_guard, seg) = create(crowd as u64 + 1);
+    let seg = scratch_segment(PORT, 1, 8, crowd as u64 + 1);
     let section = critical_section(&seg, crowd_role);
     let stop = Arc::new(AtomicBool::new(false));
     let threads: Vec<_> = (1..=crowd)

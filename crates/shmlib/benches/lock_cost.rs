@@ -7,7 +7,11 @@ use std::hint::black_box;
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, Criterion};
-use shmlib::{DaemonRecord, Deadline, Geometry, Segment};
+use shmlib::Deadline;
+
+#[path = "../tests/support/mod.rs"]
+mod support;
+use support::scratch_segment;
 
 /// Segment names for the benchmark (ports below 1024: no daemon uses them).
 const PORT: u16 = 990;
@@ -42,30 +46,14 @@ impl Drop for Semaphore {
     }
 }
 
-/// A segment with `workers` participant slots, unlinked on drop.
-struct BenchSegment(Segment);
-
-impl BenchSegment {
-    fn new(port: u16, workers: u64) -> BenchSegment {
-        let _ = Segment::unlink(port);
-        let geometry = Geometry::from_kib(1, 4, 4, workers).expect("geometry");
-        let record = DaemonRecord {
-            pid_file: "",
-            log_file: "",
-            grace: Duration::from_secs(1),
-        };
-        BenchSegment(Segment::create(port, geometry, &record).expect("bench segment"))
-    }
-}
-
 fn uncontended(c: &mut Criterion) {
     let mut group = c.benchmark_group("uncontended lock+unlock");
     let sem = Semaphore::new();
     group.bench_function("sem_wait+sem_post", |b| b.iter(|| sem.wait_post()));
     for workers in [8u64, 64] {
-        let seg = BenchSegment::new(PORT + workers as u16 % 100, workers);
-        let lock = seg.0.mailbox_lock(0).expect("lock");
-        let me = seg.0.participant(0).expect("participant");
+        let seg = scratch_segment(PORT + workers as u16 % 100, 1, 4, workers);
+        let lock = seg.mailbox_lock(0).expect("lock");
+        let me = seg.participant(0).expect("participant");
         let deadline = Deadline::after(Duration::from_secs(3600));
         group.bench_function(format!("mailbox read lock, {workers} worker slots"), |b| {
             b.iter(|| drop(black_box(lock.read(me, &deadline).expect("read lock"))))

@@ -11,41 +11,10 @@ use std::time::Duration;
 use nix::sys::signal::{kill, Signal};
 use nix::sys::wait::{waitpid, WaitStatus};
 use nix::unistd::{fork, ForkResult};
-use shmlib::{Deadline, Geometry, LockError, MailboxLock, Participant, Segment};
+use shmlib::{Deadline, LockError, MailboxLock, Participant, Segment};
 
-/// A test segment that is unlinked however the test ends.
-struct TestSegment(Segment);
-
-impl Drop for TestSegment {
-    fn drop(&mut self) {
-        let _ = Segment::unlink(self.0.info().port);
-    }
-}
-
-impl std::ops::Deref for TestSegment {
-    type Target = Segment;
-    fn deref(&self) -> &Segment {
-        &self.0
-    }
-}
-
-fn create(port: u16, mailboxes: u64, kib: u64, workers: u64) -> TestSegment {
-    let _ = Segment::unlink(port);
-    let g = Geometry::from_kib(mailboxes, kib, kib.min(1024), workers).expect("geometry");
-    let mut seg = Segment::create(
-        port,
-        g,
-        &shmlib::DaemonRecord {
-            pid_file: "",
-            log_file: "",
-            grace: Duration::from_secs(1),
-        },
-    )
-    .expect("create test segment");
-    // Forked children share the mapping: only the Drop guard unlinks.
-    seg.disown();
-    TestSegment(seg)
-}
+mod support;
+use support::scratch_segment;
 
 fn soon(ms: u64) -> Deadline<'static> {
     Deadline::after(Duration::from_millis(ms))
@@ -61,7 +30,7 @@ fn lock0(seg: &Segment) -> MailboxLock<'_> {
 
 #[test]
 fn a_timed_out_wait_changes_nothing() {
-    let seg = create(801, 1, 4, 4);
+    let seg = scratch_segment(801, 1, 4, 4);
     let lock = lock0(&seg);
     let (a, b, c) = (who(&seg, 0), who(&seg, 1), who(&seg, 2));
     let writer = lock.write(a, &soon(1000)).expect("first writer");
@@ -83,7 +52,7 @@ fn a_timed_out_wait_changes_nothing() {
 
 #[test]
 fn readers_arriving_after_a_waiting_writer_queue_behind_it() {
-    let seg = create(802, 1, 4, 3);
+    let seg = scratch_segment(802, 1, 4, 3);
     let reader = lock0(&seg)
         .read(who(&seg, 0), &soon(1000))
         .expect("first reader");
@@ -116,7 +85,7 @@ fn readers_arriving_after_a_waiting_writer_queue_behind_it() {
 fn concurrent_writers_and_readers_never_see_a_torn_mailbox() {
     const PORT: u16 = 803;
     let threads = 6;
-    let _owner = create(PORT, 2, 4, threads as u64);
+    let _owner = scratch_segment(PORT, 2, 4, threads as u64);
     let barrier = Arc::new(Barrier::new(threads));
     let handles: Vec<_> = (0..threads)
         .map(|t| {
@@ -151,7 +120,7 @@ fn concurrent_writers_and_readers_never_see_a_torn_mailbox() {
 
 #[test]
 fn versions_count_every_write() {
-    let seg = create(804, 1, 4, 1);
+    let seg = scratch_segment(804, 1, 4, 1);
     let m = seg.mailbox(0).expect("mailbox");
     let me = who(&seg, 0);
     for n in 1..=5 {
@@ -177,7 +146,7 @@ fn forked(child: impl FnOnce()) -> nix::unistd::Pid {
 
 #[test]
 fn the_accept_lock_survives_a_holder_that_dies() {
-    let seg = create(805, 1, 4, 1);
+    let seg = scratch_segment(805, 1, 4, 1);
     let child = forked(|| {
         if let Ok(guard) = seg.accept_lock().lock(&soon(2000)) {
             std::mem::forget(guard);
@@ -198,7 +167,7 @@ fn the_accept_lock_survives_a_holder_that_dies() {
 #[test]
 fn a_free_lock_is_granted_even_to_a_stopping_process() {
     static STOP: AtomicBool = AtomicBool::new(true);
-    let seg = create(806, 1, 4, 1);
+    let seg = scratch_segment(806, 1, 4, 1);
     let m = seg.mailbox(0).expect("mailbox");
     let deadline = soon(1000).or_when(&STOP);
     assert_eq!(
@@ -211,7 +180,7 @@ fn a_free_lock_is_granted_even_to_a_stopping_process() {
 #[test]
 fn repairing_a_holder_killed_by_sigkill_frees_the_lock() {
     for kind in ["read", "write"] {
-        let seg = create(807, 1, 4, 2);
+        let seg = scratch_segment(807, 1, 4, 2);
         let (dead, alive) = (who(&seg, 0), who(&seg, 1));
         let child = forked(|| {
             let lock = lock0(&seg);
@@ -253,7 +222,7 @@ fn repairing_a_holder_killed_by_sigkill_frees_the_lock() {
 
 #[test]
 fn repairing_a_waiter_killed_in_its_sleep_clears_its_mark() {
-    let seg = create(809, 1, 4, 2);
+    let seg = scratch_segment(809, 1, 4, 2);
     let (holder, sleeper) = (who(&seg, 0), who(&seg, 1));
     let held = lock0(&seg).write(holder, &soon(1000)).expect("hold");
     let child = forked(|| {
@@ -280,7 +249,7 @@ fn repairing_a_waiter_killed_in_its_sleep_clears_its_mark() {
 fn a_writer_killed_at_any_instant_leaves_a_whole_mailbox() {
     // 1 MiB writes: long enough that many kills land mid-copy.
     const KIB: u64 = 1024;
-    let seg = create(808, 1, KIB, 2);
+    let seg = scratch_segment(808, 1, KIB, 2);
     let (writer, checker) = (who(&seg, 0), who(&seg, 1));
     let mut rng = 0x9e37_79b9_7f4a_7c15u64;
     let mut buf = Vec::new();

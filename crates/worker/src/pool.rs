@@ -38,7 +38,10 @@ impl WorkerContext<'_> {
     /// What a worker does between requests and between accepts, on behalf of
     /// signals it received: for now, reopening the log after SIGHUP.
     fn housekeeping(&self) {
-        if self.reopen_log.swap(false, Ordering::SeqCst) {
+        // A plain load first: this runs on every turn of a connection's
+        // loop, and the flag is almost never up.
+        if self.reopen_log.load(Ordering::Relaxed) && self.reopen_log.swap(false, Ordering::SeqCst)
+        {
             (self.reopen)();
         }
     }

@@ -644,6 +644,20 @@ impl Daemon {
         pids
     }
 
+    /// SIGKILLs the supervisor and every worker at once, as a crash or an
+    /// operator would, and waits until none is running.
+    pub fn sigkill_everything(&self) {
+        self.workers();
+        let all = self.seen();
+        for p in &all {
+            p.signal(libc::SIGKILL);
+        }
+        assert!(
+            wait_until(Duration::from_secs(5), || all.iter().all(|p| !p.is_alive())),
+            "daemon processes survived SIGKILL"
+        );
+    }
+
     /// Every process of this daemon seen so far (supervisor first).
     pub fn seen(&self) -> Vec<ProcId> {
         self.seen.lock().unwrap_or_else(|e| e.into_inner()).clone()

@@ -683,7 +683,7 @@ fn stat_figures_add_up_against_a_known_workload() {
     assert!(c.request("w 1 a").starts_with("OK"));
     assert!(c.request("w 2 bb").starts_with("OK"));
     assert!(c.request("r 1").starts_with("OK"));
-    let _ = c.read_line(); // the content line
+    assert_eq!(c.read_line(), "a");
     assert!(c.request("stat 2").starts_with("OK"));
     assert!(c.request("bogus").starts_with("ERR"));
     assert!(c.request("r 9").starts_with("ERR"));

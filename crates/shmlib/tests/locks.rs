@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use nix::sys::signal::{kill, Signal};
 use nix::sys::wait::{waitpid, WaitStatus};
-use nix::unistd::{fork, ForkResult};
+use nix::unistd::{fork, ForkResult, Pid};
 use shmlib::{Deadline, LockError, MailboxLock, Participant, Segment};
 
 mod support;
@@ -129,31 +129,60 @@ fn versions_count_every_write() {
     assert_eq!(m.stat(me, &soon(1000)).expect("stat").version, 5);
 }
 
-/// Runs `child` in a forked process that ends with `_exit(0)` unless killed.
-fn forked(child: impl FnOnce()) -> nix::unistd::Pid {
+/// A forked child process, SIGKILLed and reaped when dropped (so also when
+/// the test panics), unless already reaped.
+struct Child(Option<Pid>);
+
+impl Child {
+    fn wait(&mut self) -> (Pid, WaitStatus) {
+        let pid = self.0.take().expect("a child not reaped yet");
+        (pid, waitpid(pid, None).expect("reap the child"))
+    }
+
+    fn kill(&mut self) {
+        if let Some(pid) = self.0 {
+            kill(pid, Signal::SIGKILL).expect("SIGKILL the child");
+        }
+        self.wait();
+    }
+}
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        if let Some(pid) = self.0.take() {
+            let _ = kill(pid, Signal::SIGKILL);
+            let _ = waitpid(pid, None);
+        }
+    }
+}
+
+/// Runs `child` in a forked process that ends with `_exit(0)` unless killed
+/// (`_exit(1)` if it panics: it must never unwind into the copy of the test
+/// harness).
+fn forked(child: impl FnOnce()) -> Child {
     // SAFETY: the child runs `child` (no locks the parent's threads might
     // hold: it only touches the shared segment) and _exit()s without
     // returning into the test harness.
     match unsafe { fork() }.expect("fork") {
         ForkResult::Child => {
-            child();
+            let ok = std::panic::catch_unwind(std::panic::AssertUnwindSafe(child)).is_ok();
             // SAFETY: ends the child at once, skipping the harness's exit.
-            unsafe { libc::_exit(0) }
+            unsafe { libc::_exit(if ok { 0 } else { 1 }) }
         }
-        ForkResult::Parent { child } => child,
+        ForkResult::Parent { child } => Child(Some(child)),
     }
 }
 
 #[test]
 fn the_accept_lock_survives_a_holder_that_dies() {
     let seg = scratch_segment(805, 1, 4, 1);
-    let child = forked(|| {
+    let (pid, status) = forked(|| {
         if let Ok(guard) = seg.accept_lock().lock(&soon(2000)) {
             std::mem::forget(guard);
         }
-    });
-    let status = waitpid(child, None).expect("wait");
-    assert_eq!(status, WaitStatus::Exited(child, 0));
+    })
+    .wait();
+    assert_eq!(status, WaitStatus::Exited(pid, 0));
     let guard = seg
         .accept_lock()
         .lock(&soon(2000))
@@ -182,7 +211,7 @@ fn repairing_a_holder_killed_by_sigkill_frees_the_lock() {
     for kind in ["read", "write"] {
         let seg = scratch_segment(807, 1, 4, 2);
         let (dead, alive) = (who(&seg, 0), who(&seg, 1));
-        let child = forked(|| {
+        let mut child = forked(|| {
             let lock = lock0(&seg);
             let guard = match kind {
                 "read" => lock.read(dead, &soon(2000)),
@@ -202,8 +231,7 @@ fn repairing_a_holder_killed_by_sigkill_frees_the_lock() {
             }),
             "the child never took the lock"
         );
-        kill(child, Signal::SIGKILL).expect("kill");
-        waitpid(child, None).expect("reap");
+        child.kill();
         // The dead holder still blocks a writer...
         assert_eq!(
             lock0(&seg).write(alive, &soon(100)).err(),
@@ -225,7 +253,7 @@ fn repairing_a_waiter_killed_in_its_sleep_clears_its_mark() {
     let seg = scratch_segment(809, 1, 4, 2);
     let (holder, sleeper) = (who(&seg, 0), who(&seg, 1));
     let held = lock0(&seg).write(holder, &soon(1000)).expect("hold");
-    let child = forked(|| {
+    let mut child = forked(|| {
         let _ = lock0(&seg).read(sleeper, &soon(30_000));
     });
     assert!(
@@ -235,8 +263,7 @@ fn repairing_a_waiter_killed_in_its_sleep_clears_its_mark() {
         }),
         "the child never went to sleep on the lock"
     );
-    kill(child, Signal::SIGKILL).expect("kill");
-    waitpid(child, None).expect("reap");
+    child.kill();
     assert!(lock0(&seg).has_sleepers(), "a dead sleeper's mark stays...");
     assert_eq!(seg.repair_participant(sleeper), 1);
     assert!(!lock0(&seg).has_sleepers(), "...until the repair");
@@ -254,7 +281,7 @@ fn a_writer_killed_at_any_instant_leaves_a_whole_mailbox() {
     let mut rng = 0x9e37_79b9_7f4a_7c15u64;
     let mut buf = Vec::new();
     for round in 0..40u64 {
-        let child = forked(|| {
+        let mut child = forked(|| {
             let m = seg.mailbox(0).expect("mailbox");
             loop {
                 // Content: a length and a fill byte both derived from the
@@ -268,8 +295,7 @@ fn a_writer_killed_at_any_instant_leaves_a_whole_mailbox() {
         rng ^= rng >> 7;
         rng ^= rng << 17;
         thread::sleep(Duration::from_micros(200 + rng % 3000));
-        kill(child, Signal::SIGKILL).expect("kill");
-        waitpid(child, None).expect("reap");
+        child.kill();
         seg.repair_participant(writer);
         buf.clear();
         let m = seg.mailbox(0).expect("mailbox");

@@ -269,7 +269,8 @@ fn pipelined_reads_are_answered_in_bounded_batches() {
     let seg = segment(916, 1, 8, 8);
     let mut s = Session::new(&seg, config(916), &NO_STOP);
     let content = [b"w 1 ".as_slice(), &[b'c'; 8000], b"\n"].concat();
-    let _ = run(&mut s, &[&content]);
+    let (out, _) = run(&mut s, &[&content]);
+    assert_eq!(out, b"OK wrote 8000 bytes to mailbox 1, version 1\n");
     let reads = b"r 1\n".repeat(3000);
     let mut fed = reads.as_slice();
     let mut replies = 0;

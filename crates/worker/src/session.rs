@@ -327,11 +327,7 @@ impl<'s> Session<'s> {
             match self.mode {
                 Mode::AwaitData { mailbox } => {
                     self.mode = Mode::Command;
-                    if line.len() > self.bounds.data_limit {
-                        self.error(out, &self.bounds.too_much_data(line.len()));
-                    } else {
-                        self.write(mailbox, &line, out);
-                    }
+                    self.write(mailbox, &line, out);
                     Flow::Continue
                 }
                 _ => self.execute_line(&line, out),
@@ -417,15 +413,18 @@ impl<'s> Session<'s> {
         Flow::Continue
     }
 
+    fn mailbox(&self, index: usize) -> shmlib::Mailbox<'s> {
+        self.segment
+            .mailbox(index)
+            .expect("request::parse checks the index against this segment's geometry")
+    }
+
     fn deadline(&self) -> Deadline<'s> {
         Deadline::after(self.config.lock_timeout).or_when(self.stop)
     }
 
     fn read(&mut self, index: usize, out: &mut Vec<u8>) {
-        let segment = self.segment;
-        let Some(mailbox) = segment.mailbox(index) else {
-            return self.error(out, "mailbox vanished");
-        };
+        let mailbox = self.mailbox(index);
         // Read straight into the output after a placeholder header, then put
         // the real header in front: one copy of the content, not two.
         let start = out.len();
@@ -448,11 +447,9 @@ impl<'s> Session<'s> {
     }
 
     fn write(&mut self, index: usize, data: &[u8], out: &mut Vec<u8>) {
-        let segment = self.segment;
-        let Some(mailbox) = segment.mailbox(index) else {
-            return self.error(out, "mailbox vanished");
-        };
-        if data.len() > mailbox.capacity() {
+        let mailbox = self.mailbox(index);
+        // Every way in (w, two-step, wb) ends here: one size check.
+        if data.len() > self.bounds.data_limit {
             return self.error(out, &self.bounds.too_much_data(data.len()));
         }
         match mailbox.write(self.me, &self.deadline(), data) {
@@ -470,10 +467,7 @@ impl<'s> Session<'s> {
     }
 
     fn stat(&mut self, index: usize, out: &mut Vec<u8>) {
-        let segment = self.segment;
-        let Some(mailbox) = segment.mailbox(index) else {
-            return self.error(out, "mailbox vanished");
-        };
+        let mailbox = self.mailbox(index);
         match mailbox.stat(self.me, &self.deadline()) {
             Ok(s) => put(
                 out,

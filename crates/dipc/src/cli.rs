@@ -94,7 +94,7 @@ impl Args {
             .unwrap_or_else(|| PathBuf::from(format!("/tmp/dipc-{port}.log")));
         let pid_file = self
             .pid_file
-            .unwrap_or_else(|| PathBuf::from(format!("/tmp/dipc-{port}.pid")));
+            .unwrap_or_else(|| shmlib::default_pid_file(port));
         Ok(Config {
             geometry,
             port,

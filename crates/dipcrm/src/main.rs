@@ -43,7 +43,7 @@ fn say(line: String) {
 }
 
 fn find(port: u16) -> Result<Found, String> {
-    let default_pid_file = PathBuf::from(format!("/tmp/dipc-{port}.pid"));
+    let default_pid_file = shmlib::default_pid_file(port);
     let mut grace = None;
     let (mut supervisor, workers, pid_file, segment_exists) = match Segment::open(port) {
         Ok(segment) => {

@@ -36,5 +36,6 @@ pub use mailbox::{Mailbox, MailboxRead};
 pub use mailbox_lock::{LockGuard, MailboxLock, Participant};
 #[cfg(not(loom))]
 pub use segment::{
-    segment_name, segment_path, DaemonRecord, Segment, SegmentInfo, Stats, WorkerSlot, WorkerState,
+    default_pid_file, segment_name, segment_path, DaemonRecord, Segment, SegmentInfo, Stats,
+    WorkerSlot, WorkerState,
 };

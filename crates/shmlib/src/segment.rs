@@ -24,6 +24,12 @@ pub fn segment_path(port: u16) -> String {
     format!("/dev/shm/dipc.{port}")
 }
 
+/// Where a port's daemon writes its pid unless `--pid-file` says otherwise;
+/// dipcrm looks there when the segment is gone.
+pub fn default_pid_file(port: u16) -> std::path::PathBuf {
+    format!("/tmp/dipc-{port}.pid").into()
+}
+
 /// What a worker is doing, as kept in its slot.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u32)]

@@ -6,6 +6,8 @@ use std::time::Duration;
 use clap::Parser;
 use shmlib::Geometry;
 
+use crate::pool_policy::PoolPolicy;
+
 /// dipc: k mailboxes in POSIX shared memory, served over TCP by a preforked
 /// pool of worker processes. Stop it with `dipcrm <port>`.
 #[derive(Debug, Parser)]
@@ -19,9 +21,34 @@ pub struct Args {
     pub port: u64,
     /// Size of a communication packet in KiB: the most data one request carries
     pub packet_kib: u64,
-    /// Worker processes in the preforked pool
-    #[arg(long, default_value_t = 8)]
-    pub workers: u64,
+    /// How clients are served: a preforked pool of processes, one forked
+    /// process per connection, or one thread per connection
+    #[arg(long, value_enum, default_value_t = Model::Prefork)]
+    pub model: Model,
+    /// A fixed pool of exactly N workers (replaced when they die, never more
+    /// or fewer); with --model fork or thread, the most clients at once
+    #[arg(
+        long,
+        value_name = "N",
+        conflicts_with_all = ["start_workers", "min_spare", "max_spare", "max_workers"]
+    )]
+    pub workers: Option<u64>,
+    /// Dynamic pool: workers forked at start [default: 8, or --max-workers
+    /// if less]
+    #[arg(long, value_name = "N")]
+    pub start_workers: Option<u64>,
+    /// Dynamic pool: fork more workers when fewer than this are idle
+    /// [default: 2]
+    #[arg(long, value_name = "N")]
+    pub min_spare: Option<u64>,
+    /// Dynamic pool: retire idle workers above this many [default: 8, or
+    /// --min-spare if more]
+    #[arg(long, value_name = "N")]
+    pub max_spare: Option<u64>,
+    /// The most workers (or, with --model fork or thread, clients served at
+    /// once); beyond it clients wait in the listen backlog
+    #[arg(long, default_value_t = 64, value_name = "N")]
+    pub max_workers: u64,
     /// Stay attached to the terminal and log to it
     #[arg(long)]
     pub foreground: bool,
@@ -42,10 +69,42 @@ pub struct Args {
     pub pid_file: Option<PathBuf>,
 }
 
+/// The server designs of the lecture, all on the same segment and locks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Model {
+    /// Preforked pool accepting under the accept lock (Apache prefork)
+    Prefork,
+    /// The supervisor accepts and forks one child per connection (TCPechod)
+    Fork,
+    /// One process, one thread per connection
+    Thread,
+}
+
+impl Config {
+    /// How clients are served, as the start-up line, the log and the
+    /// supervisor's title say it.
+    pub fn serving(&self) -> String {
+        let pool = self.pool;
+        match self.model {
+            Model::Prefork if pool.is_fixed() => {
+                format!("prefork pool of {} workers", pool.start)
+            }
+            Model::Prefork => format!(
+                "prefork pool of {} workers ({}..{} idle, at most {})",
+                pool.start, pool.min_spare, pool.max_spare, pool.max_workers
+            ),
+            Model::Fork => format!("a process per client (at most {})", pool.max_workers),
+            Model::Thread => format!("a thread per client (at most {})", pool.max_workers),
+        }
+    }
+}
+
 /// Everything the daemon was asked for, validated.
 #[derive(Debug, Clone)]
 pub struct Config {
     pub geometry: Geometry,
+    pub model: Model,
+    pub pool: PoolPolicy,
     pub port: u16,
     pub foreground: bool,
     pub lock_timeout: Duration,
@@ -71,16 +130,48 @@ fn absolute(path: PathBuf) -> Result<PathBuf, String> {
 }
 
 impl Args {
+    fn pool(&self) -> Result<PoolPolicy, String> {
+        let sizing = [
+            ("--start-workers", self.start_workers),
+            ("--min-spare", self.min_spare),
+            ("--max-spare", self.max_spare),
+        ];
+        if self.model != Model::Prefork {
+            if let Some((name, _)) = sizing.iter().find(|(_, v)| v.is_some()) {
+                return Err(format!(
+                    "{name} sizes a prefork pool; --model fork and thread take only \
+                     --max-workers (or --workers)"
+                ));
+            }
+        }
+        let policy = match self.workers {
+            Some(n) => PoolPolicy::fixed(n),
+            None => {
+                let min_spare = self.min_spare.unwrap_or(2);
+                PoolPolicy::dynamic(
+                    self.start_workers.unwrap_or(self.max_workers.min(8)),
+                    min_spare,
+                    self.max_spare.unwrap_or(min_spare.max(8)),
+                    self.max_workers,
+                )
+            }
+        };
+        policy.map_err(|e| e.to_string())
+    }
+
     pub fn into_config(self) -> Result<Config, String> {
         let port = u16::try_from(self.port)
             .ok()
             .filter(|&p| p != 0)
             .ok_or_else(|| format!("port must be 1..65535, got {}", self.port))?;
+        let pool = self.pool()?;
+        // Every worker (or client thread, or per-connection child) needs a
+        // slot of its own in the mailbox locks.
         let geometry = Geometry::from_kib(
             self.mailboxes,
             self.mailbox_kib,
             self.packet_kib,
-            self.workers,
+            pool.max_workers as u64,
         )
         .map_err(|e| e.to_string())?;
         if !(1..=10_000).contains(&self.line_pause_ms) {
@@ -97,6 +188,8 @@ impl Args {
             .unwrap_or_else(|| shmlib::default_pid_file(port));
         Ok(Config {
             geometry,
+            model: self.model,
+            pool,
             port,
             foreground: self.foreground,
             lock_timeout: seconds("lock timeout", self.lock_timeout, 3600.0)?,
@@ -126,6 +219,35 @@ mod tests {
         assert_eq!(c.geometry.mailbox_size, 8192);
         assert_eq!(c.geometry.packet_size, 2048);
         assert_eq!(c.log_path, PathBuf::from("/tmp/dipc-50007.log"));
+        assert_eq!(c.model, Model::Prefork);
+        assert_eq!(c.geometry.worker_slots, 64);
+    }
+
+    #[test]
+    fn workers_means_a_fixed_pool() {
+        let c = config(&["4", "8", "50007", "2", "--workers", "3"]).expect("valid");
+        assert_eq!(c.pool, PoolPolicy::fixed(3).expect("valid"));
+        assert_eq!(c.geometry.worker_slots, 3);
+    }
+
+    #[test]
+    fn pool_defaults_follow_max_workers() {
+        let c = config(&["4", "8", "50007", "2", "--max-workers", "4"]).expect("valid");
+        assert_eq!((c.pool.start, c.pool.max_workers), (4, 4));
+        let c = config(&["4", "8", "50007", "2", "--min-spare", "12"]).expect("valid");
+        assert_eq!((c.pool.min_spare, c.pool.max_spare), (12, 12));
+        let c = config(&[
+            "4",
+            "8",
+            "50007",
+            "2",
+            "--model",
+            "thread",
+            "--workers",
+            "5",
+        ])
+        .expect("valid");
+        assert_eq!(c.geometry.worker_slots, 5);
     }
 
     #[test]
@@ -139,6 +261,48 @@ mod tests {
             &["x", "8", "50007", "2"],
             &["4", "8", "50007", "2", "--lock-timeout", "0"],
             &["4", "8", "50007", "2", "--line-pause-ms", "0"],
+            &[
+                "4",
+                "8",
+                "50007",
+                "2",
+                "--workers",
+                "2",
+                "--max-workers",
+                "4",
+            ],
+            &[
+                "4",
+                "8",
+                "50007",
+                "2",
+                "--min-spare",
+                "5",
+                "--max-spare",
+                "4",
+            ],
+            &[
+                "4",
+                "8",
+                "50007",
+                "2",
+                "--start-workers",
+                "9",
+                "--max-workers",
+                "8",
+            ],
+            &["4", "8", "50007", "2", "--max-workers", "257"],
+            &["4", "8", "50007", "2", "--model", "threads"],
+            &[
+                "4",
+                "8",
+                "50007",
+                "2",
+                "--model",
+                "fork",
+                "--min-spare",
+                "1",
+            ],
         ] {
             assert!(config(bad).is_err(), "{bad:?} accepted");
         }

@@ -4,6 +4,7 @@
 
 mod cli;
 mod logging;
+mod pool_policy;
 mod preflight;
 mod signals;
 mod startup;

@@ -22,6 +22,9 @@ pub struct SignalFlags {
     pub reopen_log: Arc<AtomicBool>,
     /// SIGCHLD: a worker changed state.
     pub child: Arc<AtomicBool>,
+    /// SIGUSR1, to a pool worker: retire between clients. The supervisor
+    /// sends it and ignores its own.
+    pub retire: Arc<AtomicBool>,
 }
 
 /// The signals the supervisor acts on.
@@ -33,6 +36,7 @@ pub fn handled() -> SigSet {
         Signal::SIGQUIT,
         Signal::SIGHUP,
         Signal::SIGCHLD,
+        Signal::SIGUSR1,
     ] {
         set.add(s);
     }
@@ -48,6 +52,7 @@ impl SignalFlags {
             quit: Arc::new(AtomicBool::new(false)),
             reopen_log: Arc::new(AtomicBool::new(false)),
             child: Arc::new(AtomicBool::new(false)),
+            retire: Arc::new(AtomicBool::new(false)),
         };
         use signal_hook::consts::*;
         signal_hook::flag::register(SIGTERM, Arc::clone(&flags.terminate))?;
@@ -55,6 +60,7 @@ impl SignalFlags {
         signal_hook::flag::register(SIGQUIT, Arc::clone(&flags.quit))?;
         signal_hook::flag::register(SIGHUP, Arc::clone(&flags.reopen_log))?;
         signal_hook::flag::register(SIGCHLD, Arc::clone(&flags.child))?;
+        signal_hook::flag::register(SIGUSR1, Arc::clone(&flags.retire))?;
         let ignore = SigAction::new(SigHandler::SigIgn, SaFlags::empty(), SigSet::empty());
         // SAFETY: installing SIG_IGN runs no code of ours in signal context.
         unsafe { sigaction(Signal::SIGPIPE, &ignore) }.map_err(io::Error::from)?;

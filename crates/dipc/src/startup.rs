@@ -29,12 +29,12 @@ fn serving_line(config: &Config, pid: u32) -> String {
         config.log_path.display().to_string()
     };
     format!(
-        "dipc: serving port {} (pid {pid}): {} mailboxes of {} KiB, {} KiB packets, {} workers; log {log}",
+        "dipc: serving port {} (pid {pid}): {} mailboxes of {} KiB, {} KiB packets, {}; log {log}",
         config.port,
         g.mailboxes,
         g.mailbox_size / 1024,
         g.packet_size / 1024,
-        g.worker_slots
+        config.serving()
     )
 }
 

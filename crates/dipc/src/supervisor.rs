@@ -2,43 +2,75 @@
 //!
 //! Process model, stated once:
 //! - The supervisor creates the segment, owns it (only it may unlink it),
-//!   forks the workers and never serves a client. It is single-threaded, so
+//!   forks the children and never serves a client. It is single-threaded, so
 //!   fork() is safe at any point of its loop.
+//! - Its children depend on `--model`: a pool of workers that accept under
+//!   the accept lock (prefork, sized between the spare bounds); one child per
+//!   connection, forked after the supervisor itself accepted (fork); or one
+//!   process with a thread per connection (thread).
 //! - Handled signals are blocked in the supervisor except inside ppoll();
 //!   handlers only raise flags; the loop acts on them in a fixed order:
 //!   quit, terminate, child deaths, log reopening (then SIGHUP to every
-//!   worker, which reopens its own between requests), respawns.
-//! - Workers are forked with those signals blocked and unblock them only once
-//!   their own state is set up, so a signal sent right after fork() is never
-//!   lost: it stays pending until the worker can act on it.
-//! - A worker disowns the segment (its exit never unlinks it) and asks the
+//!   child, which reopens its own between requests), respawns, pool
+//!   maintenance, and (fork model) accepting.
+//! - Children are forked with those signals blocked and unblock them only
+//!   once their own state is set up, so a signal sent right after fork() is
+//!   never lost: it stays pending until the child can act on it.
+//! - A child disowns the segment (its exit never unlinks it) and asks the
 //!   kernel for SIGTERM when the supervisor dies (PR_SET_PDEATHSIG).
-//! - A worker's slot is its identity in every mailbox lock. When a worker
-//!   dies, however it dies, the supervisor reaps it, then clears its entries
-//!   from every mailbox lock (a dead holder or waiter blocks nobody after
-//!   that), and only then gives the slot to a new worker.
+//! - A worker slot is its owner's identity in every mailbox lock (a thread
+//!   server's threads each have one). When a child dies, however it dies,
+//!   the supervisor reaps it, then clears its slots' entries from every
+//!   mailbox lock (a dead holder or waiter blocks nobody after that), and
+//!   only then gives the slots to another child.
 //! - Before the daemon detaches, errors go to the terminal; after, to the log,
 //!   and start-up errors also reach the terminal through the readiness pipe.
 
-use std::net::TcpListener;
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::ops::Range;
+use std::os::fd::AsFd;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
+use nix::poll::{PollFd, PollFlags};
 use nix::sys::signal::{kill, SigSet, Signal};
 use nix::sys::time::TimeSpec;
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::{fork, ForkResult, Pid};
-use shmlib::Segment;
-use worker::{SessionConfig, WorkerContext};
+use shmlib::{Segment, WorkerState};
+use worker::{ServeContext, SessionConfig, WorkerContext};
 
-use crate::cli::Config;
+use crate::cli::{Config, Model};
+use crate::pool_policy::{PoolAction, PoolSizer};
 use crate::signals::{self, SignalFlags};
 use crate::startup::Readiness;
 use crate::title::ProcTitle;
 
-struct Running {
+/// What a child process is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Role {
+    /// A prefork pool worker.
+    PoolWorker,
+    /// Serves the one client the supervisor accepted for it (fork model).
+    ConnectionChild,
+    /// Serves every client, a thread each (thread model).
+    ThreadServer,
+}
+
+struct Child {
     pid: Pid,
     started: Instant,
+    slots: Range<usize>,
+    role: Role,
+    /// Asked to retire (SIGUSR1): its exit is expected.
+    retiring: bool,
+}
+
+impl Child {
+    /// The first slot: how the log and `ps` name a child.
+    fn slot(&self) -> usize {
+        self.slots.start
+    }
 }
 
 pub struct Supervisor {
@@ -46,7 +78,11 @@ pub struct Supervisor {
     segment: Segment,
     listener: Option<TcpListener>,
     flags: SignalFlags,
-    workers: Vec<Option<Running>>,
+    children: Vec<Child>,
+    /// Which worker slots a live child holds.
+    slot_taken: Vec<bool>,
+    sizer: PoolSizer,
+    next_maintenance: Instant,
     readiness: Option<Readiness>,
     /// Workers that died within a second of starting, in a row.
     fast_deaths: u32,
@@ -63,6 +99,8 @@ const MIN_HEALTHY_LIFE: Duration = Duration::from_secs(1);
 const MAX_RESPAWN_DELAY: Duration = Duration::from_secs(5);
 /// Deaths right after start that are replaced at once, before backing off.
 const RESPAWN_BURST: u32 = 3;
+/// How often the pool's idle workers are counted.
+const MAINTENANCE_TICK: Duration = Duration::from_millis(100);
 
 impl Supervisor {
     pub fn new(
@@ -75,11 +113,14 @@ impl Supervisor {
     ) -> Supervisor {
         let slots = config.geometry.worker_slots as usize;
         Supervisor {
+            sizer: PoolSizer::new(config.pool),
             config,
             segment,
             listener: Some(listener),
             flags,
-            workers: (0..slots).map(|_| None).collect(),
+            children: Vec::new(),
+            slot_taken: vec![false; slots],
+            next_maintenance: Instant::now(),
             readiness: Some(readiness),
             fast_deaths: 0,
             respawn_at: Instant::now(),
@@ -89,47 +130,38 @@ impl Supervisor {
         }
     }
 
-    /// Forks the pool, reports readiness, and supervises until shutdown.
-    /// Returns once every worker is gone and the segment is removed.
+    /// Forks the first children, reports readiness, and supervises until
+    /// shutdown. Returns once every child is gone and the segment is removed.
     pub fn run(mut self) {
+        let g = self.config.geometry;
+        let shape = format!(
+            "port {}, {} mailboxes of {} KiB, {} KiB packets, {}",
+            self.config.port,
+            g.mailboxes,
+            g.mailbox_size / 1024,
+            g.packet_size / 1024,
+            self.config.serving()
+        );
         if let Some(title) = &self.title {
-            let g = self.config.geometry;
-            title.set(&format!(
-                "supervisor, port {}, {} mailboxes of {} KiB, {} KiB packets, {} workers",
-                self.config.port,
-                g.mailboxes,
-                g.mailbox_size / 1024,
-                g.packet_size / 1024,
-                self.workers.len()
-            ));
+            title.set(&format!("supervisor, {shape}"));
         }
-        for slot in 0..self.workers.len() {
-            if let Err(e) = self.spawn(slot) {
-                log::error!("cannot fork worker {slot}: {e}");
-            }
-        }
-        if self.workers.iter().all(Option::is_none) {
+        self.respawn_missing();
+        if self.config.model != Model::Fork && self.children.is_empty() {
             if let Some(r) = self.readiness.take() {
                 r.failed("could not start any worker (see the log)");
             }
             self.remove_segment();
             return;
         }
-        log::info!(
-            "serving port {}: {} mailboxes of {} bytes, {}-byte packets, {} workers",
-            self.config.port,
-            self.config.geometry.mailboxes,
-            self.config.geometry.mailbox_size,
-            self.config.geometry.packet_size,
-            self.workers.len()
-        );
+        log::info!("serving {shape}");
         if let Some(r) = self.readiness.take() {
             r.ready(&self.config);
         }
         loop {
             if self.flags.quit.swap(false, Ordering::SeqCst) {
                 log::info!("SIGQUIT: stopping now");
-                self.signal_workers(Signal::SIGKILL);
+                self.listener = None;
+                self.signal_children(Signal::SIGKILL);
                 self.stopping_since.get_or_insert_with(Instant::now);
                 self.killed_stragglers = true;
             }
@@ -144,74 +176,128 @@ impl Supervisor {
                 self.reap();
             }
             if self.flags.reopen_log.swap(false, Ordering::SeqCst) {
-                self.reopen_log();
-                // Each worker reopens its own copy of the descriptor between
+                reopen_log(&self.config);
+                // Each child reopens its own copy of the descriptor between
                 // requests, as nginx's do.
-                self.signal_workers(Signal::SIGHUP);
+                self.signal_children(Signal::SIGHUP);
             }
+            // Only children read their SIGUSR1 flag.
+            self.flags.retire.store(false, Ordering::Relaxed);
             if let Some(since) = self.stopping_since {
-                if self.workers.iter().all(Option::is_none) {
+                if self.children.is_empty() {
                     break;
                 }
                 if !self.killed_stragglers && since.elapsed() >= self.config.grace {
-                    log::warn!("grace period over: killing the workers still running");
-                    self.signal_workers(Signal::SIGKILL);
+                    log::warn!("grace period over: killing the children still running");
+                    self.signal_children(Signal::SIGKILL);
                     self.killed_stragglers = true;
                 }
             } else {
                 self.respawn_missing();
+                self.maintain_pool();
             }
-            self.wait_for_signal();
+            if self.wait_for_signal_or_client() {
+                self.accept_and_fork();
+            }
         }
         self.remove_segment();
         log::info!("stopped");
     }
 
-    /// Sleeps until a signal arrives or the next timed action is due.
-    fn wait_for_signal(&self) {
+    /// Sleeps until a signal arrives, the next timed action is due, or (fork
+    /// model, with a slot free) a client is waiting; true in that last case.
+    fn wait_for_signal_or_client(&self) -> bool {
+        let now = Instant::now();
         let timeout = if self.stopping_since.is_some() {
             Duration::from_millis(100)
-        } else if self.workers.iter().any(Option::is_none) {
+        } else if self.pool_workers() < self.wanted_children() {
             self.respawn_at
-                .saturating_duration_since(Instant::now())
+                .saturating_duration_since(now)
                 .max(Duration::from_millis(10))
+        } else if self.config.model == Model::Prefork {
+            self.next_maintenance.saturating_duration_since(now)
         } else {
             Duration::from_secs(1)
         };
         let timeout = TimeSpec::from_duration(timeout);
+        let accepting = self.config.model == Model::Fork && self.free_slot().is_some();
+        let mut fds: Vec<PollFd<'_>> = match (&self.listener, accepting) {
+            (Some(listener), true) => vec![PollFd::new(listener.as_fd(), PollFlags::POLLIN)],
+            _ => Vec::new(),
+        };
         // ppoll unblocks the handled signals only while it waits, so a signal
         // is either handled before the loop checks its flags or wakes ppoll.
-        let _ = nix::poll::ppoll(&mut [], Some(timeout), Some(SigSet::empty()));
+        let ready = nix::poll::ppoll(&mut fds, Some(timeout), Some(SigSet::empty())).unwrap_or(0);
+        ready > 0
     }
 
     fn begin_shutdown(&mut self) {
         self.stopping_since = Some(Instant::now());
         self.segment.set_stopping();
-        // Workers keep their own copies of the listening socket until they exit.
+        // Children keep their own copies of the listening socket until they
+        // exit; the fork model's supervisor stops accepting here.
         self.listener = None;
-        self.signal_workers(Signal::SIGTERM);
+        self.signal_children(Signal::SIGTERM);
     }
 
-    fn signal_workers(&self, signal: Signal) {
-        for running in self.workers.iter().flatten() {
-            let _ = kill(running.pid, signal);
+    fn signal_children(&self, signal: Signal) {
+        for child in &self.children {
+            let _ = kill(child.pid, signal);
         }
     }
 
-    fn spawn(&mut self, slot: usize) -> nix::Result<()> {
+    fn free_slot(&self) -> Option<usize> {
+        self.slot_taken.iter().position(|taken| !taken)
+    }
+
+    /// Children that should be running all the time: the pool, or the
+    /// thread server.
+    fn wanted_children(&self) -> usize {
+        match self.config.model {
+            Model::Prefork => self.sizer.wanted(),
+            Model::Thread => 1,
+            Model::Fork => 0,
+        }
+    }
+
+    /// Pool workers (or the thread server) running and not retiring.
+    fn pool_workers(&self) -> usize {
+        self.children
+            .iter()
+            .filter(|c| c.role != Role::ConnectionChild && !c.retiring)
+            .count()
+    }
+
+    fn spawn(
+        &mut self,
+        role: Role,
+        slots: Range<usize>,
+        client: Option<(TcpStream, SocketAddr)>,
+    ) -> nix::Result<()> {
         // SAFETY: the supervisor is single-threaded (see the module comment),
         // so the child is a complete copy with no lock held by a vanished
-        // thread; the child only runs the worker loop and then exits.
+        // thread; the child only runs its role's loop and then exits.
         match unsafe { fork() }? {
             ForkResult::Child => {
-                let code = self.become_worker(slot);
+                let code = self.become_child(role, slots, client);
                 std::process::exit(code);
             }
             ForkResult::Parent { child } => {
-                self.segment.worker_slots()[slot].set_pid(child.as_raw());
-                self.workers[slot] = Some(Running {
+                if role != Role::ThreadServer {
+                    // A thread server fills in its slots as threads start.
+                    for slot in slots.clone() {
+                        self.segment.worker_slots()[slot].set_pid(child.as_raw());
+                    }
+                }
+                for slot in slots.clone() {
+                    self.slot_taken[slot] = true;
+                }
+                self.children.push(Child {
                     pid: child,
                     started: Instant::now(),
+                    slots,
+                    role,
+                    retiring: false,
                 });
                 Ok(())
             }
@@ -219,7 +305,12 @@ impl Supervisor {
     }
 
     /// Runs in the forked child; returns its exit code.
-    fn become_worker(&mut self, slot: usize) -> i32 {
+    fn become_child(
+        &mut self,
+        role: Role,
+        slots: Range<usize>,
+        client: Option<(TcpStream, SocketAddr)>,
+    ) -> i32 {
         let supervisor = self.segment.info().supervisor_pid;
         if nix::sys::prctl::set_pdeathsig(Signal::SIGTERM).is_err()
             || nix::unistd::getppid().as_raw() != supervisor
@@ -229,47 +320,77 @@ impl Supervisor {
         self.segment.disown();
         // The readiness pipe is the supervisor's alone.
         drop(self.readiness.take());
-        let Some(listener) = self.listener.as_ref() else {
-            return 0;
+        let listener = match role {
+            Role::ConnectionChild => {
+                // Its one client is all it serves.
+                self.listener = None;
+                None
+            }
+            _ => match self.listener.take() {
+                Some(listener) => Some(listener),
+                // Stopping already.
+                None => return 0,
+            },
         };
         if let Err(e) = signals::set_blocked(false) {
             log::error!("cannot unblock signals: {e}");
             return 1;
         }
-        let ctx = WorkerContext {
-            listener,
+        let config = self.config.clone();
+        let reopen = move || reopen_log(&config);
+        let serve = ServeContext {
             segment: &self.segment,
-            slot,
             session: SessionConfig {
                 lock_timeout: self.config.lock_timeout,
                 port: self.config.port,
-                workers: self.workers.len() as u32,
                 supervisor_pid: supervisor,
-                worker_slot: slot,
+                worker_slot: slots.start,
             },
             line_pause: self.config.line_pause,
             stop: &self.flags.terminate,
             reopen_log: &self.flags.reopen_log,
-            reopen: &|| self.reopen_log(),
-            set_title: &|activity| {
-                if let Some(title) = &self.title {
-                    title.set(&format!("worker {slot}: {activity}"));
-                }
-            },
+            reopen: &reopen,
         };
-        worker::run_worker(&ctx);
+        let title = self.title.as_ref();
+        let set_title = |activity: &str| {
+            if let Some(title) = title {
+                title.set(activity);
+            }
+        };
+        match (role, listener, client) {
+            (Role::PoolWorker, Some(listener), _) => {
+                let slot = slots.start;
+                worker::run_worker(&WorkerContext {
+                    serve,
+                    listener: &listener,
+                    slot,
+                    retire: &self.flags.retire,
+                    set_title: &|activity| set_title(&format!("worker {slot}: {activity}")),
+                });
+            }
+            (Role::ThreadServer, Some(listener), _) => {
+                worker::run_thread_server(&serve, &listener, slots, &set_title);
+            }
+            (Role::ConnectionChild, _, Some((stream, peer))) => {
+                set_title(&format!("worker {}: serving {peer}", slots.start));
+                serve.serve_client(slots.start, stream, peer);
+            }
+            _ => return 1,
+        }
         0
     }
 
-    /// Collects every exited worker and logs how it ended.
+    /// Collects every exited child and logs how it ended.
     fn reap(&mut self) {
         loop {
             let status = match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
                 Ok(WaitStatus::StillAlive) | Err(_) => return,
                 Ok(status) => status,
             };
-            let (pid, cause, killed_from_outside) = match status {
-                WaitStatus::Exited(pid, code) => (pid, format!("exited with status {code}"), false),
+            let (pid, cause, clean_exit, killed_from_outside) = match status {
+                WaitStatus::Exited(pid, code) => {
+                    (pid, format!("exited with status {code}"), code == 0, false)
+                }
                 WaitStatus::Signaled(pid, sig, core) => (
                     pid,
                     format!(
@@ -277,52 +398,74 @@ impl Supervisor {
                         sig.as_str(),
                         if core { " (core dumped)" } else { "" }
                     ),
+                    false,
                     sig == Signal::SIGKILL,
                 ),
                 _ => continue,
             };
-            let Some(slot) = self
-                .workers
-                .iter()
-                .position(|w| w.as_ref().is_some_and(|r| r.pid == pid))
-            else {
+            let Some(index) = self.children.iter().position(|c| c.pid == pid) else {
                 log::info!("reaped process {pid}, which {cause}");
                 continue;
             };
-            let started = self.workers[slot].take().map(|r| r.started);
-            self.release_locks_of(slot);
-            self.segment.worker_slots()[slot].set_pid(0);
+            let child = self.children.swap_remove(index);
+            for slot in child.slots.clone() {
+                self.release_locks_of(slot);
+                self.segment.worker_slots()[slot].set_pid(0);
+                self.slot_taken[slot] = false;
+            }
+            let name = match child.role {
+                Role::PoolWorker => format!("worker {}", child.slot()),
+                Role::ConnectionChild => format!("connection child {}", child.slot()),
+                Role::ThreadServer => "thread server".to_string(),
+            };
             if self.stopping_since.is_some() {
-                log::info!("worker {slot} (pid {pid}) {cause}");
+                log::info!("{name} (pid {pid}) {cause}");
                 continue;
             }
-            log::warn!("worker {slot} (pid {pid}) {cause}; replacing it");
-            // SIGKILL comes from outside (an operator, the OOM killer): that
-            // is not a worker failing to start. It is replaced at once, even
-            // while a crash loop elsewhere holds the others back.
-            let died_young = started.is_some_and(|s| s.elapsed() < MIN_HEALTHY_LIFE);
-            if killed_from_outside {
-                self.respawn_at = self.respawn_at.min(Instant::now());
-            } else if died_young {
-                self.fast_deaths += 1;
-                if self.fast_deaths > RESPAWN_BURST {
-                    let doublings = (self.fast_deaths - RESPAWN_BURST).min(6);
-                    let delay =
-                        (Duration::from_millis(100) * 2u32.pow(doublings)).min(MAX_RESPAWN_DELAY);
-                    log::warn!(
-                        "workers are dying right after start ({} in a row); next start in {} ms",
-                        self.fast_deaths,
-                        delay.as_millis()
-                    );
-                    self.respawn_at = Instant::now() + delay;
-                }
-            } else {
-                self.fast_deaths = 0;
+            if child.retiring && clean_exit {
+                log::info!("{name} (pid {pid}) retired: more idle workers than --max-spare");
+                continue;
             }
+            if child.role == Role::ConnectionChild {
+                if clean_exit {
+                    log::info!("{name} (pid {pid}) {cause}");
+                } else {
+                    log::warn!("{name} (pid {pid}) {cause}; its client is disconnected");
+                }
+                continue;
+            }
+            log::warn!("{name} (pid {pid}) {cause}; replacing it");
+            self.note_death(child.started, killed_from_outside);
         }
     }
 
-    /// Clears a reaped worker's entries from every mailbox lock.
+    /// Decides when a dead pool worker (or thread server) is replaced: at
+    /// once, unless workers keep dying right after they start.
+    fn note_death(&mut self, started: Instant, killed_from_outside: bool) {
+        // SIGKILL comes from outside (an operator, the OOM killer): that is
+        // not a worker failing to start. It is replaced at once, even while a
+        // crash loop elsewhere holds the others back.
+        if killed_from_outside {
+            self.respawn_at = self.respawn_at.min(Instant::now());
+        } else if started.elapsed() < MIN_HEALTHY_LIFE {
+            self.fast_deaths += 1;
+            if self.fast_deaths > RESPAWN_BURST {
+                let doublings = (self.fast_deaths - RESPAWN_BURST).min(6);
+                let delay =
+                    (Duration::from_millis(100) * 2u32.pow(doublings)).min(MAX_RESPAWN_DELAY);
+                log::warn!(
+                    "workers are dying right after start ({} in a row); next start in {} ms",
+                    self.fast_deaths,
+                    delay.as_millis()
+                );
+                self.respawn_at = Instant::now() + delay;
+            }
+        } else {
+            self.fast_deaths = 0;
+        }
+    }
+
+    /// Clears a reaped child's entries from every mailbox lock.
     fn release_locks_of(&self, slot: usize) {
         let Some(dead) = self.segment.participant(slot) else {
             return;
@@ -330,49 +473,104 @@ impl Supervisor {
         let repaired = self.segment.repair_participant(dead);
         if repaired > 0 {
             log::warn!(
-                "worker {slot} died holding or awaiting {repaired} mailbox lock(s); released them"
+                "worker slot {slot} died holding or awaiting {repaired} mailbox lock(s); released them"
             );
         }
     }
 
+    /// Forks the pool workers (or the thread server) the pool is short of.
     fn respawn_missing(&mut self) {
         if Instant::now() < self.respawn_at {
             return;
         }
-        for slot in 0..self.workers.len() {
-            if self.workers[slot].is_none() {
-                match self.spawn(slot) {
-                    Ok(()) => {
-                        if let Some(r) = &self.workers[slot] {
-                            log::info!("worker {slot} started (pid {})", r.pid);
-                        }
-                    }
-                    Err(e) => {
-                        log::error!("cannot fork worker {slot}: {e}");
-                        self.respawn_at = Instant::now() + MAX_RESPAWN_DELAY;
-                        return;
-                    }
-                }
+        while self.pool_workers() < self.wanted_children() {
+            let (role, slots) = match self.config.model {
+                Model::Thread => (Role::ThreadServer, 0..self.slot_taken.len()),
+                _ => match self.free_slot() {
+                    Some(slot) => (Role::PoolWorker, slot..slot + 1),
+                    // Retiring workers still hold theirs.
+                    None => return,
+                },
+            };
+            let first = slots.start;
+            if let Err(e) = self.spawn(role, slots, None) {
+                log::error!("cannot fork worker {first}: {e}");
+                self.respawn_at = Instant::now() + MAX_RESPAWN_DELAY;
+                return;
+            }
+            if let Some(child) = self.children.last() {
+                log::info!("worker {first} started (pid {})", child.pid);
             }
         }
     }
 
-    fn reopen_log(&self) {
-        if self.config.foreground {
+    /// Prefork: grows or shrinks the pool by its idle workers, once a tick.
+    fn maintain_pool(&mut self) {
+        let now = Instant::now();
+        if self.config.model != Model::Prefork || now < self.next_maintenance {
             return;
         }
-        match crate::startup::open_log(&self.config.log_path) {
-            Ok(file) => {
-                use std::os::fd::AsRawFd;
-                // SAFETY: dup2 onto stderr swaps which file fd 2 names; the
-                // logger writes whole lines to fd 2, before or after the swap.
-                unsafe { libc::dup2(file.as_raw_fd(), libc::STDERR_FILENO) };
+        self.next_maintenance = now + MAINTENANCE_TICK;
+        let table = self.segment.worker_slots();
+        let available = |c: &&Child| {
+            matches!(
+                table[c.slot()].state(),
+                WorkerState::Idle | WorkerState::Starting
+            )
+        };
+        let working = || {
+            self.children
+                .iter()
+                .filter(|c| c.role == Role::PoolWorker && !c.retiring)
+        };
+        let idle = working().filter(available).count();
+        match self.sizer.tick(working().count(), idle) {
+            PoolAction::Hold => {}
+            PoolAction::Grow(n) => {
                 log::info!(
-                    "SIGHUP: log file {} reopened",
-                    self.config.log_path.display()
+                    "{idle} idle workers, fewer than --min-spare: forking {n} more ({} in all)",
+                    self.sizer.wanted()
                 );
+                self.respawn_missing();
             }
-            Err(e) => log::error!("SIGHUP: cannot reopen the log: {e}"),
+            PoolAction::RetireOne => {
+                // The idle worker in the highest slot, so the pool stays low.
+                let Some(child) = self
+                    .children
+                    .iter_mut()
+                    .filter(|c| c.role == Role::PoolWorker && !c.retiring)
+                    .filter(|c| table[c.slot()].state() == WorkerState::Idle)
+                    .max_by_key(|c| c.slot())
+                else {
+                    return;
+                };
+                log::info!(
+                    "{idle} idle workers, more than --max-spare: retiring worker {} (pid {})",
+                    child.slot(),
+                    child.pid
+                );
+                child.retiring = true;
+                let _ = kill(child.pid, Signal::SIGUSR1);
+            }
+        }
+    }
+
+    /// Fork model: accepts the waiting clients, one forked child each, while
+    /// worker slots are free.
+    fn accept_and_fork(&mut self) {
+        while let Some(slot) = self.free_slot() {
+            let Some(listener) = &self.listener else {
+                return;
+            };
+            let Some((stream, peer)) = worker::accept_blocking_stream(listener) else {
+                return;
+            };
+            if let Err(e) = self.spawn(Role::ConnectionChild, slot..slot + 1, Some((stream, peer)))
+            {
+                // The client's socket closes here: it sees the connection end.
+                log::error!("cannot fork a child for client {peer}: {e}");
+                return;
+            }
         }
     }
 
@@ -383,5 +581,23 @@ impl Supervisor {
             log::warn!("removing the segment: {e}");
         }
         crate::startup::remove_pid_file(&self.config.pid_file);
+    }
+}
+
+/// Points stderr, where the log goes, at a freshly opened log file (SIGHUP,
+/// after log rotation). Safe to call from any process or thread.
+fn reopen_log(config: &Config) {
+    if config.foreground {
+        return;
+    }
+    match crate::startup::open_log(&config.log_path) {
+        Ok(file) => {
+            use std::os::fd::AsRawFd;
+            // SAFETY: dup2 onto stderr swaps which file fd 2 names; the
+            // logger writes whole lines to fd 2, before or after the swap.
+            unsafe { libc::dup2(file.as_raw_fd(), libc::STDERR_FILENO) };
+            log::info!("SIGHUP: log file {} reopened", config.log_path.display());
+        }
+        Err(e) => log::error!("SIGHUP: cannot reopen the log: {e}"),
     }
 }

@@ -16,12 +16,12 @@ use common::*;
 
 #[test]
 fn start_reports_its_serving_line_and_dipcrm_removes_everything() {
-    // Default options (8 workers).
+    // Default options (a pool of 8 workers to start).
     let d = Daemon::start(4, 8, 2, &[]);
     assert_eq!(
         d.started.stdout,
         format!(
-            "dipc: serving port {} (pid {}): 4 mailboxes of 8 KiB, 2 KiB packets, 8 workers; log {}\n",
+            "dipc: serving port {} (pid {}): 4 mailboxes of 8 KiB, 2 KiB packets, prefork pool of 8 workers (2..8 idle, at most 64); log {}\n",
             d.port,
             d.pid,
             d.log.display()
@@ -514,7 +514,7 @@ fn process_titles_say_each_process_role() {
     let supervisor = cmdline(d.pid).unwrap_or_default();
     assert!(
         supervisor.starts_with(&format!(
-            "dipc: supervisor, port {}, 4 mailboxes of 8 KiB, 2 KiB packets, 2 workers (",
+            "dipc: supervisor, port {}, 4 mailboxes of 8 KiB, 2 KiB packets, prefork pool of 2 workers (",
             d.port
         )),
         "supervisor title: {supervisor:?}"

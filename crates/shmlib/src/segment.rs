@@ -1,6 +1,7 @@
 //! Creating, attaching and removing the segment, and typed views into it.
 
 use std::io;
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicI32, AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -47,6 +48,11 @@ pub struct WorkerSlot {
     state: AtomicU32,
     requests: AtomicU64,
     started_unix: AtomicU64,
+    /// The client being served: `family << 32 | port` (family 0: none, 4 or
+    /// 6), then the address's 16 bytes (an IPv4 address in the first 4).
+    /// Written before the state turns busy; a reader racing a new client may
+    /// see a mix of two peers, which only `stat workers` shows.
+    peer: [AtomicU64; 3],
 }
 
 impl WorkerSlot {
@@ -56,6 +62,7 @@ impl WorkerSlot {
     pub fn set_pid(&self, pid: i32) {
         self.started_unix.store(unix_now(), Ordering::Relaxed);
         self.requests.store(0, Ordering::Relaxed);
+        self.set_peer(None);
         self.state.store(
             if pid == 0 {
                 WorkerState::Empty
@@ -82,6 +89,41 @@ impl WorkerSlot {
     }
     pub fn requests(&self) -> u64 {
         self.requests.load(Ordering::Relaxed)
+    }
+    /// When the slot's process started, seconds since 1970.
+    pub fn started_unix(&self) -> u64 {
+        self.started_unix.load(Ordering::Relaxed)
+    }
+    pub fn set_peer(&self, peer: Option<SocketAddr>) {
+        let (family, port, octets) = match peer {
+            None => (0u64, 0u16, [0u8; 16]),
+            Some(SocketAddr::V4(a)) => {
+                let mut octets = [0u8; 16];
+                octets[..4].copy_from_slice(&a.ip().octets());
+                (4, a.port(), octets)
+            }
+            Some(SocketAddr::V6(a)) => (6, a.port(), a.ip().octets()),
+        };
+        let (high, low) = octets.split_at(8);
+        let word = |b: &[u8]| u64::from_le_bytes(b.try_into().unwrap_or([0; 8]));
+        self.peer[1].store(word(high), Ordering::Relaxed);
+        self.peer[2].store(word(low), Ordering::Relaxed);
+        self.peer[0].store(family << 32 | u64::from(port), Ordering::Release);
+    }
+    pub fn peer(&self) -> Option<SocketAddr> {
+        let head = self.peer[0].load(Ordering::Acquire);
+        let mut octets = [0u8; 16];
+        octets[..8].copy_from_slice(&self.peer[1].load(Ordering::Relaxed).to_le_bytes());
+        octets[8..].copy_from_slice(&self.peer[2].load(Ordering::Relaxed).to_le_bytes());
+        let port = head as u16;
+        match head >> 32 {
+            4 => {
+                let v4 = [octets[0], octets[1], octets[2], octets[3]];
+                Some(SocketAddr::from((v4, port)))
+            }
+            6 => Some(SocketAddr::from((octets, port))),
+            _ => None,
+        }
     }
 }
 
@@ -139,6 +181,16 @@ pub struct Segment {
     geometry: Geometry,
     offsets: Offsets,
 }
+
+// SAFETY: the segment is built to be shared by concurrent processes, and
+// threads are no different: every `&self` method reaches the mapping only
+// through atomics, the robust accept mutex, or a mailbox lock taken under a
+// participant slot of its caller's own (two threads never share a slot, as
+// two processes never do). The mapping handle itself has no interior
+// mutability and changes only through `&mut self` (disown).
+unsafe impl Sync for Segment {}
+// SAFETY: as above; the mapping stays valid in whichever thread drops it.
+unsafe impl Send for Segment {}
 
 fn unix_now() -> u64 {
     SystemTime::now()
@@ -426,5 +478,38 @@ impl Segment {
         // SAFETY (of the arithmetic): callers pass index < mailboxes, which
         // keeps the pointer inside the mailbox-slot table.
         unsafe { (self.shmem.as_ptr().add(self.offsets.mailboxes) as *mut MailboxSlot).add(index) }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn empty_slot() -> WorkerSlot {
+        WorkerSlot {
+            pid: AtomicI32::new(0),
+            state: AtomicU32::new(0),
+            requests: AtomicU64::new(0),
+            started_unix: AtomicU64::new(0),
+            peer: Default::default(),
+        }
+    }
+
+    #[test]
+    fn peer_addresses_round_trip() {
+        let slot = empty_slot();
+        assert_eq!(slot.peer(), None);
+        for peer in [
+            "127.0.0.1:50007",
+            "[::1]:65535",
+            "[fe80::1:2:3]:1",
+            "10.0.0.255:0",
+        ] {
+            let addr: SocketAddr = peer.parse().expect("test address");
+            slot.set_peer(Some(addr));
+            assert_eq!(slot.peer(), Some(addr));
+        }
+        slot.set_pid(42);
+        assert_eq!(slot.peer(), None, "a new process starts with no peer");
     }
 }

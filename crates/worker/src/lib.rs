@@ -5,12 +5,22 @@
 //! - [`session`]: one connection's protocol state machine: framing, requests,
 //!   replies, executed against the segment (no I/O).
 //! - [`connection`]: the socket loop that feeds a session and writes replies.
-//! - [`pool`]: a worker's life: the accept lock and the accept loop.
+//! - [`client`]: one accepted client from accept to close, in every model.
+//! - [`pool`]: a pool worker's life: the accept lock and the accept loop
+//!   (`--model prefork`).
+//! - [`threads`]: one process, a thread per client (`--model thread`).
+//!
+//! `--model fork` needs nothing more: the supervisor accepts and forks a
+//! child that serves one client with [`ServeContext::serve_client`].
 
+pub mod client;
 pub mod connection;
 pub mod pool;
 pub mod request;
 pub mod session;
+pub mod threads;
 
-pub use pool::{run_worker, WorkerContext};
+pub use client::ServeContext;
+pub use pool::{accept_blocking_stream, run_worker, wait_for_client, WorkerContext, WorkerExit};
 pub use session::SessionConfig;
+pub use threads::run_thread_server;

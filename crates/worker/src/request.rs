@@ -36,6 +36,8 @@ pub enum Request<'a> {
     Stat {
         mailbox: Option<usize>,
     },
+    /// `stat workers`: the worker table.
+    StatWorkers,
 }
 
 /// What a request line is checked against.
@@ -228,6 +230,9 @@ pub fn parse<'a>(line: &'a [u8], bounds: &Bounds) -> Result<Request<'a>, String>
             if tok.is_empty() {
                 return Ok(Request::Stat { mailbox: None });
             }
+            if tok == b"workers" && trim(extra).is_empty() {
+                return Ok(Request::StatWorkers);
+            }
             let mailbox = mailbox(tok, "stat", bounds)?;
             if !trim(extra).is_empty() {
                 return Err("stat takes at most one mailbox number".into());
@@ -281,6 +286,8 @@ mod tests {
         assert_eq!(parse(b"q 3", &B), Ok(Request::Quit));
         assert_eq!(parse(b"stat", &B), Ok(Request::Stat { mailbox: None }));
         assert_eq!(parse(b"stat 1", &B), Ok(Request::Stat { mailbox: Some(0) }));
+        assert_eq!(parse(b"stat workers", &B), Ok(Request::StatWorkers));
+        assert!(parse(b"stat workers 2", &B).is_err());
     }
 
     #[test]

@@ -20,7 +20,6 @@ use crate::request::{self, Bounds, Request};
 pub struct SessionConfig {
     pub lock_timeout: Duration,
     pub port: u16,
-    pub workers: u32,
     pub supervisor_pid: i32,
     /// This worker's slot: its identity in every mailbox lock. No two live
     /// processes may share one.
@@ -79,7 +78,8 @@ r <m>            read mailbox m (1..k): OK <len> ..., then len bytes, then a new
 w <m> <text>     write the rest of the line to mailbox m
 w <m>            two-step write: the next line is the data
 wb <m> <len>     write exactly len bytes (any bytes) that follow this line
-stat [<m>]       the daemon's geometry, or mailbox m's length and version
+stat [<m>]       the daemon's geometry and figures, or mailbox m's length and version
+stat workers     the worker table: one line per worker
 q                Goodbye: close this connection (the server goes on)
 help             this text
 Lines end with LF, CRLF or NUL; a pause also ends a line. Errors: ERR <reason>.";
@@ -116,6 +116,13 @@ impl<'s> Session<'s> {
     /// Requests answered so far.
     pub fn requests(&self) -> u64 {
         self.requests
+    }
+
+    /// Counts a request in this session and in the worker's row of the
+    /// worker table (its own cache line: no sharing between workers).
+    fn count_request(&mut self) {
+        self.requests += 1;
+        self.segment.worker_slots()[self.config.worker_slot].count_requests(1);
     }
 
     /// True when bytes wait for a terminator, so a pause would complete them.
@@ -287,7 +294,7 @@ impl<'s> Session<'s> {
         let message = self.overlong(&self.line, total, data_for);
         self.line.clear();
         self.mode = Mode::Command;
-        self.requests += 1;
+        self.count_request();
         self.error(out, &message);
     }
 
@@ -318,12 +325,12 @@ impl<'s> Session<'s> {
             Flow::Continue
         } else if line.len() > self.line_limit {
             // Within the buffer's one byte of room for a CR, but no CR came.
-            self.requests += 1;
+            self.count_request();
             self.mode = Mode::Command;
             self.error(out, &self.overlong(&line, line.len(), data_for));
             Flow::Continue
         } else {
-            self.requests += 1;
+            self.count_request();
             match self.mode {
                 Mode::AwaitData { mailbox } => {
                     self.mode = Mode::Command;
@@ -355,7 +362,7 @@ impl<'s> Session<'s> {
             | Request::WriteBytes { .. }
             | Request::SkipBytes { .. }
             | Request::Abandon { .. } => &stats.writes,
-            Request::Stat { .. } => &stats.stats,
+            Request::Stat { .. } | Request::StatWorkers => &stats.stats,
             Request::Quit | Request::Help => &stats.other,
         });
         match request {
@@ -409,6 +416,7 @@ impl<'s> Session<'s> {
             Request::Stat {
                 mailbox: Some(mailbox),
             } => self.stat(mailbox, out),
+            Request::StatWorkers => self.stat_workers(out),
         }
         Flow::Continue
     }
@@ -489,6 +497,7 @@ impl<'s> Session<'s> {
         let info = self.segment.info();
         let slots = self.segment.worker_slots();
         let in_state = |s: WorkerState| slots.iter().filter(|w| w.state() == s).count();
+        let live = slots.iter().filter(|w| w.pid() != 0).count();
         let uptime = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_secs().saturating_sub(info.created_unix))
@@ -517,11 +526,12 @@ impl<'s> Session<'s> {
             format_args!(
                 "OK mailboxes={} mailbox_bytes={} packet_bytes={} workers={} port={} pid={} \
                  uptime_s={uptime} idle={} busy={} connections={} reads={} writes={} stats={} \
-                 other={} errors={} lock_waits={} lock_timeouts={} lengths={} versions={}\n",
+                 other={} errors={} lock_waits={} lock_timeouts={} lengths={} versions={} \
+                 max_workers={}\n",
                 g.mailboxes,
                 g.mailbox_size,
                 g.packet_size,
-                self.config.workers,
+                live,
                 self.config.port,
                 self.config.supervisor_pid,
                 in_state(WorkerState::Idle),
@@ -536,8 +546,43 @@ impl<'s> Session<'s> {
                 c(&st.lock_timeouts),
                 lengths.join(","),
                 versions.join(","),
+                g.worker_slots,
             ),
         );
+    }
+
+    /// `stat workers`: one `key=value` line per live worker (docs/prog3.md),
+    /// framed like `help`: `OK <n> bytes of worker table`, the lines, a
+    /// newline.
+    fn stat_workers(&self, out: &mut Vec<u8>) {
+        use std::fmt::Write;
+        let mut table = String::new();
+        for (slot, w) in self.segment.worker_slots().iter().enumerate() {
+            let pid = w.pid();
+            if pid == 0 {
+                continue;
+            }
+            let state = match w.state() {
+                WorkerState::Empty => "empty",
+                WorkerState::Starting => "starting",
+                WorkerState::Idle => "idle",
+                WorkerState::Busy => "busy",
+            };
+            let peer = w.peer().map_or_else(|| "-".to_string(), |p| p.to_string());
+            let _ = writeln!(
+                table,
+                "slot={slot} pid={pid} state={state} peer={peer} requests={} started_unix={}",
+                w.requests(),
+                w.started_unix()
+            );
+        }
+        let table = table.trim_end_matches('\n');
+        put(
+            out,
+            format_args!("OK {} bytes of worker table\n", table.len()),
+        );
+        out.extend_from_slice(table.as_bytes());
+        out.push(b'\n');
     }
 
     /// An `ERR` reply, counted in the daemon's statistics.

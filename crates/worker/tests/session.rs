@@ -34,7 +34,6 @@ fn config(port: u16) -> SessionConfig {
     SessionConfig {
         lock_timeout: Duration::from_secs(1),
         port,
-        workers: 1,
         supervisor_pid: 1,
         worker_slot: 0,
     }

@@ -1,0 +1,82 @@
+//! One accepted client, from accept to close, the same in every server
+//! model: its slot shows busy with the client's address, the connection is
+//! served, and the slot's counters and the log record how it ended.
+
+use std::net::{SocketAddr, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use shmlib::{Segment, WorkerState};
+
+use crate::connection::{self, Ending};
+use crate::session::{Session, SessionConfig};
+
+/// How long a reply may wait for a client that does not read.
+const SEND_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// What serving a client needs, shared by every model. It is `Sync`: the
+/// thread-per-connection model hands it to all its threads.
+pub struct ServeContext<'a> {
+    /// The segment, disowned: a worker never unlinks it.
+    pub segment: &'a Segment,
+    /// The session settings; `worker_slot` is set per client.
+    pub session: SessionConfig,
+    pub line_pause: Duration,
+    /// Raised by SIGTERM/SIGINT (and by the supervisor's death, through
+    /// PR_SET_PDEATHSIG): finish the request in hand and close.
+    pub stop: &'a AtomicBool,
+    /// Raised by SIGHUP (the supervisor forwards it): reopen the log.
+    pub reopen_log: &'a AtomicBool,
+    /// Reopens the log; the daemon knows where it is.
+    pub reopen: &'a (dyn Fn() + Sync),
+}
+
+impl ServeContext<'_> {
+    /// What a worker does between requests and between accepts, on behalf of
+    /// signals it received: for now, reopening the log after SIGHUP.
+    pub fn housekeeping(&self) {
+        // A plain load first: this runs on every turn of a connection's
+        // loop, and the flag is almost never up.
+        if self.reopen_log.load(Ordering::Relaxed) && self.reopen_log.swap(false, Ordering::SeqCst)
+        {
+            (self.reopen)();
+        }
+    }
+
+    /// Serves `stream` as the participant of worker slot `slot` until the
+    /// client leaves or the worker is told to stop. The slot must belong to
+    /// the caller alone for the whole call.
+    pub fn serve_client(&self, slot: usize, mut stream: TcpStream, peer: SocketAddr) {
+        let row = &self.segment.worker_slots()[slot];
+        row.set_peer(Some(peer));
+        row.set_state(WorkerState::Busy);
+        shmlib::Stats::count(&self.segment.stats().connections);
+        log::info!("client {peer} connected");
+        if let Err(e) = stream.set_write_timeout(Some(SEND_TIMEOUT)) {
+            log::warn!("client {peer}: cannot set a send timeout: {e}");
+        }
+        let _ = stream.set_nodelay(true);
+        let config = SessionConfig {
+            worker_slot: slot,
+            ..self.session.clone()
+        };
+        let mut session = Session::new(self.segment, config, self.stop);
+        let ending = connection::serve(
+            &mut stream,
+            &mut session,
+            self.line_pause,
+            self.segment.geometry().packet_size,
+            self.stop,
+            &|| self.housekeeping(),
+        );
+        let n = session.requests();
+        // The caller decides the slot's next state (idle, or empty).
+        row.set_peer(None);
+        match ending {
+            Ending::Goodbye => log::info!("client {peer} said goodbye after {n} requests"),
+            Ending::ClientLeft => log::info!("client {peer} left after {n} requests"),
+            Ending::Stopping => log::info!("closing client {peer} after {n} requests: stopping"),
+            Ending::Broken(e) => log::warn!("client {peer} vanished after {n} requests: {e}"),
+        }
+    }
+}

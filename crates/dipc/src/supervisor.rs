@@ -274,10 +274,21 @@ impl Supervisor {
         slots: Range<usize>,
         client: Option<(TcpStream, SocketAddr)>,
     ) -> nix::Result<()> {
+        if role != Role::ThreadServer {
+            // Before the fork: the child may write its slot at once.
+            for slot in slots.clone() {
+                self.segment.worker_slots()[slot].claim();
+            }
+        }
         // SAFETY: the supervisor is single-threaded (see the module comment),
         // so the child is a complete copy with no lock held by a vanished
         // thread; the child only runs its role's loop and then exits.
-        match unsafe { fork() }? {
+        let forked = unsafe { fork() }.inspect_err(|_| {
+            for slot in slots.clone() {
+                self.segment.worker_slots()[slot].release();
+            }
+        })?;
+        match forked {
             ForkResult::Child => {
                 let code = self.become_child(role, slots, client);
                 std::process::exit(code);
@@ -410,7 +421,7 @@ impl Supervisor {
             let child = self.children.swap_remove(index);
             for slot in child.slots.clone() {
                 self.release_locks_of(slot);
-                self.segment.worker_slots()[slot].set_pid(0);
+                self.segment.worker_slots()[slot].release();
                 self.slot_taken[slot] = false;
             }
             let name = match child.role {

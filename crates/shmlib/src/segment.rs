@@ -59,19 +59,26 @@ impl WorkerSlot {
     pub fn pid(&self) -> i32 {
         self.pid.load(Ordering::Acquire)
     }
-    pub fn set_pid(&self, pid: i32) {
+    /// Makes the slot ready for a new process (or thread): counters reset,
+    /// no peer, state `Starting`. Call before the fork (or spawn), so that
+    /// nothing the new process writes to its slot is overwritten after.
+    pub fn claim(&self) {
         self.started_unix.store(unix_now(), Ordering::Relaxed);
         self.requests.store(0, Ordering::Relaxed);
         self.set_peer(None);
-        self.state.store(
-            if pid == 0 {
-                WorkerState::Empty
-            } else {
-                WorkerState::Starting
-            } as u32,
-            Ordering::Relaxed,
-        );
+        self.state
+            .store(WorkerState::Starting as u32, Ordering::Relaxed);
+    }
+    /// Records the pid of the process that claimed the slot.
+    pub fn set_pid(&self, pid: i32) {
         self.pid.store(pid, Ordering::Release);
+    }
+    /// Marks the slot empty: its process is gone (reaped).
+    pub fn release(&self) {
+        self.pid.store(0, Ordering::Release);
+        self.state
+            .store(WorkerState::Empty as u32, Ordering::Relaxed);
+        self.set_peer(None);
     }
     pub fn state(&self) -> WorkerState {
         match self.state.load(Ordering::Relaxed) {
@@ -509,7 +516,8 @@ mod tests {
             slot.set_peer(Some(addr));
             assert_eq!(slot.peer(), Some(addr));
         }
-        slot.set_pid(42);
+        slot.claim();
         assert_eq!(slot.peer(), None, "a new process starts with no peer");
+        assert_eq!(slot.state(), WorkerState::Starting);
     }
 }

@@ -30,7 +30,8 @@ pub enum Ending {
 /// How often an idle connection looks at the stop flag.
 const IDLE_TICK: Duration = Duration::from_secs(1);
 
-/// Serves one client until it leaves, says `q`, or `stop` is raised.
+/// Serves one client until it leaves, says `q`, or `stop` is raised and no
+/// request is under way.
 /// Replies go out in packet-sized writes; a reply that fits in a packet is one
 /// write.
 pub fn serve(
@@ -44,7 +45,10 @@ pub fn serve(
     let mut input = vec![0u8; 64 * 1024];
     let mut out = Vec::with_capacity(packet_size);
     loop {
-        if stop.load(Ordering::Relaxed) {
+        // A stopping worker closes a connection between requests; one in the
+        // middle of a request gets to finish it, within the supervisor's
+        // grace period.
+        if stop.load(Ordering::Relaxed) && !session.in_request() {
             return Ending::Stopping;
         }
         housekeeping();

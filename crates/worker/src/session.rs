@@ -125,6 +125,13 @@ impl<'s> Session<'s> {
         self.segment.worker_slots()[self.config.worker_slot].count_requests(1);
     }
 
+    /// True in the middle of a request: part of a line, a two-step write's
+    /// data line still to come, or a binary write's bytes still arriving. A
+    /// stopping worker lets such a request finish (within the grace period).
+    pub fn in_request(&self) -> bool {
+        !matches!(self.mode, Mode::Command) || !self.line.is_empty()
+    }
+
     /// True when bytes wait for a terminator, so a pause would complete them.
     pub fn has_partial_line(&self) -> bool {
         match self.mode {

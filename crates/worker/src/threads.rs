@@ -98,18 +98,19 @@ pub fn run_thread_server(
             slots.give_back(slot);
             continue;
         };
+        table[slot].claim();
         table[slot].set_pid(me);
         let slots = &slots;
         let spawned = std::thread::Builder::new()
             .name(format!("client {slot}"))
             .spawn_scoped(scope, move || {
                 serve.serve_client(slot, stream, peer);
-                table[slot].set_pid(0);
+                table[slot].release();
                 slots.give_back(slot);
             });
         if let Err(e) = spawned {
             log::error!("cannot start a thread for client {peer}: {e}");
-            table[slot].set_pid(0);
+            table[slot].release();
             slots.give_back(slot);
         }
     })

@@ -36,7 +36,7 @@ clean:
 bench:
 	$(CARGO) build --release --workspace
 	$(CARGO) bench -p shmlib --bench lock_cost --bench fairness
-	$(CARGO) bench -p dipc --bench throughput
+	$(CARGO) bench -p dipc --bench throughput --bench models
 
 # make test runs the same test for 4 s; DIPC_CHAOS_SECS sets the length.
 chaos:

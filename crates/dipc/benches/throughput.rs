@@ -6,94 +6,16 @@
 //! reader, each client with its own worker. The daemon is started on a free
 //! port and stopped with dipcrm, as a user would.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
-use std::path::PathBuf;
-use std::process::Command;
+mod support;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
+use support::{client, Daemon};
 
 const RUN: Duration = Duration::from_secs(3);
-
-struct Daemon {
-    port: u16,
-    dipcrm: PathBuf,
-    _dir: tempfile::TempDir,
-}
-
-impl Daemon {
-    fn start(mailboxes: u32, workers: usize) -> Daemon {
-        let dipc = PathBuf::from(env!("CARGO_BIN_EXE_dipc"));
-        let dipcrm = dipc.with_file_name("dipcrm");
-        let dir = tempfile::tempdir().expect("temp dir");
-        for _ in 0..5 {
-            let port = TcpListener::bind("127.0.0.1:0")
-                .and_then(|l| l.local_addr())
-                .expect("free port")
-                .port();
-            let status = Command::new(&dipc)
-                .args([&mailboxes.to_string(), "8", &port.to_string(), "2"])
-                .args(["--workers", &workers.to_string()])
-                .arg("--log")
-                .arg(dir.path().join("dipc.log"))
-                .arg("--pid-file")
-                .arg(dir.path().join("dipc.pid"))
-                .status()
-                .expect("run dipc");
-            if status.success() {
-                return Daemon {
-                    port,
-                    dipcrm,
-                    _dir: dir,
-                };
-            }
-        }
-        panic!("could not start dipc");
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = Command::new(&self.dipcrm)
-            .arg(self.port.to_string())
-            .output();
-    }
-}
-
-/// Reads one reply: a line, and for `OK <len> bytes from ...` the content.
-fn read_reply(reader: &mut BufReader<TcpStream>, line: &mut String) {
-    line.clear();
-    reader.read_line(line).expect("reply line");
-    if line.contains(" bytes from mailbox ") {
-        let len: usize = line
-            .split_whitespace()
-            .nth(1)
-            .and_then(|n| n.parse().ok())
-            .expect("length");
-        let mut content = vec![0u8; len + 1];
-        reader.read_exact(&mut content).expect("content");
-    }
-    assert!(line.starts_with("OK"), "unexpected reply {line:?}");
-}
-
-fn client(port: u16, request: Vec<u8>, until: Instant) -> Histogram<u64> {
-    let stream = TcpStream::connect(("127.0.0.1", port)).expect("connect");
-    stream.set_nodelay(true).expect("nodelay");
-    let mut writer = stream.try_clone().expect("clone");
-    let mut reader = BufReader::new(stream);
-    let mut hist = Histogram::<u64>::new(3).expect("histogram");
-    let mut line = String::new();
-    while Instant::now() < until {
-        let start = Instant::now();
-        writer.write_all(&request).expect("send");
-        read_reply(&mut reader, &mut line);
-        hist.record(start.elapsed().as_micros() as u64)
-            .expect("record");
-    }
-    let _ = writer.write_all(b"q\n");
-    hist
-}
 
 fn measure(port: u16, conns: usize, op: &str) -> (f64, Histogram<u64>) {
     let body = "x".repeat(100);
@@ -143,7 +65,7 @@ fn mixed(
 fn fairness() {
     const READERS: usize = 50;
     const WRITERS: usize = 8;
-    let daemon = Daemon::start(1, READERS + 2);
+    let daemon = Daemon::start(1, &["--workers", &(READERS + 2).to_string()]);
     let write = format!("w 1 {}\n", "x".repeat(100));
     println!();
     println!(
@@ -172,12 +94,10 @@ fn fairness() {
 }
 
 fn main() {
-    // `cargo bench` passes --bench; `cargo test --benches` would too: only
-    // run when asked for a benchmark.
-    if !std::env::args().any(|a| a == "--bench") {
+    if !support::asked_to_run() {
         return;
     }
-    let daemon = Daemon::start(8, 8);
+    let daemon = Daemon::start(8, &["--workers", "8"]);
     // Every mailbox holds 100 bytes, as in the writes.
     let mut setup = TcpStream::connect(("127.0.0.1", daemon.port)).expect("connect");
     for m in 1..=8 {

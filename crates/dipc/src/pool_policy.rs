@@ -128,6 +128,12 @@ impl PoolSizer {
         self.wanted
     }
 
+    /// A worker was asked to retire (after [`PoolAction::RetireOne`], if an
+    /// idle one could still be claimed): the pool wants one fewer.
+    pub fn retired(&mut self) {
+        self.wanted = self.wanted.saturating_sub(1).max(1);
+    }
+
     /// One tick: `live` workers are running (not counting those retiring),
     /// `idle` of them idle or starting.
     pub fn tick(&mut self, live: usize, idle: usize) -> PoolAction {
@@ -149,7 +155,6 @@ impl PoolSizer {
         if idle > self.policy.max_spare {
             self.ticks_with_excess += 1;
             if self.ticks_with_excess >= RETIRE_AFTER_TICKS {
-                self.wanted -= 1;
                 return PoolAction::RetireOne;
             }
         } else {
@@ -211,7 +216,12 @@ mod tests {
             assert_eq!(s.tick(20, 20), PoolAction::Hold);
         }
         assert_eq!(s.tick(20, 20), PoolAction::RetireOne);
+        s.retired();
         assert_eq!(s.tick(19, 19), PoolAction::RetireOne);
+        // No idle worker could be claimed this time: nothing changes.
+        assert_eq!(s.wanted(), 19);
+        assert_eq!(s.tick(19, 19), PoolAction::RetireOne);
+        s.retired();
         assert_eq!(s.wanted(), 18);
         // A busy moment resets the count.
         assert_eq!(s.tick(18, 8), PoolAction::Hold);

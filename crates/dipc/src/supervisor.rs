@@ -210,7 +210,11 @@ impl Supervisor {
         let now = Instant::now();
         let timeout = if self.stopping_since.is_some() {
             Duration::from_millis(100)
-        } else if self.pool_workers() < self.wanted_children() {
+        } else if self.pool_workers() < self.wanted_children()
+            && (self.config.model == Model::Thread || self.free_slot().is_some())
+        {
+            // (With no slot free, a retiring worker still serving its last
+            // client holds it: nothing to do until that one exits.)
             self.respawn_at
                 .saturating_duration_since(now)
                 .max(Duration::from_millis(10))
@@ -361,6 +365,7 @@ impl Supervisor {
             stop: &self.flags.terminate,
             reopen_log: &self.flags.reopen_log,
             reopen: &reopen,
+            grace: self.config.grace,
         };
         let title = self.title.as_ref();
         let set_title = |activity: &str| {
@@ -433,8 +438,13 @@ impl Supervisor {
                 log::info!("{name} (pid {pid}) {cause}");
                 continue;
             }
-            if child.retiring && clean_exit {
-                log::info!("{name} (pid {pid}) retired: more idle workers than --max-spare");
+            if child.retiring {
+                // The pool already counts it out: it is not replaced.
+                if clean_exit {
+                    log::info!("{name} (pid {pid}) retired: more idle workers than --max-spare");
+                } else {
+                    log::warn!("{name} (pid {pid}) {cause} while retiring");
+                }
                 continue;
             }
             if child.role == Role::ConnectionChild {
@@ -544,26 +554,36 @@ impl Supervisor {
                 );
                 self.respawn_missing();
             }
-            PoolAction::RetireOne => {
-                // The idle worker in the highest slot, so the pool stays low.
-                let Some(child) = self
-                    .children
-                    .iter_mut()
-                    .filter(|c| c.role == Role::PoolWorker && !c.retiring)
-                    .filter(|c| table[c.slot()].state() == WorkerState::Idle)
-                    .max_by_key(|c| c.slot())
-                else {
-                    return;
-                };
-                log::info!(
-                    "{idle} idle workers, more than --max-spare: retiring worker {} (pid {})",
-                    child.slot(),
-                    child.pid
-                );
-                child.retiring = true;
-                let _ = kill(child.pid, Signal::SIGUSR1);
-            }
+            PoolAction::RetireOne => self.retire_one_idle_worker(idle),
         }
+    }
+
+    /// Claims the idle worker in the highest slot (so the pool stays low)
+    /// for retirement and wakes it with SIGUSR1. The claim is a compare and
+    /// swap on the slot's state, which the worker also makes (idle to busy)
+    /// before it accepts: a worker that is taking a client is never retired.
+    fn retire_one_idle_worker(&mut self, idle: usize) {
+        let table = self.segment.worker_slots();
+        let mut candidates: Vec<&mut Child> = self
+            .children
+            .iter_mut()
+            .filter(|c| c.role == Role::PoolWorker && !c.retiring)
+            .collect();
+        candidates.sort_by_key(|c| std::cmp::Reverse(c.slot()));
+        let Some(child) = candidates
+            .into_iter()
+            .find(|c| table[c.slot()].transition(WorkerState::Idle, WorkerState::Retiring))
+        else {
+            return;
+        };
+        log::info!(
+            "{idle} idle workers, more than --max-spare: retiring worker {} (pid {})",
+            child.slot(),
+            child.pid
+        );
+        child.retiring = true;
+        let _ = kill(child.pid, Signal::SIGUSR1);
+        self.sizer.retired();
     }
 
     /// Fork model: accepts the waiting clients, one forked child each, while

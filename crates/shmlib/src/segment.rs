@@ -39,6 +39,8 @@ pub enum WorkerState {
     Starting = 1,
     Idle = 2,
     Busy = 3,
+    /// Chosen by the supervisor to retire; it accepts no more clients.
+    Retiring = 4,
 }
 
 /// One worker's row in the segment's worker table.
@@ -85,11 +87,20 @@ impl WorkerSlot {
             1 => WorkerState::Starting,
             2 => WorkerState::Idle,
             3 => WorkerState::Busy,
+            4 => WorkerState::Retiring,
             _ => WorkerState::Empty,
         }
     }
     pub fn set_state(&self, state: WorkerState) {
         self.state.store(state as u32, Ordering::Relaxed);
+    }
+    /// Moves the state from `from` to `to` unless someone changed it first:
+    /// the supervisor (idle to retiring) and the worker (idle to busy, when
+    /// it is about to accept) race for an idle worker, and exactly one wins.
+    pub fn transition(&self, from: WorkerState, to: WorkerState) -> bool {
+        self.state
+            .compare_exchange(from as u32, to as u32, Ordering::AcqRel, Ordering::Relaxed)
+            .is_ok()
     }
     pub fn count_requests(&self, n: u64) {
         self.requests.fetch_add(n, Ordering::Relaxed);

@@ -29,6 +29,10 @@ pub struct ServeContext<'a> {
     pub reopen_log: &'a AtomicBool,
     /// Reopens the log; the daemon knows where it is.
     pub reopen: &'a (dyn Fn() + Sync),
+    /// After `stop`, how long a request under way may still take: the
+    /// supervisor's `--grace`, which also bounds a worker whose supervisor
+    /// died and can no longer kill it.
+    pub grace: Duration,
 }
 
 impl ServeContext<'_> {
@@ -66,7 +70,10 @@ impl ServeContext<'_> {
             &mut session,
             self.line_pause,
             self.segment.geometry().packet_size,
-            self.stop,
+            connection::Stop {
+                flag: self.stop,
+                grace: self.grace,
+            },
             &|| self.housekeeping(),
         );
         let n = session.requests();

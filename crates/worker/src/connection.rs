@@ -5,7 +5,7 @@ use std::io::{self, Read};
 use std::net::TcpStream;
 use std::os::fd::AsFd;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
@@ -27,6 +27,14 @@ pub enum Ending {
     Broken(io::Error),
 }
 
+/// The worker's stop flag, and how long a request under way may go on
+/// once it is raised.
+#[derive(Clone, Copy)]
+pub struct Stop<'a> {
+    pub flag: &'a AtomicBool,
+    pub grace: Duration,
+}
+
 /// How often an idle connection looks at the stop flag.
 const IDLE_TICK: Duration = Duration::from_secs(1);
 
@@ -39,17 +47,21 @@ pub fn serve(
     session: &mut Session<'_>,
     line_pause: Duration,
     packet_size: usize,
-    stop: &AtomicBool,
+    stopping: Stop<'_>,
     housekeeping: &dyn Fn(),
 ) -> Ending {
+    let stop = stopping.flag;
     let mut input = vec![0u8; 64 * 1024];
     let mut out = Vec::with_capacity(packet_size);
+    let mut stop_seen: Option<Instant> = None;
     loop {
         // A stopping worker closes a connection between requests; one in the
-        // middle of a request gets to finish it, within the supervisor's
-        // grace period.
-        if stop.load(Ordering::Relaxed) && !session.in_request() {
-            return Ending::Stopping;
+        // middle of a request gets to finish it within the grace period.
+        if stop.load(Ordering::Relaxed) {
+            let since = *stop_seen.get_or_insert_with(Instant::now);
+            if !session.in_request() || since.elapsed() >= stopping.grace {
+                return Ending::Stopping;
+            }
         }
         housekeeping();
         let timeout = if session.has_partial_line() {

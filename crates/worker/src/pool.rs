@@ -21,8 +21,9 @@ pub struct WorkerContext<'a> {
     /// This worker's row in the segment's worker table, and its identity in
     /// every mailbox lock.
     pub slot: usize,
-    /// Raised by SIGUSR1: the pool has idle workers to spare; exit between
-    /// clients.
+    /// Raised by SIGUSR1, which the supervisor sends after marking this
+    /// worker's slot `Retiring`: it wakes the worker; the slot's state is
+    /// what decides.
     pub retire: &'a AtomicBool,
     /// Shows what the worker is doing (`idle`, `serving <peer>`) in `ps`.
     pub set_title: &'a dyn Fn(&str),
@@ -62,10 +63,16 @@ pub fn run_worker(ctx: &WorkerContext<'_>) -> WorkerExit {
             return WorkerExit::Orphaned;
         }
         serve.housekeeping();
-        if slot.state() != WorkerState::Idle {
-            (ctx.set_title)("idle");
+        match slot.state() {
+            WorkerState::Retiring => return WorkerExit::Retired,
+            WorkerState::Idle => {}
+            other => {
+                (ctx.set_title)("idle");
+                // Only an idle worker can be chosen to retire, so this
+                // cannot undo the supervisor's choice.
+                slot.transition(other, WorkerState::Idle);
+            }
         }
-        slot.set_state(WorkerState::Idle);
         let Some((stream, peer)) = accept_one(ctx) else {
             continue;
         };
@@ -88,11 +95,25 @@ fn accept_one(ctx: &WorkerContext<'_>) -> Option<(TcpStream, SocketAddr)> {
     if guard.recovered {
         log::warn!("accept lock recovered from a worker that died holding it");
     }
-    if !wait_for_client(ctx.listener, TICK) {
+    // A stop or retirement that came while waiting for the lock: no more
+    // clients for this worker.
+    if ctx.serve.stop.load(Ordering::Relaxed) || !wait_for_client(ctx.listener, TICK) {
+        return None;
+    }
+    // Claim the client before taking it: if the supervisor chose this worker
+    // to retire meanwhile, leave the connection to another worker.
+    let slot = &ctx.serve.segment.worker_slots()[ctx.slot];
+    if ctx.serve.stop.load(Ordering::Relaxed)
+        || !slot.transition(WorkerState::Idle, WorkerState::Busy)
+    {
         return None;
     }
     let accepted = accept_blocking_stream(ctx.listener);
     drop(guard);
+    if accepted.is_none() {
+        // Another process took it; idle again (nobody retires a busy one).
+        slot.transition(WorkerState::Busy, WorkerState::Idle);
+    }
     accepted
 }
 

@@ -574,6 +574,7 @@ impl<'s> Session<'s> {
                 WorkerState::Starting => "starting",
                 WorkerState::Idle => "idle",
                 WorkerState::Busy => "busy",
+                WorkerState::Retiring => "retiring",
             };
             let peer = w.peer().map_or_else(|| "-".to_string(), |p| p.to_string());
             let _ = writeln!(

@@ -10,6 +10,7 @@
 
 use std::net::TcpListener;
 use std::ops::Range;
+use std::panic::AssertUnwindSafe;
 use std::sync::atomic::Ordering;
 use std::sync::{Condvar, Mutex, PoisonError};
 use std::time::Duration;
@@ -104,7 +105,17 @@ pub fn run_thread_server(
         let spawned = std::thread::Builder::new()
             .name(format!("client {slot}"))
             .spawn_scoped(scope, move || {
-                serve.serve_client(slot, stream, peer);
+                let served = std::panic::catch_unwind(AssertUnwindSafe(|| {
+                    serve.serve_client(slot, stream, peer)
+                }));
+                if served.is_err() {
+                    // The thread is gone as a dead process would be: clear
+                    // its slot from every mailbox lock before reusing it.
+                    log::error!("the thread serving {peer} panicked; its client is disconnected");
+                    if let Some(me) = serve.segment.participant(slot) {
+                        serve.segment.repair_participant(me);
+                    }
+                }
                 table[slot].release();
                 slots.give_back(slot);
             });

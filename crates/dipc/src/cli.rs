@@ -81,9 +81,20 @@ pub enum Model {
 }
 
 impl Config {
-    /// How clients are served, as the start-up line, the log and the
-    /// supervisor's title say it.
-    pub fn serving(&self) -> String {
+    /// The geometry and how clients are served, as the start-up line, the
+    /// log and the supervisor's title say it.
+    pub fn shape(&self) -> String {
+        let g = self.geometry;
+        format!(
+            "{} mailboxes of {} KiB, {} KiB packets, {}",
+            g.mailboxes,
+            g.mailbox_size / 1024,
+            g.packet_size / 1024,
+            self.serving()
+        )
+    }
+
+    fn serving(&self) -> String {
         let pool = self.pool;
         match self.model {
             Model::Prefork if pool.is_fixed() => {
@@ -251,60 +262,53 @@ mod tests {
     }
 
     #[test]
-    fn refuses_bad_numbers() {
-        for bad in [
-            &["0", "8", "50007", "2"][..],
-            &["4", "8", "0", "2"],
-            &["4", "8", "70000", "2"],
-            &["4", "0", "50007", "2"],
-            &["4", "8", "50007", "0"],
-            &["x", "8", "50007", "2"],
-            &["4", "8", "50007", "2", "--lock-timeout", "0"],
-            &["4", "8", "50007", "2", "--line-pause-ms", "0"],
-            &[
-                "4",
-                "8",
-                "50007",
-                "2",
-                "--workers",
-                "2",
-                "--max-workers",
-                "4",
-            ],
-            &[
-                "4",
-                "8",
-                "50007",
-                "2",
-                "--min-spare",
-                "5",
-                "--max-spare",
-                "4",
-            ],
-            &[
-                "4",
-                "8",
-                "50007",
-                "2",
-                "--start-workers",
-                "9",
-                "--max-workers",
-                "8",
-            ],
-            &["4", "8", "50007", "2", "--max-workers", "257"],
-            &["4", "8", "50007", "2", "--model", "threads"],
-            &[
-                "4",
-                "8",
-                "50007",
-                "2",
-                "--model",
-                "fork",
-                "--min-spare",
-                "1",
-            ],
-        ] {
-            assert!(config(bad).is_err(), "{bad:?} accepted");
+    fn refuses_bad_numbers_with_the_reason() {
+        let geometry = |m: &'static str, kib, port, packet| vec![m, kib, port, packet];
+        let seed = || geometry("4", "8", "50007", "2");
+        let with = |extra: &[&'static str]| {
+            let mut args = seed();
+            args.extend_from_slice(extra);
+            args
+        };
+        let cases: Vec<(Vec<&str>, &str)> = vec![
+            (geometry("0", "8", "50007", "2"), "number of mailboxes"),
+            (geometry("4", "8", "0", "2"), "port must be"),
+            (geometry("4", "8", "70000", "2"), "port must be"),
+            (geometry("4", "0", "50007", "2"), "mailbox size"),
+            (geometry("4", "8", "50007", "0"), "packet size"),
+            (geometry("x", "8", "50007", "2"), "invalid value 'x'"),
+            (with(&["--lock-timeout", "0"]), "lock timeout"),
+            (with(&["--line-pause-ms", "0"]), "line pause"),
+            (
+                with(&["--workers", "2", "--max-workers", "4"]),
+                "cannot be used with",
+            ),
+            (
+                with(&["--min-spare", "5", "--max-spare", "4"]),
+                "--max-spare must be",
+            ),
+            (
+                with(&["--start-workers", "9", "--max-workers", "8"]),
+                "--start-workers must be",
+            ),
+            (
+                with(&["--max-workers", "257"]),
+                "--max-workers must be 1..256",
+            ),
+            (with(&["--model", "threads"]), "invalid value 'threads'"),
+            (
+                with(&["--model", "fork", "--min-spare", "1"]),
+                "sizes a prefork pool",
+            ),
+        ];
+        for (args, reason) in cases {
+            match config(&args) {
+                Ok(_) => panic!("{args:?} accepted"),
+                Err(e) => assert!(
+                    e.contains(reason),
+                    "{args:?}: {e:?} does not say {reason:?}"
+                ),
+            }
         }
     }
 }

@@ -22,19 +22,15 @@ use crate::supervisor::Supervisor;
 
 /// The line the user sees when the daemon serves.
 fn serving_line(config: &Config, pid: u32) -> String {
-    let g = &config.geometry;
     let log = if config.foreground {
         "this terminal".to_string()
     } else {
         config.log_path.display().to_string()
     };
     format!(
-        "dipc: serving port {} (pid {pid}): {} mailboxes of {} KiB, {} KiB packets, {}; log {log}",
+        "dipc: serving port {} (pid {pid}): {}; log {log}",
         config.port,
-        g.mailboxes,
-        g.mailbox_size / 1024,
-        g.packet_size / 1024,
-        config.serving()
+        config.shape()
     )
 }
 

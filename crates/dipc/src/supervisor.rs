@@ -67,6 +67,12 @@ struct Child {
 }
 
 impl Child {
+    /// One of the children that should run all the time (a pool worker not
+    /// retiring, or the thread server), as opposed to a connection's child.
+    fn is_steady(&self) -> bool {
+        self.role != Role::ConnectionChild && !self.retiring
+    }
+
     /// The first slot: how the log and `ps` name a child.
     fn slot(&self) -> usize {
         self.slots.start
@@ -133,15 +139,7 @@ impl Supervisor {
     /// Forks the first children, reports readiness, and supervises until
     /// shutdown. Returns once every child is gone and the segment is removed.
     pub fn run(mut self) {
-        let g = self.config.geometry;
-        let shape = format!(
-            "port {}, {} mailboxes of {} KiB, {} KiB packets, {}",
-            self.config.port,
-            g.mailboxes,
-            g.mailbox_size / 1024,
-            g.packet_size / 1024,
-            self.config.serving()
-        );
+        let shape = format!("port {}, {}", self.config.port, self.config.shape());
         if let Some(title) = &self.title {
             title.set(&format!("supervisor, {shape}"));
         }
@@ -210,9 +208,7 @@ impl Supervisor {
         let now = Instant::now();
         let timeout = if self.stopping_since.is_some() {
             Duration::from_millis(100)
-        } else if self.pool_workers() < self.wanted_children()
-            && (self.config.model == Model::Thread || self.free_slot().is_some())
-        {
+        } else if self.pool_workers() < self.wanted_children() && self.free_slot().is_some() {
             // (With no slot free, a retiring worker still serving its last
             // client holds it: nothing to do until that one exits.)
             self.respawn_at
@@ -266,10 +262,7 @@ impl Supervisor {
 
     /// Pool workers (or the thread server) running and not retiring.
     fn pool_workers(&self) -> usize {
-        self.children
-            .iter()
-            .filter(|c| c.role != Role::ConnectionChild && !c.retiring)
-            .count()
+        self.children.iter().filter(|c| c.is_steady()).count()
     }
 
     fn spawn(
@@ -278,7 +271,10 @@ impl Supervisor {
         slots: Range<usize>,
         client: Option<(TcpStream, SocketAddr)>,
     ) -> nix::Result<()> {
-        if role != Role::ThreadServer {
+        // A thread server fills in its own slots as its threads start; the
+        // supervisor fills in every other child's.
+        let supervisor_fills_slots = role != Role::ThreadServer;
+        if supervisor_fills_slots {
             // Before the fork: the child may write its slot at once.
             for slot in slots.clone() {
                 self.segment.worker_slots()[slot].claim();
@@ -298,8 +294,7 @@ impl Supervisor {
                 std::process::exit(code);
             }
             ForkResult::Parent { child } => {
-                if role != Role::ThreadServer {
-                    // A thread server fills in its slots as threads start.
+                if supervisor_fills_slots {
                     for slot in slots.clone() {
                         self.segment.worker_slots()[slot].set_pid(child.as_raw());
                     }
@@ -539,11 +534,7 @@ impl Supervisor {
                 WorkerState::Idle | WorkerState::Starting
             )
         };
-        let working = || {
-            self.children
-                .iter()
-                .filter(|c| c.role == Role::PoolWorker && !c.retiring)
-        };
+        let working = || self.children.iter().filter(|c| c.is_steady());
         let idle = working().filter(available).count();
         match self.sizer.tick(working().count(), idle) {
             PoolAction::Hold => {}
@@ -564,11 +555,8 @@ impl Supervisor {
     /// before it accepts: a worker that is taking a client is never retired.
     fn retire_one_idle_worker(&mut self, idle: usize) {
         let table = self.segment.worker_slots();
-        let mut candidates: Vec<&mut Child> = self
-            .children
-            .iter_mut()
-            .filter(|c| c.role == Role::PoolWorker && !c.retiring)
-            .collect();
+        let mut candidates: Vec<&mut Child> =
+            self.children.iter_mut().filter(|c| c.is_steady()).collect();
         candidates.sort_by_key(|c| std::cmp::Reverse(c.slot()));
         let Some(child) = candidates
             .into_iter()

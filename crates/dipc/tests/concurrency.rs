@@ -280,8 +280,10 @@ fn every_killed_worker_is_replaced_and_reaped() {
         old.signal(libc::SIGKILL);
         wait_for_replacement(&d, *old, 3);
         assert!(d.supervisor.is_alive());
-        let said = format!("(pid {}) was killed by SIGKILL; replacing it", old.pid);
-        assert!(d.log_text().contains(&said), "no {said:?} in the log");
+        d.assert_logged(&format!(
+            "(pid {}) was killed by SIGKILL; replacing it",
+            old.pid
+        ));
         for j in 0..6u32 {
             let mut c = d.client();
             let text = format!("after kill {k} connection {j}");

@@ -29,11 +29,12 @@ fn idle_level(d: &Daemon) -> (usize, usize) {
     };
     let mut last = level();
     // Workers start within moments; wait for two equal readings in a row.
-    assert!(wait_until(Duration::from_secs(5), || {
+    let steady = wait_until(Duration::from_secs(5), || {
         thread::sleep(Duration::from_millis(200));
         let now = level();
         std::mem::replace(&mut last, now) == now
-    }));
+    });
+    assert!(steady, "children and threads never held still: {last:?}");
     last
 }
 
@@ -134,8 +135,7 @@ fn pool_grows_under_64_clients_and_shrinks_after() {
         "{f:?}"
     );
     assert_eq!(d.workers().len(), 64);
-    let log = d.log_text();
-    assert!(log.contains("fewer than --min-spare: forking"), "{log}");
+    d.assert_logged("fewer than --min-spare: forking");
     drop(clients);
     // Idle now: retired down to --max-spare.
     assert!(
@@ -210,10 +210,7 @@ fn sigterm_lets_a_request_under_way_finish(model: &str) {
     let (port, dir) = (d.port, d.dir.path().to_path_buf());
     let started = Instant::now();
     let dipcrm = thread::spawn(move || run_dipcrm(port.into(), &dir));
-    assert!(
-        wait_until(Duration::from_secs(5), || d.log_text().contains("SIGTERM")),
-        "{model}: no SIGTERM in the log"
-    );
+    d.assert_logged("SIGTERM or SIGINT: stopping");
     // Between requests: closed without waiting for the grace period.
     assert_eq!(idle.read_to_eof(), b"", "{model}");
     busy.send(b"abcdefghij");
@@ -265,14 +262,10 @@ fn killed_children_are_logged_with_their_signal_and_the_service_goes_on() {
     let mut c = d.client();
     assert_eq!(c.read_mailbox(1), (1, b"before".to_vec()));
     drop(c);
-    let log = d.log_text();
-    assert!(
-        log.contains(&format!(
-            "thread server (pid {}) was killed by SIGKILL; replacing it",
-            server.pid
-        )),
-        "{log}"
-    );
+    d.assert_logged(&format!(
+        "thread server (pid {}) was killed by SIGKILL; replacing it",
+        server.pid
+    ));
     d.stop();
 
     // Fork model: a connection's child dies; its client is cut off, nobody
@@ -290,13 +283,9 @@ fn killed_children_are_logged_with_their_signal_and_the_service_goes_on() {
         d.pid
     )
     .is_empty()));
-    let log = d.log_text();
-    assert!(
-        log.contains(&format!(
-            "connection child 0 (pid {}) was killed by SIGKILL; its client is disconnected",
-            child.pid
-        )),
-        "{log}"
-    );
+    d.assert_logged(&format!(
+        "connection child 0 (pid {}) was killed by SIGKILL; its client is disconnected",
+        child.pid
+    ));
     d.stop();
 }

@@ -35,7 +35,33 @@ pub struct ServeContext<'a> {
     pub grace: Duration,
 }
 
+/// Why a worker (or the thread server) stopped taking clients.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WorkerExit {
+    /// SIGTERM, SIGINT, or the supervisor's death (PR_SET_PDEATHSIG).
+    Stopped,
+    /// Chosen to retire (its slot marked `Retiring`, or SIGUSR1).
+    Retired,
+    /// The supervisor is gone.
+    Orphaned,
+}
+
 impl ServeContext<'_> {
+    /// What an acceptor does before taking the next client: its
+    /// housekeeping, and the answer to whether it should exit instead.
+    pub fn between_clients(&self) -> Option<WorkerExit> {
+        if self.stop.load(Ordering::Relaxed) {
+            return Some(WorkerExit::Stopped);
+        }
+        let supervisor = self.session.supervisor_pid;
+        if nix::unistd::getppid().as_raw() != supervisor {
+            log::warn!("supervisor {supervisor} is gone; exiting");
+            return Some(WorkerExit::Orphaned);
+        }
+        self.housekeeping();
+        None
+    }
+
     /// What a worker does between requests and between accepts, on behalf of
     /// signals it received: for now, reopening the log after SIGHUP.
     pub fn housekeeping(&self) {

@@ -20,7 +20,7 @@ pub mod request;
 pub mod session;
 pub mod threads;
 
-pub use client::ServeContext;
-pub use pool::{accept_blocking_stream, run_worker, wait_for_client, WorkerContext, WorkerExit};
+pub use client::{ServeContext, WorkerExit};
+pub use pool::{accept_blocking_stream, run_worker, wait_for_client, WorkerContext};
 pub use session::SessionConfig;
 pub use threads::run_thread_server;

@@ -10,7 +10,7 @@ use std::time::Duration;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use shmlib::{Deadline, LockError, WorkerState};
 
-use crate::client::ServeContext;
+use crate::client::{ServeContext, WorkerExit};
 
 /// Everything a pool worker needs, inherited from the supervisor across
 /// fork().
@@ -33,36 +33,17 @@ pub struct WorkerContext<'a> {
 /// holding it, before it looks at its flags and its parent again.
 const TICK: Duration = Duration::from_millis(500);
 
-/// Why a pool worker's loop ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum WorkerExit {
-    /// SIGTERM, SIGINT, or the supervisor's death.
-    Stopped,
-    /// Asked to retire (SIGUSR1).
-    Retired,
-    /// The supervisor is gone.
-    Orphaned,
-}
-
 /// Runs the accept-serve loop; returns when the worker should exit.
 pub fn run_worker(ctx: &WorkerContext<'_>) -> WorkerExit {
     let serve = &ctx.serve;
     let slot = &serve.segment.worker_slots()[ctx.slot];
     loop {
-        if serve.stop.load(Ordering::Relaxed) {
-            return WorkerExit::Stopped;
+        if let Some(exit) = serve.between_clients() {
+            return exit;
         }
         if ctx.retire.load(Ordering::Relaxed) {
             return WorkerExit::Retired;
         }
-        if nix::unistd::getppid().as_raw() != serve.session.supervisor_pid {
-            log::warn!(
-                "supervisor {} is gone; exiting",
-                serve.session.supervisor_pid
-            );
-            return WorkerExit::Orphaned;
-        }
-        serve.housekeeping();
         match slot.state() {
             WorkerState::Retiring => return WorkerExit::Retired,
             WorkerState::Idle => {}

@@ -11,7 +11,7 @@
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
-use shmlib::{Deadline, LockError, Participant, Segment, Stats, WorkerState};
+use shmlib::{Deadline, LockError, Participant, Segment, Stats, WorkerSlot, WorkerState};
 
 use crate::request::{self, Bounds, Request};
 
@@ -63,6 +63,8 @@ enum Mode {
 pub struct Session<'s> {
     segment: &'s Segment,
     me: Participant,
+    /// This worker's row in the worker table.
+    row: &'s WorkerSlot,
     /// Raised when the worker must stop: cancels lock waits.
     stop: &'s AtomicBool,
     config: SessionConfig,
@@ -103,6 +105,7 @@ impl<'s> Session<'s> {
         Session {
             segment,
             me,
+            row: &segment.worker_slots()[config.worker_slot],
             stop,
             config,
             bounds,
@@ -122,7 +125,7 @@ impl<'s> Session<'s> {
     /// worker table (its own cache line: no sharing between workers).
     fn count_request(&mut self) {
         self.requests += 1;
-        self.segment.worker_slots()[self.config.worker_slot].count_requests(1);
+        self.row.count_requests(1);
     }
 
     /// True in the middle of a request: part of a line, a two-step write's

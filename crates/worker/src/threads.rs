@@ -8,15 +8,16 @@
 //! and clients wait in the listen backlog until one leaves. If the process
 //! dies, the supervisor repairs all its slots.
 
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
 use std::net::TcpListener;
 use std::ops::Range;
 use std::panic::AssertUnwindSafe;
-use std::sync::atomic::Ordering;
 use std::sync::{Condvar, Mutex, PoisonError};
 use std::time::Duration;
 
-use crate::client::ServeContext;
-use crate::pool::{accept_blocking_stream, wait_for_client, WorkerExit};
+use crate::client::{ServeContext, WorkerExit};
+use crate::pool::{accept_blocking_stream, wait_for_client};
 
 /// How long the main thread waits for a connection or a free slot before it
 /// looks at its flags and its parent again.
@@ -24,7 +25,7 @@ const TICK: Duration = Duration::from_millis(500);
 
 /// The slots no thread is using, lowest first out.
 struct FreeSlots {
-    free: Mutex<Vec<usize>>,
+    free: Mutex<BinaryHeap<Reverse<usize>>>,
     returned: Condvar,
 }
 
@@ -35,13 +36,12 @@ impl FreeSlots {
             .returned
             .wait_timeout_while(free, wait, |f| f.is_empty())
             .unwrap_or_else(PoisonError::into_inner);
-        free.pop()
+        free.pop().map(|Reverse(slot)| slot)
     }
 
     fn give_back(&self, slot: usize) {
         let mut free = self.free.lock().unwrap_or_else(PoisonError::into_inner);
-        free.push(slot);
-        free.sort_unstable_by(|a, b| b.cmp(a));
+        free.push(Reverse(slot));
         self.returned.notify_one();
     }
 
@@ -64,24 +64,16 @@ pub fn run_thread_server(
 ) -> WorkerExit {
     let capacity = slots.len();
     let slots = FreeSlots {
-        free: Mutex::new(slots.rev().collect()),
+        free: Mutex::new(slots.map(Reverse).collect()),
         returned: Condvar::new(),
     };
     let me = std::process::id() as i32;
     let table = serve.segment.worker_slots();
     let mut shown = usize::MAX;
     std::thread::scope(|scope| loop {
-        if serve.stop.load(Ordering::Relaxed) {
-            return WorkerExit::Stopped;
+        if let Some(exit) = serve.between_clients() {
+            return exit;
         }
-        if nix::unistd::getppid().as_raw() != serve.session.supervisor_pid {
-            log::warn!(
-                "supervisor {} is gone; exiting",
-                serve.session.supervisor_pid
-            );
-            return WorkerExit::Orphaned;
-        }
-        serve.housekeeping();
         let busy = slots.in_use(capacity);
         if busy != shown {
             set_title(&format!("thread server, {busy} of {capacity} threads busy"));

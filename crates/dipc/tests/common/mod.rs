@@ -754,6 +754,16 @@ impl Daemon {
         String::from_utf8_lossy(&fs::read(&self.log).unwrap_or_default()).into_owned()
     }
 
+    /// Waits (up to 5 s: the daemon logs after it acts) until the log holds
+    /// `text`; fails showing the log otherwise.
+    pub fn assert_logged(&self, text: &str) {
+        assert!(
+            wait_until(Duration::from_secs(5), || self.log_text().contains(text)),
+            "no {text:?} in the log:\n{}",
+            self.log_text()
+        );
+    }
+
     /// The data limit of the protocol: the smaller of packet and mailbox size.
     pub fn data_limit(&self) -> usize {
         1024 * self.packet_kib.min(self.mailbox_kib) as usize

@@ -6,7 +6,7 @@
 # make clean  remove build output and the placed binaries
 
 CARGO ?= cargo
-BINARIES := dipc dipcrm
+BINARIES := dipc dipcrm client
 
 .PHONY: all build test lint clean bench model chaos
 

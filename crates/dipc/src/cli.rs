@@ -74,6 +74,9 @@ pub struct Args {
 pub enum Model {
     /// Preforked pool accepting under the accept lock (Apache prefork)
     Prefork,
+    /// Preforked pool, each worker serving many clients from one epoll
+    /// loop (nginx); --workers, default one per CPU
+    Event,
     /// The supervisor accepts and forks one child per connection (TCPechod)
     Fork,
     /// One process, one thread per connection
@@ -104,6 +107,7 @@ impl Config {
                 "prefork pool of {} workers ({}..{} idle, at most {})",
                 pool.start, pool.min_spare, pool.max_spare, pool.max_workers
             ),
+            Model::Event => format!("event pool of {} workers", pool.start),
             Model::Fork => format!("a process per client (at most {})", pool.max_workers),
             Model::Thread => format!("a thread per client (at most {})", pool.max_workers),
         }
@@ -150,13 +154,20 @@ impl Args {
         if self.model != Model::Prefork {
             if let Some((name, _)) = sizing.iter().find(|(_, v)| v.is_some()) {
                 return Err(format!(
-                    "{name} sizes a prefork pool; --model fork and thread take only \
+                    "{name} sizes a prefork pool; --model event, fork and thread take only \
                      --max-workers (or --workers)"
                 ));
             }
         }
         let policy = match self.workers {
             Some(n) => PoolPolicy::fixed(n),
+            // nginx's `worker_processes auto`: one worker per CPU, each
+            // serving any number of clients.
+            None if self.model == Model::Event => PoolPolicy::fixed(
+                std::thread::available_parallelism()
+                    .map_or(1, |n| n.get() as u64)
+                    .min(self.max_workers),
+            ),
             None => {
                 let min_spare = self.min_spare.unwrap_or(2);
                 PoolPolicy::dynamic(

@@ -254,7 +254,7 @@ impl Supervisor {
     /// thread server.
     fn wanted_children(&self) -> usize {
         match self.config.model {
-            Model::Prefork => self.sizer.wanted(),
+            Model::Prefork | Model::Event => self.sizer.wanted(),
             Model::Thread => 1,
             Model::Fork => 0,
         }
@@ -285,7 +285,7 @@ impl Supervisor {
         // thread; the child only runs its role's loop and then exits.
         let forked = unsafe { fork() }.inspect_err(|_| {
             for slot in slots.clone() {
-                self.segment.worker_slots()[slot].release();
+                self.segment.worker_slots()[slot].release(self.segment.stats());
             }
         })?;
         match forked {
@@ -371,13 +371,18 @@ impl Supervisor {
         match (role, listener, client) {
             (Role::PoolWorker, Some(listener), _) => {
                 let slot = slots.start;
-                worker::run_worker(&WorkerContext {
+                let ctx = WorkerContext {
                     serve,
                     listener: &listener,
                     slot,
                     retire: &self.flags.retire,
                     set_title: &|activity| set_title(&format!("worker {slot}: {activity}")),
-                });
+                };
+                if self.config.model == Model::Event {
+                    worker::run_event_worker(&ctx, self.config.pool.start);
+                } else {
+                    worker::run_worker(&ctx);
+                }
             }
             (Role::ThreadServer, Some(listener), _) => {
                 worker::run_thread_server(&serve, &listener, slots, &set_title);
@@ -421,7 +426,7 @@ impl Supervisor {
             let child = self.children.swap_remove(index);
             for slot in child.slots.clone() {
                 self.release_locks_of(slot);
-                self.segment.worker_slots()[slot].release();
+                self.segment.worker_slots()[slot].release(self.segment.stats());
                 self.slot_taken[slot] = false;
             }
             let name = match child.role {

@@ -1,5 +1,5 @@
-//! The lecture's server designs side by side (`--model prefork`, `fork`,
-//! `thread`) and the dynamic prefork pool: every model serves the protocol
+//! The lecture's server designs side by side (`--model prefork`, `event`,
+//! `fork`, `thread`) and the dynamic prefork pool: every model serves the protocol
 //! from the same segment, leaves no `<defunct>` process and comes back to its
 //! idle size; the pool grows under load and shrinks after; SIGTERM lets a
 //! request under way finish.
@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use common::*;
 
-const MODELS: [&str; 3] = ["prefork", "fork", "thread"];
+const MODELS: [&str; 4] = ["prefork", "event", "fork", "thread"];
 
 /// Threads of a process (1 for a single-threaded one).
 fn threads_of(pid: i32) -> usize {
@@ -85,6 +85,11 @@ fn no_defunct_process_after_500_connections(model: &str) {
 #[test]
 fn prefork_leaves_no_defunct_process_after_500_connections() {
     no_defunct_process_after_500_connections("prefork");
+}
+
+#[test]
+fn event_leaves_no_defunct_process_after_500_connections() {
+    no_defunct_process_after_500_connections("event");
 }
 
 #[test]
@@ -202,7 +207,7 @@ fn sigterm_lets_a_request_under_way_finish(model: &str) {
     assert_eq!(busy.write_mailbox(2, "before"), 1);
     busy.send(b"wb 2 20\n0123456789");
     assert!(
-        wait_until(Duration::from_secs(5), || busy_workers(&d) == 2),
+        wait_until(Duration::from_secs(5), || other_clients(&d) == 2),
         "{model}: the write never reached a worker"
     );
     d.workers();
@@ -229,13 +234,13 @@ fn sigterm_lets_a_request_under_way_finish(model: &str) {
     d.assert_gone();
 }
 
-/// Busy workers according to `stat`, not counting the one that answers it.
-fn busy_workers(d: &Daemon) -> usize {
+/// Open connections according to `stat`, not counting the one that asks.
+fn other_clients(d: &Daemon) -> usize {
     let mut c = d.client();
-    let busy: usize = stat_fields(&c.request("stat"))["busy"]
+    let open: usize = stat_fields(&c.request("stat"))["clients"]
         .parse()
-        .expect("busy count");
-    busy - 1
+        .expect("clients count");
+    open - 1
 }
 
 #[test]

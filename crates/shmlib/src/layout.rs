@@ -181,7 +181,7 @@ fn align_up(n: usize, to: usize) -> Option<usize> {
 }
 
 pub(crate) const MAGIC: u64 = u64::from_le_bytes(*b"DIPCSEG1");
-pub(crate) const LAYOUT_VERSION: u32 = 4;
+pub(crate) const LAYOUT_VERSION: u32 = 5;
 pub(crate) const PATH_BYTES: usize = 256;
 
 /// The segment's first bytes. Written once by the supervisor before `magic`

@@ -103,11 +103,28 @@ impl AcceptLock {
         }
     }
 
+    /// Takes the accept lock if it is free, without waiting: the event
+    /// model's workers try for it between turns of their loops.
+    pub fn try_lock(&self) -> Result<Option<AcceptGuard<'_>>, LockError> {
+        // SAFETY: as in `lock`.
+        let rc = unsafe { libc::pthread_mutex_trylock(self.0.get()) };
+        self.granted(rc).map(Some).or_else(|e| match e {
+            LockError::TimedOut => Ok(None),
+            e => Err(e),
+        })
+    }
+
     /// Takes the accept lock, waiting until `deadline` at most.
     pub fn lock(&self, deadline: &Deadline<'_>) -> Result<AcceptGuard<'_>, LockError> {
         // SAFETY: the mutex was initialised by `init` before the segment was
         // published and lives as long as the mapping `self` borrows.
         let rc = unsafe { libc::pthread_mutex_timedlock(self.0.get(), deadline.as_ptr()) };
+        self.granted(rc)
+    }
+
+    /// What a pthread lock call's result means; EBUSY (trylock) is reported
+    /// as a timeout.
+    fn granted(&self, rc: i32) -> Result<AcceptGuard<'_>, LockError> {
         match rc {
             0 => Ok(AcceptGuard {
                 lock: self,
@@ -121,7 +138,7 @@ impl AcceptLock {
                     recovered: true,
                 })
             }
-            libc::ETIMEDOUT => Err(LockError::TimedOut),
+            libc::ETIMEDOUT | libc::EBUSY => Err(LockError::TimedOut),
             e => Err(LockError::Os(Errno::from_raw(e))),
         }
     }

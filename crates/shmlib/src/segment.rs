@@ -48,6 +48,8 @@ pub enum WorkerState {
 pub struct WorkerSlot {
     pid: AtomicI32,
     state: AtomicU32,
+    /// Connections this worker serves now (more than one in the event model).
+    connections: AtomicU32,
     requests: AtomicU64,
     started_unix: AtomicU64,
     /// The client being served: `family << 32 | port` (family 0: none, 4 or
@@ -67,6 +69,7 @@ impl WorkerSlot {
     pub fn claim(&self) {
         self.started_unix.store(unix_now(), Ordering::Relaxed);
         self.requests.store(0, Ordering::Relaxed);
+        self.connections.store(0, Ordering::Relaxed);
         self.set_peer(None);
         self.state
             .store(WorkerState::Starting as u32, Ordering::Relaxed);
@@ -75,8 +78,10 @@ impl WorkerSlot {
     pub fn set_pid(&self, pid: i32) {
         self.pid.store(pid, Ordering::Release);
     }
-    /// Marks the slot empty: its process is gone (reaped).
-    pub fn release(&self) {
+    /// Marks the slot empty: its process is gone (reaped). Connections it
+    /// still counted are taken out of the daemon's open count.
+    pub fn release(&self, stats: &Stats) {
+        self.forget_connections(stats);
         self.pid.store(0, Ordering::Release);
         self.state
             .store(WorkerState::Empty as u32, Ordering::Relaxed);
@@ -104,6 +109,26 @@ impl WorkerSlot {
     }
     pub fn count_requests(&self, n: u64) {
         self.requests.fetch_add(n, Ordering::Relaxed);
+    }
+    pub fn connections(&self) -> u32 {
+        self.connections.load(Ordering::Relaxed)
+    }
+    /// Counts a connection opened (`true`) or closed here and in the
+    /// daemon's count of open connections.
+    pub fn count_connection(&self, stats: &Stats, opened: bool) {
+        if opened {
+            self.connections.fetch_add(1, Ordering::Relaxed);
+            stats.open_connections.fetch_add(1, Ordering::Relaxed);
+        } else {
+            self.connections.fetch_sub(1, Ordering::Relaxed);
+            stats.open_connections.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+    fn forget_connections(&self, stats: &Stats) {
+        let open = self.connections.swap(0, Ordering::Relaxed);
+        stats
+            .open_connections
+            .fetch_sub(u64::from(open), Ordering::Relaxed);
     }
     pub fn requests(&self) -> u64 {
         self.requests.load(Ordering::Relaxed)
@@ -150,7 +175,10 @@ impl WorkerSlot {
 #[repr(C)]
 #[derive(Debug, Default)]
 pub struct Stats {
+    /// Connections accepted since the start.
     pub connections: AtomicU64,
+    /// Connections open now.
+    pub open_connections: AtomicU64,
     pub reads: AtomicU64,
     pub writes: AtomicU64,
     pub stats: AtomicU64,
@@ -507,6 +535,7 @@ mod tests {
         WorkerSlot {
             pid: AtomicI32::new(0),
             state: AtomicU32::new(0),
+            connections: AtomicU32::new(0),
             requests: AtomicU64::new(0),
             started_unix: AtomicU64::new(0),
             peer: Default::default(),

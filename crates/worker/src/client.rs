@@ -12,7 +12,7 @@ use crate::connection::{self, Ending};
 use crate::session::{Session, SessionConfig};
 
 /// How long a reply may wait for a client that does not read.
-const SEND_TIMEOUT: Duration = Duration::from_secs(30);
+pub(crate) const SEND_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// What serving a client needs, shared by every model. It is `Sync`: the
 /// thread-per-connection model hands it to all its threads.
@@ -80,7 +80,9 @@ impl ServeContext<'_> {
         let row = &self.segment.worker_slots()[slot];
         row.set_peer(Some(peer));
         row.set_state(WorkerState::Busy);
-        shmlib::Stats::count(&self.segment.stats().connections);
+        let stats = self.segment.stats();
+        shmlib::Stats::count(&stats.connections);
+        row.count_connection(stats, true);
         log::info!("client {peer} connected");
         if let Err(e) = stream.set_write_timeout(Some(SEND_TIMEOUT)) {
             log::warn!("client {peer}: cannot set a send timeout: {e}");
@@ -95,7 +97,6 @@ impl ServeContext<'_> {
             &mut stream,
             &mut session,
             self.line_pause,
-            self.segment.geometry().packet_size,
             connection::Stop {
                 flag: self.stop,
                 grace: self.grace,
@@ -105,11 +106,17 @@ impl ServeContext<'_> {
         let n = session.requests();
         // The caller decides the slot's next state (idle, or empty).
         row.set_peer(None);
-        match ending {
-            Ending::Goodbye => log::info!("client {peer} said goodbye after {n} requests"),
-            Ending::ClientLeft => log::info!("client {peer} left after {n} requests"),
-            Ending::Stopping => log::info!("closing client {peer} after {n} requests: stopping"),
-            Ending::Broken(e) => log::warn!("client {peer} vanished after {n} requests: {e}"),
-        }
+        row.count_connection(stats, false);
+        log_ending(peer, n, ending);
+    }
+}
+
+/// Logs how a client's connection ended, after `n` requests.
+pub(crate) fn log_ending(peer: SocketAddr, n: u64, ending: Ending) {
+    match ending {
+        Ending::Goodbye => log::info!("client {peer} said goodbye after {n} requests"),
+        Ending::ClientLeft => log::info!("client {peer} left after {n} requests"),
+        Ending::Stopping => log::info!("closing client {peer} after {n} requests: stopping"),
+        Ending::Broken(e) => log::warn!("client {peer} vanished after {n} requests: {e}"),
     }
 }

@@ -40,19 +40,17 @@ const IDLE_TICK: Duration = Duration::from_secs(1);
 
 /// Serves one client until it leaves, says `q`, or `stop` is raised and no
 /// request is under way.
-/// Replies go out in packet-sized writes; a reply that fits in a packet is one
-/// write.
+/// The replies to everything one read brought go out in one write.
 pub fn serve(
     stream: &mut TcpStream,
     session: &mut Session<'_>,
     line_pause: Duration,
-    packet_size: usize,
     stopping: Stop<'_>,
     housekeeping: &dyn Fn(),
 ) -> Ending {
     let stop = stopping.flag;
     let mut input = vec![0u8; 64 * 1024];
-    let mut out = Vec::with_capacity(packet_size);
+    let mut out = Vec::new();
     let mut stop_seen: Option<Instant> = None;
     loop {
         // A stopping worker closes a connection between requests; one in the
@@ -74,7 +72,7 @@ pub fn serve(
             Ok(false) => {
                 if session.has_partial_line() {
                     let flow = session.on_pause(&mut out);
-                    if let Some(ending) = flush(stream, &mut out, packet_size, flow, stop) {
+                    if let Some(ending) = flush(stream, &mut out, flow, stop) {
                         return ending;
                     }
                 }
@@ -86,7 +84,7 @@ pub fn serve(
         let n = match stream.read(&mut input) {
             Ok(0) => {
                 session.on_eof(&mut out);
-                return flush(stream, &mut out, packet_size, Flow::Close, stop)
+                return flush(stream, &mut out, Flow::Close, stop)
                     .map(|e| match e {
                         Ending::Goodbye => Ending::ClientLeft,
                         other => other,
@@ -101,7 +99,7 @@ pub fn serve(
         while !fed.is_empty() {
             let (used, flow) = session.feed_some(fed, &mut out);
             fed = &fed[used..];
-            if let Some(ending) = flush(stream, &mut out, packet_size, flow, stop) {
+            if let Some(ending) = flush(stream, &mut out, flow, stop) {
                 return ending;
             }
         }
@@ -115,17 +113,10 @@ fn wait_readable(stream: &TcpStream, timeout: Duration) -> Result<bool, Errno> {
     Ok(poll(&mut fds, ms)? > 0)
 }
 
-/// Sends `out` (then clears it). Returns how the connection ends, if it does.
-fn flush(
-    stream: &TcpStream,
-    out: &mut Vec<u8>,
-    packet_size: usize,
-    flow: Flow,
-    stop: &AtomicBool,
-) -> Option<Ending> {
-    let result = out
-        .chunks(packet_size.max(1))
-        .try_for_each(|piece| send_all(stream, piece, stop));
+/// Sends `out` (then clears it): the replies to everything one read
+/// brought, in one write. Returns how the connection ends, if it does.
+fn flush(stream: &TcpStream, out: &mut Vec<u8>, flow: Flow, stop: &AtomicBool) -> Option<Ending> {
+    let result = send_all(stream, out, stop);
     out.clear();
     match (result, flow) {
         (Err(e), _) => Some(Ending::Broken(e)),

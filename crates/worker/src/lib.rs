@@ -9,18 +9,22 @@
 //! - [`pool`]: a pool worker's life: the accept lock and the accept loop
 //!   (`--model prefork`).
 //! - [`threads`]: one process, a thread per client (`--model thread`).
+//! - [`event`]: a pool worker serving many clients from one epoll loop
+//!   (`--model event`).
 //!
 //! `--model fork` needs nothing more: the supervisor accepts and forks a
 //! child that serves one client with [`ServeContext::serve_client`].
 
 pub mod client;
 pub mod connection;
+pub mod event;
 pub mod pool;
 pub mod request;
 pub mod session;
 pub mod threads;
 
 pub use client::{ServeContext, WorkerExit};
+pub use event::run_event_worker;
 pub use pool::{accept_blocking_stream, run_worker, wait_for_client, WorkerContext};
 pub use session::SessionConfig;
 pub use threads::run_thread_server;

@@ -537,7 +537,7 @@ impl<'s> Session<'s> {
                 "OK mailboxes={} mailbox_bytes={} packet_bytes={} workers={} port={} pid={} \
                  uptime_s={uptime} idle={} busy={} connections={} reads={} writes={} stats={} \
                  other={} errors={} lock_waits={} lock_timeouts={} lengths={} versions={} \
-                 max_workers={}\n",
+                 max_workers={} clients={}\n",
                 g.mailboxes,
                 g.mailbox_size,
                 g.packet_size,
@@ -557,6 +557,7 @@ impl<'s> Session<'s> {
                 lengths.join(","),
                 versions.join(","),
                 g.worker_slots,
+                c(&st.open_connections),
             ),
         );
     }
@@ -582,7 +583,9 @@ impl<'s> Session<'s> {
             let peer = w.peer().map_or_else(|| "-".to_string(), |p| p.to_string());
             let _ = writeln!(
                 table,
-                "slot={slot} pid={pid} state={state} peer={peer} requests={} started_unix={}",
+                "slot={slot} pid={pid} state={state} peer={peer} connections={} requests={} \
+                 started_unix={}",
+                w.connections(),
                 w.requests(),
                 w.started_unix()
             );

@@ -108,12 +108,12 @@ pub fn run_thread_server(
                         serve.segment.repair_participant(me);
                     }
                 }
-                table[slot].release();
+                table[slot].release(serve.segment.stats());
                 slots.give_back(slot);
             });
         if let Err(e) = spawned {
             log::error!("cannot start a thread for client {peer}: {e}");
-            table[slot].release();
+            table[slot].release(serve.segment.stats());
             slots.give_back(slot);
         }
     })

@@ -1,0 +1,606 @@
+//! `--model event`: nginx's design. The same preforked pool and accept lock
+//! as `--model prefork`, but each worker serves many connections from one
+//! epoll loop instead of one connection at a time.
+//!
+//! The accept lock, as nginx's accept mutex: the worker that holds it has
+//! the listening socket in its epoll set and accepts; the others leave it
+//! out. A worker with no client waits for the lock (it has nothing else to
+//! wait for); a worker with clients only tries for it between turns of its
+//! loop. A worker that serves more than its share of the daemon's open
+//! connections (one more than the average over the pool) leaves the lock to
+//! the others, so connections spread over the pool.
+//!
+//! Mailbox locks are taken and released inside one request, so every
+//! session of a worker shares the worker's slot as its identity in them, as
+//! a prefork worker's successive clients do. A request that waits for a
+//! mailbox lock holds up the worker's other clients for that long (at most
+//! the lock timeout): locks are held for the time of a copy.
+
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+use std::io::{self, Read};
+use std::net::{SocketAddr, TcpStream};
+use std::os::fd::{AsFd, AsRawFd};
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use nix::errno::Errno;
+use nix::poll::PollTimeout;
+use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags};
+use nix::sys::socket::{send, MsgFlags};
+use shmlib::{AcceptGuard, Deadline, LockError, WorkerState};
+
+use crate::client::{log_ending, ServeContext, WorkerExit, SEND_TIMEOUT};
+use crate::connection::Ending;
+use crate::pool::WorkerContext;
+use crate::session::{Flow, Session, SessionConfig, OUT_HIGH_WATER};
+
+/// How long a worker sleeps when nothing happens, before it looks at its
+/// flags and its parent again.
+const TICK: Duration = Duration::from_millis(500);
+/// How soon a worker with clients that wants the accept lock tries again.
+const ACCEPT_RETRY: Duration = Duration::from_millis(20);
+/// Rounds of read, execute, write one connection gets per turn of the loop,
+/// so that one client that pipelines without end does not starve the rest.
+const ROUNDS_PER_TURN: usize = 4;
+/// File descriptors kept free for the log and the odd file.
+const FD_RESERVE: u64 = 32;
+const LISTENER: u64 = u64::MAX;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum TimerKind {
+    /// The line pause: a partial line has waited long enough to be a line.
+    LinePause,
+    /// Replies have waited too long for a client that does not read.
+    SendStall,
+}
+
+/// One client of this worker.
+struct Conn<'s> {
+    stream: TcpStream,
+    peer: SocketAddr,
+    /// Tells a timer set for this connection from one set for an earlier
+    /// connection in the same place.
+    serial: u64,
+    session: Session<'s>,
+    /// Replies the client has not taken yet; while there are any, its input
+    /// is not read (backpressure).
+    unsent: Vec<u8>,
+    /// Input read but not fed yet: the replies to the input before it had
+    /// reached the high-water mark.
+    unfed: Vec<u8>,
+    /// Set once the connection is to close after `unsent` is sent.
+    closing: Option<Ending>,
+    pause_at: Option<Instant>,
+    stalled_since: Option<Instant>,
+    /// The events the epoll set waits for on this socket.
+    interest: EpollFlags,
+}
+
+/// What a turn with a connection came to.
+enum Turn {
+    /// Nothing more to do until the socket is ready again.
+    Blocked,
+    /// More to do: the connection gets another turn soon.
+    Again,
+    Close(Ending),
+}
+
+struct EventWorker<'s, 'c> {
+    serve: &'c ServeContext<'s>,
+    ctx: &'c WorkerContext<'s>,
+    epoll: Epoll,
+    conns: Vec<Option<Conn<'s>>>,
+    free: Vec<usize>,
+    open: usize,
+    next_serial: u64,
+    timers: BinaryHeap<Reverse<(Instant, u64, usize, TimerKind)>>,
+    /// Connections with work left over from the last turn.
+    again: Vec<usize>,
+    listening: bool,
+    max_conns: usize,
+    pool_size: u64,
+    input: Vec<u8>,
+    out: Vec<u8>,
+}
+
+/// Runs a worker of the event model until it is told to stop (then once its
+/// clients are done, within the grace period) or orphaned.
+pub fn run_event_worker(ctx: &WorkerContext<'_>, pool_size: usize) -> WorkerExit {
+    let epoll = match Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC) {
+        Ok(epoll) => epoll,
+        Err(e) => {
+            log::error!("worker {}: cannot create an epoll instance: {e}", ctx.slot);
+            return WorkerExit::Stopped;
+        }
+    };
+    let mut worker = EventWorker {
+        serve: &ctx.serve,
+        ctx,
+        epoll,
+        conns: Vec::new(),
+        free: Vec::new(),
+        open: 0,
+        next_serial: 0,
+        timers: BinaryHeap::new(),
+        again: Vec::new(),
+        listening: false,
+        max_conns: raise_fd_limit(),
+        pool_size: pool_size.max(1) as u64,
+        input: vec![0u8; 64 * 1024],
+        out: Vec::with_capacity(OUT_HIGH_WATER),
+    };
+    worker.run()
+}
+
+/// Raises the soft limit on open files to the hard one (nginx's
+/// worker_rlimit_nofile) and says how many clients that leaves room for.
+fn raise_fd_limit() -> usize {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE).unwrap_or((1024, 1024));
+    let limit = if soft < hard && setrlimit(Resource::RLIMIT_NOFILE, hard, hard).is_ok() {
+        hard
+    } else {
+        soft
+    };
+    limit.saturating_sub(FD_RESERVE).clamp(1, 1 << 20) as usize
+}
+
+/// A poll timeout that does not wake early: rounded up to the millisecond.
+fn timeout_of(wait: Duration) -> PollTimeout {
+    let ms = wait.as_micros().div_ceil(1000);
+    PollTimeout::try_from(ms.min(i32::MAX as u128) as i32).unwrap_or(PollTimeout::MAX)
+}
+
+impl<'s, 'c> EventWorker<'s, 'c> {
+    fn row(&self) -> &'s shmlib::WorkerSlot {
+        &self.serve.segment.worker_slots()[self.ctx.slot]
+    }
+
+    fn run(&mut self) -> WorkerExit {
+        self.row()
+            .transition(WorkerState::Starting, WorkerState::Idle);
+        let mut events = vec![EpollEvent::empty(); 256];
+        let mut stopping_since: Option<Instant> = None;
+        let mut exit = WorkerExit::Stopped;
+        let mut next_parent_check = Instant::now();
+        let mut shown = usize::MAX;
+        loop {
+            let now = Instant::now();
+            if stopping_since.is_none() {
+                if self.serve.stop.load(Ordering::Relaxed) {
+                    stopping_since = Some(now);
+                } else if now >= next_parent_check {
+                    next_parent_check = now + TICK;
+                    let supervisor = self.serve.session.supervisor_pid;
+                    if nix::unistd::getppid().as_raw() != supervisor {
+                        log::warn!("supervisor {supervisor} is gone; exiting");
+                        exit = WorkerExit::Orphaned;
+                        stopping_since = Some(now);
+                    }
+                }
+            }
+            if let Some(since) = stopping_since {
+                self.set_listening(false);
+                self.close_for_stop(since.elapsed() >= self.serve.grace);
+                if self.open == 0 {
+                    return exit;
+                }
+            }
+            self.serve.housekeeping();
+            if self.open != shown {
+                shown = self.open;
+                (self.ctx.set_title)(&format!("event loop, {shown} clients"));
+            }
+            let guard = if stopping_since.is_none() {
+                self.take_accept_lock()
+            } else {
+                None
+            };
+            self.set_listening(guard.is_some());
+            let wait = self.wait_time(now, guard.is_some());
+            let ready = match self.epoll.wait(&mut events, timeout_of(wait)) {
+                Ok(n) => n,
+                Err(Errno::EINTR) => 0,
+                Err(e) => {
+                    log::error!("epoll_wait failed: {e}");
+                    std::thread::sleep(TICK);
+                    0
+                }
+            };
+            // Accept first and let go of the lock, then serve: nginx's order,
+            // so that other workers are not kept from accepting meanwhile.
+            if guard.is_some() && events[..ready].iter().any(|e| e.data() == LISTENER) {
+                self.accept_waiting();
+            }
+            drop(guard);
+            let mut turns = std::mem::take(&mut self.again);
+            turns.extend(
+                events[..ready]
+                    .iter()
+                    .map(|e| e.data())
+                    .filter(|&t| t != LISTENER)
+                    .map(|t| t as usize),
+            );
+            for token in turns.drain(..) {
+                self.take_turn(token);
+            }
+            self.again.extend(turns);
+            self.fire_timers(Instant::now());
+        }
+    }
+
+    /// The accept lock, if this worker should accept now and gets it.
+    fn take_accept_lock(&self) -> Option<AcceptGuard<'s>> {
+        if self.open >= self.max_conns || self.over_share() {
+            return None;
+        }
+        let lock = self.serve.segment.accept_lock();
+        let taken = if self.open == 0 {
+            // Nothing else to wait for: wait for the lock.
+            lock.lock(&Deadline::after(TICK))
+        } else {
+            lock.try_lock().and_then(|g| g.ok_or(LockError::TimedOut))
+        };
+        match taken {
+            Ok(guard) => {
+                if guard.recovered {
+                    log::warn!("accept lock recovered from a worker that died holding it");
+                }
+                Some(guard)
+            }
+            Err(LockError::TimedOut | LockError::Cancelled) => None,
+            Err(e) => {
+                log::error!("accept lock failed: {e}");
+                None
+            }
+        }
+    }
+
+    /// More than one connection over the pool's average: leave new ones to
+    /// the other workers.
+    fn over_share(&self) -> bool {
+        let total = self
+            .serve
+            .segment
+            .stats()
+            .open_connections
+            .load(Ordering::Relaxed);
+        (self.open as u64) * self.pool_size > total + self.pool_size
+    }
+
+    fn set_listening(&mut self, listen: bool) {
+        if listen == self.listening {
+            return;
+        }
+        let listener = self.ctx.listener.as_fd();
+        let done = if listen {
+            self.epoll
+                .add(listener, EpollEvent::new(EpollFlags::EPOLLIN, LISTENER))
+        } else {
+            self.epoll.delete(listener)
+        };
+        match done {
+            Ok(()) => self.listening = listen,
+            Err(e) => log::error!("cannot change the listening socket's epoll entry: {e}"),
+        }
+    }
+
+    /// How long epoll_wait may sleep: until the next timer, sooner when
+    /// work is left over or the accept lock is to be tried again.
+    fn wait_time(&self, now: Instant, holding: bool) -> Duration {
+        // With no client and no lock there is nothing to wait for here: back
+        // to waiting for the lock.
+        if !self.again.is_empty() || (self.open == 0 && !holding) {
+            return Duration::ZERO;
+        }
+        let wants_lock = self.open < self.max_conns && !self.over_share();
+        let mut wait = if holding || !wants_lock {
+            TICK
+        } else {
+            ACCEPT_RETRY
+        };
+        if let Some(Reverse((at, ..))) = self.timers.peek() {
+            wait = wait.min(at.saturating_duration_since(now));
+        }
+        wait
+    }
+
+    /// Accepts the clients waiting in the backlog, as many as this worker
+    /// takes.
+    fn accept_waiting(&mut self) {
+        while self.open < self.max_conns && !self.over_share() {
+            match self.ctx.listener.accept() {
+                Ok((stream, peer)) => self.add_conn(stream, peer),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    // EMFILE and the like: leave the rest to the others.
+                    log::warn!("accept failed: {e}");
+                    return;
+                }
+            }
+        }
+    }
+
+    fn add_conn(&mut self, stream: TcpStream, peer: SocketAddr) {
+        if let Err(e) = stream.set_nonblocking(true) {
+            log::warn!("client {peer}: {e}");
+            return;
+        }
+        let _ = stream.set_nodelay(true);
+        let token = self.free.pop().unwrap_or_else(|| {
+            self.conns.push(None);
+            self.conns.len() - 1
+        });
+        let event = EpollEvent::new(EpollFlags::EPOLLIN, token as u64);
+        if let Err(e) = self.epoll.add(stream.as_fd(), event) {
+            log::warn!("client {peer}: cannot watch its socket: {e}");
+            self.free.push(token);
+            return;
+        }
+        let segment = self.serve.segment;
+        let config = SessionConfig {
+            worker_slot: self.ctx.slot,
+            ..self.serve.session.clone()
+        };
+        let session = Session::new(segment, config, self.serve.stop);
+        self.next_serial += 1;
+        self.conns[token] = Some(Conn {
+            stream,
+            peer,
+            serial: self.next_serial,
+            session,
+            unsent: Vec::new(),
+            unfed: Vec::new(),
+            closing: None,
+            pause_at: None,
+            stalled_since: None,
+            interest: EpollFlags::EPOLLIN,
+        });
+        self.open += 1;
+        let row = self.row();
+        shmlib::Stats::count(&segment.stats().connections);
+        row.count_connection(segment.stats(), true);
+        row.set_state(WorkerState::Busy);
+        log::info!("client {peer} connected");
+    }
+
+    fn close(&mut self, token: usize, ending: Ending) {
+        let Some(conn) = self.conns.get_mut(token).and_then(Option::take) else {
+            return;
+        };
+        // Closing the socket takes it out of the epoll set.
+        drop(conn.stream);
+        self.free.push(token);
+        self.open -= 1;
+        let segment = self.serve.segment;
+        let row = self.row();
+        row.count_connection(segment.stats(), false);
+        if self.open == 0 {
+            row.set_state(WorkerState::Idle);
+        }
+        log_ending(conn.peer, conn.session.requests(), ending);
+    }
+
+    /// After SIGTERM: closes every connection between requests, and once
+    /// the grace period is over, every other one too.
+    fn close_for_stop(&mut self, grace_over: bool) {
+        for token in 0..self.conns.len() {
+            let Some(conn) = &self.conns[token] else {
+                continue;
+            };
+            if grace_over || (!conn.session.in_request() && conn.unsent.is_empty()) {
+                self.close(token, Ending::Stopping);
+            }
+        }
+    }
+
+    fn take_turn(&mut self, token: usize) {
+        for _ in 0..ROUNDS_PER_TURN {
+            match self.round(token) {
+                Turn::Blocked => return,
+                Turn::Again => continue,
+                Turn::Close(ending) => return self.close(token, ending),
+            }
+        }
+        if self.conns.get(token).is_some_and(Option::is_some) {
+            self.again.push(token);
+        }
+    }
+
+    /// One round with a connection: send what is pending, else read and
+    /// execute what arrived and send the replies, in one write.
+    fn round(&mut self, token: usize) -> Turn {
+        let line_pause = self.serve.line_pause;
+        let Some(conn) = self.conns.get_mut(token).and_then(Option::as_mut) else {
+            return Turn::Blocked;
+        };
+        if !conn.unsent.is_empty() {
+            let pending = std::mem::take(&mut conn.unsent);
+            match send_some(&conn.stream, &pending) {
+                Ok(n) => {
+                    conn.unsent.extend_from_slice(&pending[n..]);
+                    if n > 0 {
+                        // Progress: the send timeout counts from here.
+                        conn.stalled_since = Some(Instant::now());
+                    }
+                }
+                Err(e) => return Turn::Close(Ending::Broken(e)),
+            }
+            if !conn.unsent.is_empty() {
+                return self.wait_for_reader(token);
+            }
+            conn.stalled_since = None;
+        }
+        if let Some(ending) = conn.closing.take() {
+            return Turn::Close(ending);
+        }
+        let out = &mut self.out;
+        out.clear();
+        let fed_from_unfed = !conn.unfed.is_empty();
+        let mut flow = Flow::Continue;
+        if fed_from_unfed {
+            let unfed = std::mem::take(&mut conn.unfed);
+            flow = feed(conn, &unfed, out);
+        } else {
+            match conn.stream.read(&mut self.input) {
+                Ok(0) => {
+                    conn.session.on_eof(out);
+                    conn.closing = Some(Ending::ClientLeft);
+                }
+                Ok(n) => flow = feed(conn, &self.input[..n], out),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Turn::Blocked,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => return Turn::Again,
+                Err(e) => return Turn::Close(Ending::Broken(e)),
+            }
+        }
+        if flow == Flow::Close {
+            conn.closing = Some(Ending::Goodbye);
+            conn.unfed.clear();
+        }
+        conn.pause_at = None;
+        if conn.closing.is_none() && conn.session.has_partial_line() {
+            let at = Instant::now() + line_pause;
+            conn.pause_at = Some(at);
+            let serial = conn.serial;
+            self.timers
+                .push(Reverse((at, serial, token, TimerKind::LinePause)));
+        }
+        self.send_replies(token)
+    }
+
+    /// Sends the replies in `self.out` to the connection, in one write; what
+    /// the socket does not take waits in `unsent`.
+    fn send_replies(&mut self, token: usize) -> Turn {
+        let Some(conn) = self.conns.get_mut(token).and_then(Option::as_mut) else {
+            return Turn::Blocked;
+        };
+        if !self.out.is_empty() {
+            match send_some(&conn.stream, &self.out) {
+                Ok(n) => conn.unsent.extend_from_slice(&self.out[n..]),
+                Err(e) => return Turn::Close(Ending::Broken(e)),
+            }
+            self.out.clear();
+        }
+        if !conn.unsent.is_empty() {
+            return self.wait_for_reader(token);
+        }
+        if let Some(ending) = conn.closing.take() {
+            return Turn::Close(ending);
+        }
+        if conn.interest != EpollFlags::EPOLLIN {
+            conn.interest = EpollFlags::EPOLLIN;
+            let event = EpollEvent::new(EpollFlags::EPOLLIN, token as u64);
+            if let Err(e) = self.epoll.modify(conn.stream.as_fd(), &mut { event }) {
+                return Turn::Close(Ending::Broken(e.into()));
+            }
+        }
+        if conn.unfed.is_empty() {
+            Turn::Blocked
+        } else {
+            Turn::Again
+        }
+    }
+
+    /// The client is not taking its replies: wait until its socket is
+    /// writable, reading nothing more from it meanwhile, and close it if
+    /// that takes longer than the send timeout.
+    fn wait_for_reader(&mut self, token: usize) -> Turn {
+        let Some(conn) = self.conns.get_mut(token).and_then(Option::as_mut) else {
+            return Turn::Blocked;
+        };
+        if conn.stalled_since.is_none() {
+            let now = Instant::now();
+            conn.stalled_since = Some(now);
+            self.timers.push(Reverse((
+                now + SEND_TIMEOUT,
+                conn.serial,
+                token,
+                TimerKind::SendStall,
+            )));
+        }
+        if conn.interest != EpollFlags::EPOLLOUT {
+            conn.interest = EpollFlags::EPOLLOUT;
+            let event = EpollEvent::new(EpollFlags::EPOLLOUT, token as u64);
+            if let Err(e) = self.epoll.modify(conn.stream.as_fd(), &mut { event }) {
+                return Turn::Close(Ending::Broken(e.into()));
+            }
+        }
+        Turn::Blocked
+    }
+
+    fn fire_timers(&mut self, now: Instant) {
+        while let Some(&Reverse((at, serial, token, kind))) = self.timers.peek() {
+            if at > now {
+                return;
+            }
+            self.timers.pop();
+            let Some(conn) = self.conns.get_mut(token).and_then(Option::as_mut) else {
+                continue;
+            };
+            if conn.serial != serial {
+                continue;
+            }
+            match kind {
+                TimerKind::LinePause if conn.pause_at == Some(at) => {
+                    conn.pause_at = None;
+                    self.out.clear();
+                    if conn.session.on_pause(&mut self.out) == Flow::Close {
+                        conn.closing = Some(Ending::Goodbye);
+                    }
+                    if let Turn::Close(ending) = self.send_replies(token) {
+                        self.close(token, ending);
+                    }
+                }
+                TimerKind::SendStall => match conn.stalled_since {
+                    Some(since) if since + SEND_TIMEOUT <= now => {
+                        let e = io::Error::new(
+                            io::ErrorKind::TimedOut,
+                            "client stopped reading (send timed out)",
+                        );
+                        self.close(token, Ending::Broken(e));
+                    }
+                    Some(since) => self.timers.push(Reverse((
+                        since + SEND_TIMEOUT,
+                        serial,
+                        token,
+                        TimerKind::SendStall,
+                    ))),
+                    None => {}
+                },
+                TimerKind::LinePause => {}
+            }
+        }
+    }
+}
+
+/// Feeds `input` to the connection's session until the replies reach the
+/// high-water mark; what is left waits in `unfed`.
+fn feed(conn: &mut Conn<'_>, mut input: &[u8], out: &mut Vec<u8>) -> Flow {
+    while !input.is_empty() {
+        let (used, flow) = conn.session.feed_some(input, out);
+        input = &input[used..];
+        if flow == Flow::Close {
+            return Flow::Close;
+        }
+        if out.len() >= OUT_HIGH_WATER {
+            conn.unfed.extend_from_slice(input);
+            break;
+        }
+    }
+    Flow::Continue
+}
+
+/// One non-blocking send: how many bytes the socket took (0 when full).
+/// MSG_NOSIGNAL: a vanished client is an EPIPE error, never a SIGPIPE.
+fn send_some(stream: &TcpStream, bytes: &[u8]) -> io::Result<usize> {
+    loop {
+        match send(stream.as_raw_fd(), bytes, MsgFlags::MSG_NOSIGNAL) {
+            Ok(n) => return Ok(n),
+            Err(Errno::EINTR) => continue,
+            Err(Errno::EAGAIN) => return Ok(0),
+            Err(e) => return Err(e.into()),
+        }
+    }
+}

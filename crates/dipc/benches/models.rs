@@ -1,5 +1,5 @@
 //! `make bench`: the server models side by side on the same daemon code.
-//! For each of `--model prefork`, `fork` and `thread`: connections per
+//! For each of `--model event`, `prefork`, `fork` and `thread`: connections per
 //! second when every client connects, sends one read, and the server closes
 //! after the reply (`r 1` then `q` in one write); and requests per second
 //! on 8 long connections, each sending a read and waiting for the reply.
@@ -62,7 +62,7 @@ fn main() {
     );
     println!("| model | connections/s | p50 us | p99 us | requests/s (long) | p50 us | p99 us |");
     println!("|---|---|---|---|---|---|---|");
-    for model in ["prefork", "fork", "thread"] {
+    for model in ["event", "prefork", "fork", "thread"] {
         let daemon = Daemon::start(1, &["--model", model]);
         let port = daemon.port;
         let mut setup = TcpStream::connect(("127.0.0.1", port)).expect("connect");

@@ -21,9 +21,10 @@ pub struct Args {
     pub port: u64,
     /// Size of a communication packet in KiB: the most data one request carries
     pub packet_kib: u64,
-    /// How clients are served: a preforked pool of processes, one forked
-    /// process per connection, or one thread per connection
-    #[arg(long, value_enum, default_value_t = Model::Prefork)]
+    /// How clients are served: a preforked pool of event loops, a preforked
+    /// pool of processes serving one client each, one forked process per
+    /// connection, or one thread per connection
+    #[arg(long, value_enum, default_value_t = Model::Event)]
     pub model: Model,
     /// A fixed pool of exactly N workers (replaced when they die, never more
     /// or fewer); with --model fork or thread, the most clients at once
@@ -161,13 +162,7 @@ impl Args {
         }
         let policy = match self.workers {
             Some(n) => PoolPolicy::fixed(n),
-            // nginx's `worker_processes auto`: one worker per CPU, each
-            // serving any number of clients.
-            None if self.model == Model::Event => PoolPolicy::fixed(
-                std::thread::available_parallelism()
-                    .map_or(1, |n| n.get() as u64)
-                    .min(self.max_workers),
-            ),
+            None if self.model == Model::Event => PoolPolicy::per_cpu(self.max_workers),
             None => {
                 let min_spare = self.min_spare.unwrap_or(2);
                 PoolPolicy::dynamic(
@@ -241,8 +236,13 @@ mod tests {
         assert_eq!(c.geometry.mailbox_size, 8192);
         assert_eq!(c.geometry.packet_size, 2048);
         assert_eq!(c.log_path, PathBuf::from("/tmp/dipc-50007.log"));
-        assert_eq!(c.model, Model::Prefork);
-        assert_eq!(c.geometry.worker_slots, 64);
+        assert_eq!(c.model, Model::Event);
+        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+        assert_eq!(
+            c.pool,
+            PoolPolicy::fixed(cpus.min(64) as u64).expect("valid")
+        );
+        assert_eq!(c.geometry.worker_slots as usize, cpus.min(64));
     }
 
     #[test]
@@ -254,9 +254,14 @@ mod tests {
 
     #[test]
     fn pool_defaults_follow_max_workers() {
-        let c = config(&["4", "8", "50007", "2", "--max-workers", "4"]).expect("valid");
+        let prefork = |extra: &[&'static str]| {
+            let mut args = vec!["4", "8", "50007", "2", "--model", "prefork"];
+            args.extend_from_slice(extra);
+            config(&args).expect("valid")
+        };
+        let c = prefork(&["--max-workers", "4"]);
         assert_eq!((c.pool.start, c.pool.max_workers), (4, 4));
-        let c = config(&["4", "8", "50007", "2", "--min-spare", "12"]).expect("valid");
+        let c = prefork(&["--min-spare", "12"]);
         assert_eq!((c.pool.min_spare, c.pool.max_spare), (12, 12));
         let c = config(&[
             "4",
@@ -295,12 +300,23 @@ mod tests {
                 "cannot be used with",
             ),
             (
-                with(&["--min-spare", "5", "--max-spare", "4"]),
+                with(&["--model", "prefork", "--min-spare", "5", "--max-spare", "4"]),
                 "--max-spare must be",
             ),
             (
-                with(&["--start-workers", "9", "--max-workers", "8"]),
+                with(&[
+                    "--model",
+                    "prefork",
+                    "--start-workers",
+                    "9",
+                    "--max-workers",
+                    "8",
+                ]),
                 "--start-workers must be",
+            ),
+            (
+                with(&["--model", "prefork", "--max-workers", "257"]),
+                "--max-workers must be 1..256",
             ),
             (
                 with(&["--max-workers", "257"]),

@@ -47,6 +47,20 @@ impl PoolPolicy {
         })
     }
 
+    /// The event model's default, nginx's `worker_processes auto`: one
+    /// worker per CPU (at most `max_workers`), each serving any number of
+    /// clients.
+    pub fn per_cpu(max_workers: u64) -> Result<PoolPolicy, PolicyError> {
+        if max_workers == 0 || max_workers > u64::from(MAX) {
+            return Err(PolicyError::MaxWorkers {
+                got: max_workers,
+                max: MAX,
+            });
+        }
+        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get() as u64);
+        PoolPolicy::fixed(cpus.min(max_workers))
+    }
+
     pub fn dynamic(
         start: u64,
         min_spare: u64,

@@ -16,12 +16,13 @@ use common::*;
 
 #[test]
 fn start_reports_its_serving_line_and_dipcrm_removes_everything() {
-    // Default options (a pool of 8 workers to start).
+    // Default options: the event model, one worker per CPU.
     let d = Daemon::start(4, 8, 2, &[]);
+    let cpus = thread::available_parallelism().map_or(1, |n| n.get());
     assert_eq!(
         d.started.stdout,
         format!(
-            "dipc: serving port {} (pid {}): 4 mailboxes of 8 KiB, 2 KiB packets, prefork pool of 8 workers (2..8 idle, at most 64); log {}\n",
+            "dipc: serving port {} (pid {}): 4 mailboxes of 8 KiB, 2 KiB packets, event pool of {cpus} workers; log {}\n",
             d.port,
             d.pid,
             d.log.display()
@@ -43,10 +44,10 @@ fn start_reports_its_serving_line_and_dipcrm_removes_everything() {
     assert!(size >= 4 * 8192, "segment of {size} bytes for 4 x 8 KiB");
     assert!(d.log.exists(), "log {} not created", d.log.display());
 
-    // The pool: 8 running workers.
+    // The pool: one running worker per CPU.
     assert!(
-        wait_until(Duration::from_secs(5), || d.workers().len() == 8),
-        "expected 8 workers, found {:?}",
+        wait_until(Duration::from_secs(5), || d.workers().len() == cpus),
+        "expected {cpus} workers, found {:?}",
         d.workers()
     );
 
@@ -54,7 +55,7 @@ fn start_reports_its_serving_line_and_dipcrm_removes_everything() {
     assert_stat_geometry(
         c.request("stat"),
         format!(
-            "OK mailboxes=4 mailbox_bytes=8192 packet_bytes=2048 workers=8 port={} pid={}",
+            "OK mailboxes=4 mailbox_bytes=8192 packet_bytes=2048 workers={cpus} port={} pid={}",
             d.port, d.pid
         ),
     );
@@ -495,7 +496,7 @@ fn sighup_reopens_the_log_in_the_supervisor_and_every_worker() {
 
 #[test]
 fn process_titles_say_each_process_role() {
-    let d = Daemon::start(4, 8, 2, &["--workers", "2"]);
+    let d = Daemon::start(4, 8, 2, &["--model", "prefork", "--workers", "2"]);
     let mut c = d.client();
     assert!(c.request("stat 1").starts_with("OK"));
     // What `ps x` shows is /proc/<pid>/cmdline.
@@ -532,6 +533,38 @@ fn process_titles_say_each_process_role() {
             .iter()
             .all(|t| t.contains(": idle ("))),
         "after the client left: {:?}",
+        titles()
+    );
+    d.stop();
+}
+
+#[test]
+fn event_workers_titles_count_their_clients() {
+    let d = Daemon::start(4, 8, 2, &["--workers", "2"]);
+    let titles = || -> Vec<String> { d.workers().into_iter().filter_map(cmdline).collect() };
+    let mut clients: Vec<Client> = (0..3).map(|_| d.client()).collect();
+    for c in &mut clients {
+        assert!(c.request("stat 1").starts_with("OK"));
+    }
+    // Three clients over two workers: one serves two, the other one.
+    let shown = |t: &[String], n: &str| t.iter().filter(|t| t.contains(n)).count();
+    assert!(
+        wait_until(Duration::from_secs(2), || {
+            let t = titles();
+            t.len() == 2
+                && shown(&t, ": event loop, 2 clients (") == 1
+                && shown(&t, ": event loop, 1 client (") == 1
+        }),
+        "worker titles: {:?}",
+        titles()
+    );
+    drop(clients);
+    assert!(
+        wait_until(Duration::from_secs(2), || shown(
+            &titles(),
+            ": event loop, 0 clients ("
+        ) == 2),
+        "after the clients left: {:?}",
         titles()
     );
     d.stop();

@@ -109,6 +109,8 @@ fn pool_grows_under_64_clients_and_shrinks_after() {
         1,
         1,
         &[
+            "--model",
+            "prefork",
             "--start-workers",
             "2",
             "--min-spare",
@@ -165,7 +167,7 @@ fn pool_grows_under_64_clients_and_shrinks_after() {
 
 #[test]
 fn stat_workers_shows_each_worker_and_its_client() {
-    let d = Daemon::start(2, 1, 1, &["--workers", "2"]);
+    let d = Daemon::start(2, 1, 1, &["--model", "prefork", "--workers", "2"]);
     idle_level(&d);
     let mut c = d.client();
     c.write_mailbox(1, "x");
@@ -180,6 +182,7 @@ fn stat_workers_shows_each_worker_and_its_client() {
         .unwrap_or_else(|| panic!("no busy worker: {table}"));
     assert_eq!(mine["peer"], me.to_string(), "{table}");
     assert_eq!(mine["requests"], "2", "the write and this stat: {table}");
+    assert_eq!(mine["connections"], "1", "{table}");
     let other = rows
         .iter()
         .find(|r| r["state"] == "idle")

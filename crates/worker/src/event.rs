@@ -190,7 +190,8 @@ impl<'s, 'c> EventWorker<'s, 'c> {
             self.serve.housekeeping();
             if self.open != shown {
                 shown = self.open;
-                (self.ctx.set_title)(&format!("event loop, {shown} clients"));
+                let plural = if shown == 1 { "" } else { "s" };
+                (self.ctx.set_title)(&format!("event loop, {shown} client{plural}"));
             }
             let guard = if stopping_since.is_none() {
                 self.take_accept_lock()
@@ -257,8 +258,9 @@ impl<'s, 'c> EventWorker<'s, 'c> {
         }
     }
 
-    /// More than one connection over the pool's average: leave new ones to
-    /// the other workers.
+    /// Whether one more connection would put this worker more than one
+    /// over the pool's average: then new ones are left to the other workers
+    /// (at least one of which is under it).
     fn over_share(&self) -> bool {
         let total = self
             .serve
@@ -266,7 +268,7 @@ impl<'s, 'c> EventWorker<'s, 'c> {
             .stats()
             .open_connections
             .load(Ordering::Relaxed);
-        (self.open as u64) * self.pool_size > total + self.pool_size
+        (self.open as u64 + 1) * self.pool_size > total + 1 + self.pool_size
     }
 
     fn set_listening(&mut self, listen: bool) {

@@ -442,19 +442,25 @@ impl<'s> Session<'s> {
     }
 
     fn read(&mut self, index: usize, out: &mut Vec<u8>) {
+        use std::io::Write;
         let mailbox = self.mailbox(index);
         // Read straight into the output after a placeholder header, then put
         // the real header in front: one copy of the content, not two.
         let start = out.len();
         match mailbox.read_into(self.me, &self.deadline(), out) {
             Ok(read) => {
-                let header = format!(
-                    "OK {} bytes from mailbox {}, version {}\n",
+                // The header on the stack: no allocation per read.
+                let mut header = [0u8; 96];
+                let mut cursor = std::io::Cursor::new(&mut header[..]);
+                let _ = writeln!(
+                    cursor,
+                    "OK {} bytes from mailbox {}, version {}",
                     read.len,
                     index + 1,
                     read.version
                 );
-                out.splice(start..start, header.into_bytes());
+                let used = cursor.position() as usize;
+                out.splice(start..start, header[..used].iter().copied());
                 out.push(b'\n');
             }
             Err(e) => {

@@ -1,0 +1,352 @@
+#!/usr/bin/env python3
+"""dipc against Redis, memcached and the trivial ceiling servers, in one run.
+
+`make bench` runs this after building the release binaries. It installs
+redis-server and memcached from Debian's packages when they are missing,
+starts every server on a free loopback port with persistence off, drives each
+with the same load generator (`./client bench`), stops everything it
+started, and writes docs/benchmarks.md: the machine, a table per workload
+with medians of the runs and the ratios dipc / Redis and dipc / ceiling, the
+cost of growth (event model at 10, 100 and 1,000 connections) and the
+segment's size against its geometry.
+
+    python3 bench/versus.py            # full: 3 runs of 2 s per cell (~10 min)
+    python3 bench/versus.py --quick    # 1 run of 1 s per cell (~2 min)
+"""
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from contextlib import ExitStack, contextmanager
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CLIENT = os.path.join(ROOT, "client")
+DIPC = os.path.join(ROOT, "dipc")
+DIPCRM = os.path.join(ROOT, "dipcrm")
+DOC = os.path.join(ROOT, "docs", "benchmarks.md")
+
+VALUE = 100
+MAILBOXES = 8
+# (label, connections, pipeline depth)
+LOADS = [("1 conn", 1, 1), ("8 conns", 8, 1), ("50 conns", 50, 1), ("50 conns, 16 pipelined", 50, 16)]
+DIPC_MODELS = ["event", "prefork", "thread", "fork"]
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for_port(port, proc=None, timeout=10.0):
+    end = time.time() + timeout
+    while time.time() < end:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"server on port {port} exited with {proc.returncode}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"nothing listens on port {port} after {timeout} s")
+
+
+def ensure_installed(program, package):
+    """The program's path, installing its Debian package if need be."""
+    path = shutil.which(program) or shutil.which(program, path="/usr/sbin:/usr/bin")
+    if path:
+        return path
+    print(f"versus: installing {package} from Debian's packages", file=sys.stderr)
+    sudo = [] if os.geteuid() == 0 else ["sudo"]
+    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+    for cmd in (["apt-get", "update", "-qq"], ["apt-get", "install", "-y", "-qq", package]):
+        if subprocess.run(sudo + cmd, env=env, stdout=subprocess.DEVNULL).returncode != 0:
+            print(f"versus: could not install {package}; its rows are left out", file=sys.stderr)
+            return None
+    return shutil.which(program) or shutil.which(program, path="/usr/sbin:/usr/bin")
+
+
+@contextmanager
+def process(args, port):
+    """A foreground server, killed and reaped on the way out."""
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_for_port(port, proc)
+        yield proc
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+@contextmanager
+def dipc_daemon(model, port, workdir, mailboxes=MAILBOXES, kib=8, extra=()):
+    args = [DIPC, str(mailboxes), str(kib), str(port), "2", "--model", model,
+            "--log", os.path.join(workdir, f"dipc-{port}.log"),
+            "--pid-file", os.path.join(workdir, f"dipc-{port}.pid"), *extra]
+    subprocess.run(args, check=True, stdout=subprocess.DEVNULL)
+    try:
+        yield
+    finally:
+        subprocess.run([DIPCRM, str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def bench(port, protocol, op, conns, depth, seconds, spread=MAILBOXES):
+    args = [CLIENT, "bench", "--server", f"127.0.0.1:{port}", "--protocol", protocol,
+            "--connections", str(conns), "--pipeline", str(depth), "--mix", op,
+            "--value-size", str(VALUE), "--spread", str(spread),
+            "--duration", str(seconds), "--json", "--no-progress"]
+    out = subprocess.run(args, capture_output=True, text=True, timeout=seconds * 10 + 60)
+    if out.returncode != 0:
+        raise RuntimeError(f"{' '.join(args)}: {out.stderr.strip()}")
+    return json.loads(out.stdout)
+
+
+def median_of(runs, port, protocol, op, conns, depth, seconds):
+    results = [bench(port, protocol, op, conns, depth, seconds) for _ in range(runs)]
+    rps = statistics.median(r["rps"] for r in results)
+    p99 = statistics.median(r["p99_us"] for r in results)
+    errors = sum(r["errors"] for r in results)
+    return {"rps": rps, "p99_us": p99, "errors": errors}
+
+
+def machine():
+    cpu = "unknown CPU"
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    mem = ""
+    try:
+        with open("/proc/meminfo") as f:
+            kib = int(f.readline().split()[1])
+            mem = f", {kib / 1024 / 1024:.0f} GiB"
+    except (OSError, ValueError, IndexError):
+        pass
+    return f"{os.cpu_count()} vCPU ({cpu}){mem}, Linux {platform.release()}"
+
+
+def version_of(args):
+    try:
+        return subprocess.run(args, capture_output=True, text=True).stdout.strip().splitlines()[0]
+    except (OSError, IndexError):
+        return "?"
+
+
+def rss_kib(pid, field):
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def workers_of(supervisor_pid):
+    try:
+        with open(f"/proc/{supervisor_pid}/task/{supervisor_pid}/children") as f:
+            return [int(p) for p in f.read().split()]
+    except OSError:
+        return []
+
+
+def fmt_rps(x):
+    if x >= 1e6:
+        return f"{x / 1e6:.2f}M/s"
+    return f"{x / 1e3:.0f}k/s" if x >= 1e4 else f"{x / 1e3:.1f}k/s"
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="1 run of 1 s per cell")
+    parser.add_argument("--output", default=DOC)
+    opts = parser.parse_args()
+    runs, seconds = (1, 1.0) if opts.quick else (3, 2.0)
+    for binary in (CLIENT, DIPC, DIPCRM):
+        if not os.access(binary, os.X_OK):
+            sys.exit(f"versus: {binary} is missing: run `make` first")
+    redis = ensure_installed("redis-server", "redis-server")
+    memcached = ensure_installed("memcached", "memcached")
+    started = time.time()
+    # results[(workload, server)][load label] = {"rps", "p99_us", "errors"}
+    results = {}
+    rows = {"read": [], "write": []}
+
+    def run_cells(workload, server, port, protocol, op):
+        if server not in rows[workload]:
+            rows[workload].append(server)
+        for label, conns, depth in LOADS:
+            cell = median_of(runs, port, protocol, op, conns, depth, seconds)
+            results.setdefault((workload, server), {})[label] = cell
+            print(f"versus: {workload:5} {server:28} {label:24} {fmt_rps(cell['rps']):>9}  "
+                  f"p99 {cell['p99_us']:.0f} us", file=sys.stderr)
+
+    with tempfile.TemporaryDirectory() as workdir:
+        for model in DIPC_MODELS:
+            port = free_port()
+            with dipc_daemon(model, port, workdir):
+                wait_for_port(port)
+                run_cells("read", f"dipc {model}: r", port, "dipc", "read")
+                run_cells("write", f"dipc {model}: w", port, "dipc", "write")
+        if redis:
+            port = free_port()
+            with process([redis, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+                          "--appendonly", "no"], port):
+                run_cells("read", "Redis GET", port, "redis", "read")
+                run_cells("write", "Redis SET", port, "redis", "write")
+        if memcached:
+            port = free_port()
+            with process([memcached, "-p", str(port), "-l", "127.0.0.1", "-t", "1", "-U", "0",
+                          "-u", "nobody"] if os.geteuid() == 0 else
+                         [memcached, "-p", str(port), "-l", "127.0.0.1", "-t", "1", "-U", "0"],
+                         port):
+                run_cells("read", "memcached get (1 thread)", port, "memcached", "read")
+                run_cells("write", "memcached set (1 thread)", port, "memcached", "write")
+        for model in ("epoll", "prefork"):
+            port = free_port()
+            with process([CLIENT, "ceiling", "--port", str(port), "--model", model], port):
+                server = f"ceiling, {model}"
+                run_cells("read", server, port, "fixed", "read")
+                results[("write", server)] = results[("read", server)]
+                rows["write"].append(server)
+        growth = measure_growth(workdir, seconds)
+        segments = measure_segments(workdir)
+    elapsed = time.time() - started
+    write_doc(opts, results, rows, growth, segments, runs, seconds, elapsed, redis, memcached)
+    print(f"versus: wrote {opts.output} in {elapsed:.0f} s", file=sys.stderr)
+
+
+def measure_growth(workdir, seconds):
+    """Event model at 10, 100 and 1,000 connections: throughput, p99 and the
+    workers' own memory (private RSS: the segment is shared and counted once)."""
+    rows = []
+    port = free_port()
+    with dipc_daemon("event", port, workdir):
+        wait_for_port(port)
+        with open(os.path.join(workdir, f"dipc-{port}.pid")) as f:
+            supervisor = int(f.read().split()[0])
+        workers = workers_of(supervisor)
+        for conns in (10, 100, 1000):
+            args = [CLIENT, "bench", "--server", f"127.0.0.1:{port}", "--connections", str(conns),
+                    "--mix", "read", "--spread", str(MAILBOXES), "--duration", str(seconds),
+                    "--json", "--no-progress"]
+            proc = subprocess.Popen(args, stdout=subprocess.PIPE, text=True)
+            time.sleep(seconds * 0.6)
+            anon = [rss_kib(w, "RssAnon") for w in workers]
+            out, _ = proc.communicate(timeout=seconds * 10 + 60)
+            r = json.loads(out)
+            rows.append((conns, r["rps"], r["p99_us"], max(anon) if anon else 0, len(workers)))
+            print(f"versus: growth {conns:5} conns {fmt_rps(r['rps']):>9}, worker RssAnon "
+                  f"{anon} KiB", file=sys.stderr)
+    return rows
+
+
+def measure_segments(workdir):
+    """The segment's size against the mailbox count and size."""
+    rows = []
+    for mailboxes in (4, 64, 1024):
+        for kib in (1, 8, 64):
+            port = free_port()
+            with dipc_daemon("event", port, workdir, mailboxes=mailboxes, kib=kib,
+                             extra=["--workers", "1"]):
+                size = os.stat(f"/dev/shm/dipc.{port}").st_size
+            data = 2 * mailboxes * kib * 1024
+            rows.append((mailboxes, kib, size, size - data))
+    return rows
+
+
+def write_doc(opts, results, rows, growth, segments, runs, seconds, elapsed, redis, memcached):
+    lines = []
+    out = lines.append
+    out("# Benchmarks: dipc beside Redis, memcached and the ceiling")
+    out("")
+    out(f"Written by `make bench` (`python3 bench/versus.py{' --quick' if opts.quick else ''}`) "
+        f"on {datetime.date.today().isoformat()}, in {elapsed / 60:.1f} minutes.")
+    out("")
+    out(f"- Machine: {machine()}; loopback TCP; the load generator (`./client bench`, one epoll "
+        "loop) runs on the same machine.")
+    out(f"- Servers: dipc (`./dipc {MAILBOXES} 8 <port> 2 --model <m>`, default pool sizes); "
+        f"{version_of([redis, '--version']) if redis else 'Redis: not installed'} "
+        "(`--save '' --appendonly no`); "
+        f"{version_of([memcached, '--version']) if memcached else 'memcached: not installed'} "
+        "(`-t 1`); the ceiling servers (`./client ceiling`), which answer every line with "
+        "100 fixed bytes and do no work at all.")
+    out(f"- Workload: {VALUE}-byte values over {MAILBOXES} mailboxes (keys), prefilled; closed "
+        "loop; pipelined runs send 16 requests in one write and wait for the 16 replies.")
+    out(f"- Each cell: the median of {runs} run(s) of {seconds:g} s after a 0.5 s warm-up; "
+        "figures vary by about 20% from run to run on this shared VM, so compare within one run.")
+    out("")
+    for workload, title, reference in (("read", "Read: dipc `r` against Redis GET", "Redis GET"),
+                                       ("write", "Write: dipc `w` against Redis SET", "Redis SET")):
+        out(f"## {title}")
+        out("")
+        out("Requests per second (p99 latency in µs).")
+        out("")
+        header = "| server | " + " | ".join(label for label, _, _ in LOADS) + " |"
+        out(header)
+        out("|---" * (len(LOADS) + 1) + "|")
+        for server in rows[workload]:
+            cells = results.get((workload, server), {})
+            row = [f"{fmt_rps(cells[l]['rps'])} ({cells[l]['p99_us']:.0f})" if l in cells else "-"
+                   for l, _, _ in LOADS]
+            out(f"| {server} | " + " | ".join(row) + " |")
+        ref = results.get((workload, reference))
+        ceiling = results.get((workload, "ceiling, epoll"))
+        best = results.get((workload, f"dipc event: {workload[0]}"))
+        if best:
+            if ref:
+                out("| **dipc event / Redis** | " + " | ".join(
+                    f"**{best[l]['rps'] / ref[l]['rps']:.2f}** (p99 {best[l]['p99_us'] / max(ref[l]['p99_us'], 1):.2f})"
+                    for l, _, _ in LOADS) + " |")
+            if ceiling:
+                out("| **dipc event / ceiling** | " + " | ".join(
+                    f"**{best[l]['rps'] / ceiling[l]['rps']:.2f}**" for l, _, _ in LOADS) + " |")
+        out("")
+    out("## The cost of growth")
+    out("")
+    out("Event model, reads of 100 bytes, no pipelining. Worker memory is the largest "
+        "worker's private resident memory (RssAnon; the segment is shared and not in it).")
+    out("")
+    out("| connections | requests/s | p99 µs | workers | largest worker RssAnon |")
+    out("|---|---|---|---|---|")
+    for conns, rps, p99, anon, workers in growth:
+        out(f"| {conns} | {fmt_rps(rps)} | {p99:.0f} | {workers} | {anon} KiB |")
+    out("")
+    out("Segment size (`/dev/shm/dipc.<port>`) against the mailbox count and size; each "
+        "mailbox has two halves, the rest is the header, worker table, lock entries and "
+        "mailbox slots.")
+    out("")
+    out("| mailboxes | mailbox KiB | segment bytes | beyond the two halves |")
+    out("|---|---|---|---|")
+    for mailboxes, kib, size, extra in segments:
+        out(f"| {mailboxes} | {kib} | {size} | {extra} |")
+    out("")
+    history = os.path.join(ROOT, "bench", "changes.md")
+    if os.path.exists(history):
+        with open(history) as f:
+            out(f.read().rstrip())
+            out("")
+    with open(opts.output, "w") as f:
+        f.write("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()

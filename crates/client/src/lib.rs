@@ -1,0 +1,10 @@
+//! dipc's client side, as a library so that the integration tests can drive
+//! the reply parsers directly: the load generator (`client bench`) and the
+//! benchmark's ceiling servers (`client ceiling`). `main.rs` only parses the
+//! command line and dispatches.
+
+pub mod bench;
+pub mod ceiling;
+pub mod cli;
+pub mod limits;
+pub mod protocol;

@@ -1,0 +1,303 @@
+//! Helpers of the client's end-to-end tests: finding the binaries, running
+//! a command with a time limit, and guards that stop what a test started
+//! even when the test fails.
+
+#![allow(dead_code)]
+
+use std::fs;
+use std::io::{BufRead, BufReader};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+
+/// The longest any command of a test may run.
+pub const COMMAND_TIMEOUT: Duration = Duration::from_secs(60);
+
+pub fn client_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_client"))
+}
+
+/// Another binary of the workspace (dipc, dipcrm). Cargo builds only this
+/// package's binaries for its tests; the Makefile builds the workspace
+/// first. They sit next to the client binary; failing that, in
+/// CARGO_TARGET_DIR or the workspace's target directory.
+pub fn workspace_bin(name: &str) -> PathBuf {
+    let mut candidates = vec![client_bin().with_file_name(name)];
+    if let Ok(dir) = std::env::var("CARGO_TARGET_DIR") {
+        candidates.push(Path::new(&dir).join("debug").join(name));
+    }
+    candidates.push(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../target/debug")
+            .join(name),
+    );
+    candidates
+        .iter()
+        .find(|path| path.is_file())
+        .cloned()
+        .unwrap_or_else(|| {
+            panic!(
+                "{name} is not built (looked at {candidates:?}): run `cargo build --workspace` first"
+            )
+        })
+}
+
+/// A port that was free a moment ago (the kernel picks it; the small race
+/// with another process taking it is the price of a fixed-port server).
+pub fn free_port() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("binding port 0");
+    listener.local_addr().expect("local_addr").port()
+}
+
+/// What a finished command did.
+#[derive(Debug)]
+pub struct Output {
+    pub status: ExitStatus,
+    pub stdout: String,
+    pub stderr: String,
+    pub command: String,
+}
+
+impl Output {
+    pub fn describe(&self) -> String {
+        format!(
+            "`{}` -> {}\n--- stdout ---\n{}\n--- stderr ---\n{}",
+            self.command, self.status, self.stdout, self.stderr
+        )
+    }
+
+    /// The JSON object a `--json` run printed.
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(self.stdout.trim())
+            .unwrap_or_else(|e| panic!("no JSON on stdout ({e}): {}", self.describe()))
+    }
+}
+
+/// Runs `program` with its output in files of `dir` (not pipes: a daemon
+/// that kept a pipe open would hang the read), killing it after `timeout`.
+pub fn run_in(dir: &Path, program: &Path, args: &[&str], timeout: Duration) -> Output {
+    let command = format!("{} {}", program.display(), args.join(" "));
+    let name = program
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or("cmd");
+    let unique = format!("{name}-{}", fastish_id());
+    let out_path = dir.join(format!("{unique}.stdout"));
+    let err_path = dir.join(format!("{unique}.stderr"));
+    let mut child = Command::new(program)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(fs::File::create(&out_path).expect("creating a stdout file"))
+        .stderr(fs::File::create(&err_path).expect("creating a stderr file"))
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {command}: {e}"));
+    let status = wait_for(&mut child, timeout)
+        .unwrap_or_else(|| panic!("`{command}` still running after {timeout:?}: killed"));
+    Output {
+        status,
+        stdout: fs::read_to_string(&out_path).unwrap_or_default(),
+        stderr: fs::read_to_string(&err_path).unwrap_or_default(),
+        command,
+    }
+}
+
+/// Runs `client <args>` with the usual time limit.
+pub fn client(dir: &Path, args: &[&str]) -> Output {
+    run_in(dir, &client_bin(), args, COMMAND_TIMEOUT)
+}
+
+/// A name part no other call of this process has given.
+fn fastish_id() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    NEXT.fetch_add(1, Ordering::Relaxed)
+}
+
+/// Waits for `child` until `timeout`; kills and reaps it past that (None).
+pub fn wait_for(child: &mut Child, timeout: Duration) -> Option<ExitStatus> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        match child.try_wait() {
+            Ok(Some(status)) => return Some(status),
+            Ok(None) if Instant::now() < deadline => thread::sleep(Duration::from_millis(10)),
+            _ => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return None;
+            }
+        }
+    }
+}
+
+/// Whether `pid` names a process, zombies included.
+pub fn process_exists(pid: u32) -> bool {
+    Path::new(&format!("/proc/{pid}")).exists()
+}
+
+/// The pids whose parent is `pid`.
+pub fn children_of(pid: u32) -> Vec<u32> {
+    let Ok(dir) = fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|child| {
+            let Ok(stat) = fs::read_to_string(format!("/proc/{child}/stat")) else {
+                return false;
+            };
+            // The command name is in parentheses and may hold anything.
+            let Some(rest) = stat.rfind(')').map(|at| &stat[at + 1..]) else {
+                return false;
+            };
+            rest.split_whitespace().nth(1) == Some(&pid.to_string())
+        })
+        .collect()
+}
+
+/// Polls `done` until it holds or `timeout` passes.
+pub fn eventually(timeout: Duration, mut done: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if done() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// A `client ceiling` running in the foreground; stopped with SIGTERM (then
+/// SIGKILL) when dropped.
+pub struct Ceiling {
+    child: Option<Child>,
+    pub port: u16,
+    pub pid: u32,
+}
+
+impl Ceiling {
+    /// Starts `client ceiling --port 0 <args>` and waits for its "serving
+    /// port P" line, which names the port the kernel chose.
+    pub fn start(args: &[&str]) -> Ceiling {
+        let mut child = Command::new(client_bin())
+            .args(["ceiling", "--port", "0"])
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("starting client ceiling");
+        let pid = child.id();
+        let stdout = child.stdout.take().expect("piped stdout");
+        // The guard exists before the wait, so that a ceiling that never
+        // says it serves is still stopped.
+        let mut guard = Ceiling {
+            child: Some(child),
+            port: 0,
+            pid,
+        };
+        let (tx, rx) = mpsc::channel();
+        thread::spawn(move || {
+            let mut line = String::new();
+            let _ = BufReader::new(stdout).read_line(&mut line);
+            let _ = tx.send(line);
+        });
+        let line = rx
+            .recv_timeout(Duration::from_secs(10))
+            .expect("client ceiling did not say it serves within 10 s");
+        guard.port = line
+            .strip_prefix("ceiling: serving port ")
+            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|port| port.parse().ok())
+            .unwrap_or_else(|| panic!("unexpected first line from client ceiling: {line:?}"));
+        guard
+    }
+
+    pub fn addr(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// SIGTERM, then its exit status (None: it had to be killed).
+    pub fn stop(&mut self) -> Option<ExitStatus> {
+        let mut child = self.child.take()?;
+        // The pid is this guard's unreaped child, so it cannot have been
+        // recycled for another process.
+        let _ = kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM);
+        wait_for(&mut child, Duration::from_secs(10))
+    }
+}
+
+impl Drop for Ceiling {
+    fn drop(&mut self) {
+        let _ = self.stop();
+    }
+}
+
+/// A dipc daemon on a free port, in a temporary directory; `dipcrm` stops
+/// it when dropped.
+pub struct Daemon {
+    pub port: u16,
+    pub dir: tempfile::TempDir,
+}
+
+impl Daemon {
+    /// `dipc <mailboxes> 8 <port> 2 --log ... --pid-file ...`: it detaches
+    /// and returns once it serves.
+    pub fn start(mailboxes: u32) -> Daemon {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let dipc = workspace_bin("dipc");
+        // A port taken between free_port() and dipc's bind makes dipc
+        // refuse; another try gets another port.
+        for _ in 0..5 {
+            let port = free_port();
+            let log = dir.path().join("dipc.log");
+            let pid_file = dir.path().join("dipc.pid");
+            let out = run_in(
+                dir.path(),
+                &dipc,
+                &[
+                    &mailboxes.to_string(),
+                    "8",
+                    &port.to_string(),
+                    "2",
+                    "--log",
+                    log.to_str().expect("utf-8 path"),
+                    "--pid-file",
+                    pid_file.to_str().expect("utf-8 path"),
+                ],
+                Duration::from_secs(30),
+            );
+            if out.status.success() {
+                return Daemon { port, dir };
+            }
+            eprintln!(
+                "dipc did not start, trying another port: {}",
+                out.describe()
+            );
+        }
+        panic!("dipc would not start on any of 5 ports");
+    }
+
+    pub fn addr(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let out = run_in(
+            self.dir.path(),
+            &workspace_bin("dipcrm"),
+            &[&self.port.to_string()],
+            Duration::from_secs(30),
+        );
+        if !out.status.success() && !thread::panicking() {
+            panic!("dipcrm failed: {}", out.describe());
+        }
+    }
+}

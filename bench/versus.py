@@ -38,7 +38,18 @@ VALUE = 100
 MAILBOXES = 8
 # (label, connections, pipeline depth)
 LOADS = [("1 conn", 1, 1), ("8 conns", 8, 1), ("50 conns", 50, 1), ("50 conns, 16 pipelined", 50, 16)]
-DIPC_MODELS = ["event", "prefork", "thread", "fork"]
+# (row label, dipc options): the event model with its default pool (one
+# worker per CPU) and with one worker, the same process count as Redis and
+# memcached -t 1, then the classic models.
+DIPC_CONFIGS = [
+    ("dipc event, 1 worker", ["--model", "event", "--workers", "1"]),
+    ("dipc event", ["--model", "event"]),
+    ("dipc prefork", ["--model", "prefork"]),
+    ("dipc thread", ["--model", "thread"]),
+    ("dipc fork", ["--model", "fork"]),
+]
+# The row the ratios are taken of.
+DIPC_REFERENCE = "dipc event, 1 worker"
 
 
 def free_port():
@@ -92,10 +103,10 @@ def process(args, port):
 
 
 @contextmanager
-def dipc_daemon(model, port, workdir, mailboxes=MAILBOXES, kib=8, extra=()):
-    args = [DIPC, str(mailboxes), str(kib), str(port), "2", "--model", model,
+def dipc_daemon(options, port, workdir, mailboxes=MAILBOXES, kib=8):
+    args = [DIPC, str(mailboxes), str(kib), str(port), "2", *options,
             "--log", os.path.join(workdir, f"dipc-{port}.log"),
-            "--pid-file", os.path.join(workdir, f"dipc-{port}.pid"), *extra]
+            "--pid-file", os.path.join(workdir, f"dipc-{port}.pid")]
     subprocess.run(args, check=True, stdout=subprocess.DEVNULL)
     try:
         yield
@@ -200,12 +211,12 @@ def main():
                   f"p99 {cell['p99_us']:.0f} us", file=sys.stderr)
 
     with tempfile.TemporaryDirectory() as workdir:
-        for model in DIPC_MODELS:
+        for label, options in DIPC_CONFIGS:
             port = free_port()
-            with dipc_daemon(model, port, workdir):
+            with dipc_daemon(options, port, workdir):
                 wait_for_port(port)
-                run_cells("read", f"dipc {model}: r", port, "dipc", "read")
-                run_cells("write", f"dipc {model}: w", port, "dipc", "write")
+                run_cells("read", label, port, "dipc", "read")
+                run_cells("write", label, port, "dipc", "write")
         if redis:
             port = free_port()
             with process([redis, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
@@ -239,7 +250,7 @@ def measure_growth(workdir, seconds):
     workers' own memory (private RSS: the segment is shared and counted once)."""
     rows = []
     port = free_port()
-    with dipc_daemon("event", port, workdir):
+    with dipc_daemon(["--model", "event"], port, workdir):
         wait_for_port(port)
         with open(os.path.join(workdir, f"dipc-{port}.pid")) as f:
             supervisor = int(f.read().split()[0])
@@ -249,7 +260,8 @@ def measure_growth(workdir, seconds):
                     "--mix", "read", "--spread", str(MAILBOXES), "--duration", str(seconds),
                     "--json", "--no-progress"]
             proc = subprocess.Popen(args, stdout=subprocess.PIPE, text=True)
-            time.sleep(seconds * 0.6)
+            # After the connections, the prefill and the warm-up.
+            time.sleep(1.0 + seconds * 0.5)
             anon = [rss_kib(w, "RssAnon") for w in workers]
             out, _ = proc.communicate(timeout=seconds * 10 + 60)
             r = json.loads(out)
@@ -265,8 +277,7 @@ def measure_segments(workdir):
     for mailboxes in (4, 64, 1024):
         for kib in (1, 8, 64):
             port = free_port()
-            with dipc_daemon("event", port, workdir, mailboxes=mailboxes, kib=kib,
-                             extra=["--workers", "1"]):
+            with dipc_daemon(["--workers", "1"], port, workdir, mailboxes=mailboxes, kib=kib):
                 size = os.stat(f"/dev/shm/dipc.{port}").st_size
             data = 2 * mailboxes * kib * 1024
             rows.append((mailboxes, kib, size, size - data))
@@ -294,6 +305,12 @@ def write_doc(opts, results, rows, growth, segments, runs, seconds, elapsed, red
     out(f"- Each cell: the median of {runs} run(s) of {seconds:g} s after a 0.5 s warm-up; "
         "figures vary by about 20% from run to run on this shared VM, so compare within one run.")
     out("")
+    out("dipc's rows are `r` (reads) or `w` (writes) of a mailbox; Redis's GET or SET; "
+        "memcached's get or set; the ceiling answers any line. The ratios compare dipc's event "
+        "model with one worker (one process, as Redis and `memcached -t 1`) with Redis and with "
+        "the one-thread ceiling; `dipc event` is the default pool, one worker per CPU, which "
+        "here shares the 2 vCPUs with the load generator.")
+    out("")
     for workload, title, reference in (("read", "Read: dipc `r` against Redis GET", "Redis GET"),
                                        ("write", "Write: dipc `w` against Redis SET", "Redis SET")):
         out(f"## {title}")
@@ -310,14 +327,14 @@ def write_doc(opts, results, rows, growth, segments, runs, seconds, elapsed, red
             out(f"| {server} | " + " | ".join(row) + " |")
         ref = results.get((workload, reference))
         ceiling = results.get((workload, "ceiling, epoll"))
-        best = results.get((workload, f"dipc event: {workload[0]}"))
+        best = results.get((workload, DIPC_REFERENCE))
         if best:
             if ref:
-                out("| **dipc event / Redis** | " + " | ".join(
+                out("| **dipc event, 1 worker / Redis** (p99 ratio) | " + " | ".join(
                     f"**{best[l]['rps'] / ref[l]['rps']:.2f}** (p99 {best[l]['p99_us'] / max(ref[l]['p99_us'], 1):.2f})"
                     for l, _, _ in LOADS) + " |")
             if ceiling:
-                out("| **dipc event / ceiling** | " + " | ".join(
+                out("| **dipc event, 1 worker / ceiling** | " + " | ".join(
                     f"**{best[l]['rps'] / ceiling[l]['rps']:.2f}**" for l, _, _ in LOADS) + " |")
         out("")
     out("## The cost of growth")

@@ -6,6 +6,7 @@
 
 use std::cell::UnsafeCell;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use nix::errno::Errno;
@@ -16,9 +17,13 @@ use crate::error::LockError;
 /// An absolute point on CLOCK_REALTIME, the clock FUTEX_CLOCK_REALTIME and
 /// `pthread_mutex_timedlock` measure against, and optionally a flag that
 /// cancels the wait when a signal raises it (a worker told to stop).
-#[derive(Debug, Clone, Copy)]
+///
+/// The point is fixed the first time a wait needs it: a lock granted
+/// without waiting, which is nearly every one, never reads the clock.
+#[derive(Debug, Clone)]
 pub struct Deadline<'a> {
-    at: libc::timespec,
+    timeout: Duration,
+    at: OnceLock<libc::timespec>,
     cancel: Option<&'a AtomicBool>,
 }
 
@@ -38,35 +43,44 @@ impl<'a> Deadline<'a> {
 }
 
 impl Deadline<'static> {
+    /// `timeout` from the first time a wait needs the deadline.
     pub fn after(timeout: Duration) -> Deadline<'static> {
-        let now = clock_gettime(ClockId::CLOCK_REALTIME)
-            .map(|t| (t.tv_sec(), t.tv_nsec()))
-            .unwrap_or((0, 0));
-        let total_nsec = now.1 as u64 + u64::from(timeout.subsec_nanos());
-        let secs = now
-            .0
-            .saturating_add(timeout.as_secs().min(i64::MAX as u64 / 2) as i64)
-            .saturating_add((total_nsec / 1_000_000_000) as i64);
         Deadline {
-            at: libc::timespec {
-                tv_sec: secs,
-                tv_nsec: (total_nsec % 1_000_000_000) as _,
-            },
+            timeout,
+            at: OnceLock::new(),
             cancel: None,
         }
     }
 }
 
 impl Deadline<'_> {
+    fn at(&self) -> &libc::timespec {
+        self.at.get_or_init(|| {
+            let now = clock_gettime(ClockId::CLOCK_REALTIME)
+                .map(|t| (t.tv_sec(), t.tv_nsec()))
+                .unwrap_or((0, 0));
+            let total_nsec = now.1 as u64 + u64::from(self.timeout.subsec_nanos());
+            let secs = now
+                .0
+                .saturating_add(self.timeout.as_secs().min(i64::MAX as u64 / 2) as i64)
+                .saturating_add((total_nsec / 1_000_000_000) as i64);
+            libc::timespec {
+                tv_sec: secs,
+                tv_nsec: (total_nsec % 1_000_000_000) as _,
+            }
+        })
+    }
+
     /// Whether the deadline is behind us.
     pub(crate) fn passed(&self) -> bool {
+        let at = self.at();
         clock_gettime(ClockId::CLOCK_REALTIME)
-            .map(|now| (now.tv_sec(), now.tv_nsec()) >= (self.at.tv_sec, self.at.tv_nsec))
+            .map(|now| (now.tv_sec(), now.tv_nsec()) >= (at.tv_sec, at.tv_nsec))
             .unwrap_or(false)
     }
 
     pub(crate) fn as_ptr(&self) -> *const libc::timespec {
-        &self.at
+        self.at()
     }
 }
 

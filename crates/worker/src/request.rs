@@ -198,8 +198,18 @@ fn parse_write_bytes<'a>(rest: &'a [u8], bounds: &Bounds) -> Result<Request<'a>,
 /// Parses one complete, non-blank request line (terminator already removed).
 pub fn parse<'a>(line: &'a [u8], bounds: &Bounds) -> Result<Request<'a>, String> {
     let (cmd, rest) = split_command(line);
-    let cmd_lower = cmd.to_ascii_lowercase();
-    match cmd_lower.as_slice() {
+    // Lower-cased on the stack: every command is short, and one longer than
+    // the buffer is unknown anyway.
+    let mut lower = [0u8; 8];
+    let cmd_lower = match lower.get_mut(..cmd.len()) {
+        Some(buf) => {
+            buf.copy_from_slice(cmd);
+            buf.make_ascii_lowercase();
+            &buf[..]
+        }
+        None => &[][..],
+    };
+    match cmd_lower {
         b"r" | b"read" => {
             let (tok, extra) = token(rest);
             let mailbox = mailbox(tok, "r", bounds)?;

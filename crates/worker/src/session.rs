@@ -214,6 +214,21 @@ impl<'s> Session<'s> {
                 Mode::Command | Mode::AwaitData { .. } => {
                     let end = find_terminator(input);
                     let piece = &input[..end.unwrap_or(input.len())];
+                    // A whole line in the input (the usual case): executed
+                    // where it lies, not copied into the line buffer first.
+                    if let (true, Some(pos)) = (self.line.is_empty(), end) {
+                        if piece.len() <= self.line_limit + 1 {
+                            input = &input[pos + 1..];
+                            let flow = self.handle_line(piece, out);
+                            if flow == Flow::Close {
+                                return (given - input.len(), Flow::Close);
+                            }
+                            if out.len() >= OUT_HIGH_WATER {
+                                break;
+                            }
+                            continue;
+                        }
+                    }
                     // One byte of room past the limit for the CR of a CRLF.
                     if self.line.len() + piece.len() > self.line_limit + 1 {
                         self.start_skip(piece);
@@ -322,37 +337,41 @@ impl<'s> Session<'s> {
         }
     }
 
+    /// The buffered line is complete.
     fn complete_line(&mut self, out: &mut Vec<u8>) -> Flow {
         let mut line = std::mem::take(&mut self.line);
-        if line.last() == Some(&b'\r') {
-            line.pop();
-        }
+        let flow = self.handle_line(&line, out);
+        line.clear();
+        self.line = line;
+        flow
+    }
+
+    /// Executes one complete line (its terminator removed).
+    fn handle_line(&mut self, line: &[u8], out: &mut Vec<u8>) -> Flow {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
         let data_for = match self.mode {
             Mode::AwaitData { mailbox } => Some(mailbox),
             _ => None,
         };
-        let flow = if request::is_blank(&line) {
+        if request::is_blank(line) {
             Flow::Continue
         } else if line.len() > self.line_limit {
             // Within the buffer's one byte of room for a CR, but no CR came.
             self.count_request();
             self.mode = Mode::Command;
-            self.error(out, &self.overlong(&line, line.len(), data_for));
+            self.error(out, &self.overlong(line, line.len(), data_for));
             Flow::Continue
         } else {
             self.count_request();
             match self.mode {
                 Mode::AwaitData { mailbox } => {
                     self.mode = Mode::Command;
-                    self.write(mailbox, &line, out);
+                    self.write(mailbox, line, out);
                     Flow::Continue
                 }
-                _ => self.execute_line(&line, out),
+                _ => self.execute_line(line, out),
             }
-        };
-        line.clear();
-        self.line = line;
-        flow
+        }
     }
 
     fn execute_line(&mut self, line: &[u8], out: &mut Vec<u8>) -> Flow {
@@ -442,31 +461,25 @@ impl<'s> Session<'s> {
     }
 
     fn read(&mut self, index: usize, out: &mut Vec<u8>) {
-        use std::io::Write;
         let mailbox = self.mailbox(index);
-        // Read straight into the output after a placeholder header, then put
-        // the real header in front: one copy of the content, not two.
-        let start = out.len();
-        match mailbox.read_into(self.me, &self.deadline(), out) {
-            Ok(read) => {
-                // The header on the stack: no allocation per read.
-                let mut header = [0u8; 96];
-                let mut cursor = std::io::Cursor::new(&mut header[..]);
-                let _ = writeln!(
-                    cursor,
-                    "OK {} bytes from mailbox {}, version {}",
-                    read.len,
-                    index + 1,
-                    read.version
-                );
-                let used = cursor.position() as usize;
-                out.splice(start..start, header[..used].iter().copied());
-                out.push(b'\n');
-            }
-            Err(e) => {
-                out.truncate(start);
-                self.lock_error(index, e, out);
-            }
+        // Header, content and newline straight into the output, inside the
+        // read lock: one copy of the content and no allocation.
+        let read = mailbox.read_with(self.me, &self.deadline(), |read, content| {
+            // `OK <len> bytes from mailbox <m>, version <v>`, with itoa: the
+            // formatting machinery was a tenth of a pipelined read's cost.
+            let mut number = itoa::Buffer::new();
+            out.extend_from_slice(b"OK ");
+            out.extend_from_slice(number.format(read.len).as_bytes());
+            out.extend_from_slice(b" bytes from mailbox ");
+            out.extend_from_slice(number.format(index + 1).as_bytes());
+            out.extend_from_slice(b", version ");
+            out.extend_from_slice(number.format(read.version).as_bytes());
+            out.push(b'\n');
+            out.extend_from_slice(content);
+            out.push(b'\n');
+        });
+        if let Err(e) = read {
+            self.lock_error(index, e, out);
         }
     }
 
@@ -643,5 +656,5 @@ fn put(out: &mut Vec<u8>, args: std::fmt::Arguments<'_>) {
 }
 
 fn find_terminator(bytes: &[u8]) -> Option<usize> {
-    bytes.iter().position(|&b| b == b'\n' || b == 0)
+    memchr::memchr2(b'\n', 0, bytes)
 }

@@ -1,14 +1,16 @@
 # make        build release binaries and place ./dipc and ./dipcrm here
 # make test   every test: unit, model and end-to-end (real daemon, sockets, /dev/shm)
 # make lint   rustfmt and clippy, warnings denied
-# make bench  lock cost and fairness, throughput and latency of a real daemon (docs/prog3.md has the figures)
+# make bench  microbenchmarks, fairness, the models' connection rates, and dipc beside Redis,
+#             memcached and the ceiling servers into docs/benchmarks.md (about 10 minutes)
+# make bench-quick  only the side-by-side comparison, 1 short run per cell (a minute or two)
 # make chaos  a minute of the chaos test: random workers SIGKILLed under load (prints its report)
 # make clean  remove build output and the placed binaries
 
 CARGO ?= cargo
 BINARIES := dipc dipcrm client
 
-.PHONY: all build test lint clean bench model chaos
+.PHONY: all build test lint clean bench bench-quick model chaos
 
 all: build
 
@@ -33,10 +35,14 @@ clean:
 	$(CARGO) clean
 	rm -f $(BINARIES)
 
-bench:
-	$(CARGO) build --release --workspace
-	$(CARGO) bench -p shmlib --bench lock_cost --bench fairness
-	$(CARGO) bench -p dipc --bench throughput --bench models
+bench: build
+	$(CARGO) bench -p shmlib --bench lock_cost --bench mailbox_copy --bench fairness
+	$(CARGO) bench -p worker --bench parse
+	$(CARGO) bench -p dipc --bench models
+	python3 bench/versus.py
+
+bench-quick: build
+	python3 bench/versus.py --quick
 
 # make test runs the same test for 4 s; DIPC_CHAOS_SECS sets the length.
 chaos:

@@ -10,7 +10,7 @@ with medians of the runs and the ratios dipc / Redis and dipc / ceiling, the
 cost of growth (event model at 10, 100 and 1,000 connections) and the
 segment's size against its geometry.
 
-    python3 bench/versus.py            # full: 3 runs of 2 s per cell (~10 min)
+    python3 bench/versus.py            # full: 3 runs of 1.5 s per cell (~9 min)
     python3 bench/versus.py --quick    # 1 run of 1 s per cell (~2 min)
 """
 
@@ -190,7 +190,7 @@ def main():
     parser.add_argument("--quick", action="store_true", help="1 run of 1 s per cell")
     parser.add_argument("--output", default=DOC)
     opts = parser.parse_args()
-    runs, seconds = (1, 1.0) if opts.quick else (3, 2.0)
+    runs, seconds = (1, 1.0) if opts.quick else (3, 1.5)
     for binary in (CLIENT, DIPC, DIPCRM):
         if not os.access(binary, os.X_OK):
             sys.exit(f"versus: {binary} is missing: run `make` first")
@@ -304,6 +304,9 @@ def write_doc(opts, results, rows, growth, segments, runs, seconds, elapsed, red
         "loop; pipelined runs send 16 requests in one write and wait for the 16 replies.")
     out(f"- Each cell: the median of {runs} run(s) of {seconds:g} s after a 0.5 s warm-up; "
         "figures vary by about 20% from run to run on this shared VM, so compare within one run.")
+    out("- The 1-connection column measures the scheduler more than the server: about 10k/s when "
+        "the client and the server run on different vCPUs (two cross-CPU wake-ups per request, "
+        "about 30 us each), about 100k/s when the scheduler happens to put them on the same one.")
     out("")
     out("dipc's rows are `r` (reads) or `w` (writes) of a mailbox; Redis's GET or SET; "
         "memcached's get or set; the ceiling answers any line. The ratios compare dipc's event "

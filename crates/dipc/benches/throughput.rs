@@ -65,7 +65,15 @@ fn mixed(
 fn fairness() {
     const READERS: usize = 50;
     const WRITERS: usize = 8;
-    let daemon = Daemon::start(1, &["--workers", &(READERS + 2).to_string()]);
+    let daemon = Daemon::start(
+        1,
+        &[
+            "--model",
+            "prefork",
+            "--workers",
+            &(READERS + 2).to_string(),
+        ],
+    );
     let write = format!("w 1 {}\n", "x".repeat(100));
     println!();
     println!(
@@ -97,7 +105,7 @@ fn main() {
     if !support::asked_to_run() {
         return;
     }
-    let daemon = Daemon::start(8, &["--workers", "8"]);
+    let daemon = Daemon::start(8, &["--model", "prefork", "--workers", "8"]);
     // Every mailbox holds 100 bytes, as in the writes.
     let mut setup = TcpStream::connect(("127.0.0.1", daemon.port)).expect("connect");
     for m in 1..=8 {

@@ -3,7 +3,7 @@
 # make lint   rustfmt and clippy, warnings denied
 # make bench  microbenchmarks, fairness, the models' connection rates, and dipc beside Redis,
 #             memcached and the ceiling servers into docs/benchmarks.md (about 10 minutes)
-# make bench-quick  only the side-by-side comparison, 1 short run per cell (a minute or two)
+# make bench-quick  only bench/versus.py, 1 run of 1 s per cell (about 2.5 minutes)
 # make chaos  a minute of the chaos test: random workers SIGKILLed under load (prints its report)
 # make clean  remove build output and the placed binaries
 

@@ -26,7 +26,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from contextlib import ExitStack, contextmanager
+from contextlib import contextmanager
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CLIENT = os.path.join(ROOT, "client")
@@ -77,7 +77,7 @@ def ensure_installed(program, package):
     if path:
         return path
     print(f"versus: installing {package} from Debian's packages", file=sys.stderr)
-    sudo = [] if os.geteuid() == 0 else ["sudo"]
+    sudo = [] if os.geteuid() == 0 else ["sudo", "-n"]
     env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
     for cmd in (["apt-get", "update", "-qq"], ["apt-get", "install", "-y", "-qq", package]):
         if subprocess.run(sudo + cmd, env=env, stdout=subprocess.DEVNULL).returncode != 0:
@@ -111,7 +111,9 @@ def dipc_daemon(options, port, workdir, mailboxes=MAILBOXES, kib=8):
     try:
         yield
     finally:
-        subprocess.run([DIPCRM, str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        stopped = subprocess.run([DIPCRM, str(port)], capture_output=True, text=True)
+        if stopped.returncode != 0:
+            print(f"versus: dipcrm {port} failed: {stopped.stderr.strip()}", file=sys.stderr)
 
 
 def bench(port, protocol, op, conns, depth, seconds, spread=MAILBOXES):
@@ -127,10 +129,13 @@ def bench(port, protocol, op, conns, depth, seconds, spread=MAILBOXES):
 
 def median_of(runs, port, protocol, op, conns, depth, seconds):
     results = [bench(port, protocol, op, conns, depth, seconds) for _ in range(runs)]
+    errors = sum(r["errors"] for r in results)
+    if errors:
+        # A server answering errors fast is no throughput worth a table.
+        raise RuntimeError(f"{protocol} {op} on port {port}: {errors} error replies")
     rps = statistics.median(r["rps"] for r in results)
     p99 = statistics.median(r["p99_us"] for r in results)
-    errors = sum(r["errors"] for r in results)
-    return {"rps": rps, "p99_us": p99, "errors": errors}
+    return {"rps": rps, "p99_us": p99}
 
 
 def machine():
@@ -225,10 +230,10 @@ def main():
                 run_cells("write", "Redis SET", port, "redis", "write")
         if memcached:
             port = free_port()
+            # memcached refuses to run as root without a user to switch to.
+            as_user = ["-u", "nobody"] if os.geteuid() == 0 else []
             with process([memcached, "-p", str(port), "-l", "127.0.0.1", "-t", "1", "-U", "0",
-                          "-u", "nobody"] if os.geteuid() == 0 else
-                         [memcached, "-p", str(port), "-l", "127.0.0.1", "-t", "1", "-U", "0"],
-                         port):
+                          *as_user], port):
                 run_cells("read", "memcached get (1 thread)", port, "memcached", "read")
                 run_cells("write", "memcached set (1 thread)", port, "memcached", "write")
         for model in ("epoll", "prefork"):
@@ -236,8 +241,7 @@ def main():
             with process([CLIENT, "ceiling", "--port", str(port), "--model", model], port):
                 server = f"ceiling, {model}"
                 run_cells("read", server, port, "fixed", "read")
-                results[("write", server)] = results[("read", server)]
-                rows["write"].append(server)
+                run_cells("write", server, port, "fixed", "write")
         growth = measure_growth(workdir, seconds)
         segments = measure_segments(workdir)
     elapsed = time.time() - started
@@ -259,11 +263,17 @@ def measure_growth(workdir, seconds):
             args = [CLIENT, "bench", "--server", f"127.0.0.1:{port}", "--connections", str(conns),
                     "--mix", "read", "--spread", str(MAILBOXES), "--duration", str(seconds),
                     "--json", "--no-progress"]
-            proc = subprocess.Popen(args, stdout=subprocess.PIPE, text=True)
-            # After the connections, the prefill and the warm-up.
-            time.sleep(1.0 + seconds * 0.5)
-            anon = [rss_kib(w, "RssAnon") for w in workers]
-            out, _ = proc.communicate(timeout=seconds * 10 + 60)
+            with subprocess.Popen(args, stdout=subprocess.PIPE, text=True) as proc:
+                try:
+                    # After the connections, the prefill and the warm-up.
+                    time.sleep(1.0 + seconds * 0.5)
+                    anon = [rss_kib(w, "RssAnon") for w in workers]
+                    out, _ = proc.communicate(timeout=seconds * 10 + 60)
+                except BaseException:
+                    proc.kill()
+                    raise
+            if proc.returncode != 0:
+                raise RuntimeError(f"{' '.join(args)} exited with {proc.returncode}")
             r = json.loads(out)
             rows.append((conns, r["rps"], r["p99_us"], max(anon) if anon else 0, len(workers)))
             print(f"versus: growth {conns:5} conns {fmt_rps(r['rps']):>9}, worker RssAnon "
@@ -289,7 +299,8 @@ def write_doc(opts, results, rows, growth, segments, runs, seconds, elapsed, red
     out = lines.append
     out("# Benchmarks: dipc beside Redis, memcached and the ceiling")
     out("")
-    out(f"Written by `make bench` (`python3 bench/versus.py{' --quick' if opts.quick else ''}`) "
+    out(f"Written by `make bench{'-quick' if opts.quick else ''}` "
+        f"(`python3 bench/versus.py{' --quick' if opts.quick else ''}`) "
         f"on {datetime.date.today().isoformat()}, in {elapsed / 60:.1f} minutes.")
     out("")
     out(f"- Machine: {machine()}; loopback TCP; the load generator (`./client bench`, one epoll "
@@ -303,7 +314,7 @@ def write_doc(opts, results, rows, growth, segments, runs, seconds, elapsed, red
     out(f"- Workload: {VALUE}-byte values over {MAILBOXES} mailboxes (keys), prefilled; closed "
         "loop; pipelined runs send 16 requests in one write and wait for the 16 replies.")
     out(f"- Each cell: the median of {runs} run(s) of {seconds:g} s after a 0.5 s warm-up; "
-        "figures vary by about 20% from run to run on this shared VM, so compare within one run.")
+        "compare figures within one run: on a shared VM they vary by about 20% from run to run.")
     out("- The 1-connection column measures the scheduler more than the server: about 10k/s when "
         "the client and the server run on different vCPUs (two cross-CPU wake-ups per request, "
         "about 30 us each), about 100k/s when the scheduler happens to put them on the same one.")

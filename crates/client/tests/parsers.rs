@@ -199,6 +199,8 @@ fn redis_refuses_what_is_no_resp() {
     assert!(e.contains("not followed by CRLF"), "{e}");
     let e = refusal(&codec, Op::Get, b"$-5\r\n");
     assert!(e.contains("negative"), "{e}");
+    let e = refusal(&codec, Op::Get, b"\r\n");
+    assert!(e.contains("empty RESP line"), "{e}");
     assert_eq!(codec.parse(Op::Get, b"$5\r\nhel"), Ok(None));
 }
 

@@ -61,8 +61,8 @@ fn uncontended(c: &mut Criterion) {
     let mut group = c.benchmark_group("uncontended lock+unlock");
     let sem = Semaphore::new();
     group.bench_function("sem_wait+sem_post", |b| b.iter(|| sem.wait_post()));
-    for workers in [8u64, 64] {
-        let seg = scratch_segment(PORT + workers as u16 % 100, 1, 4, workers);
+    for (i, workers) in [8u64, 64].into_iter().enumerate() {
+        let seg = scratch_segment(PORT + i as u16, 1, 4, workers);
         let lock = seg.mailbox_lock(0).expect("lock");
         let me = seg.participant(0).expect("participant");
         let deadline = Deadline::after(Duration::from_secs(3600));

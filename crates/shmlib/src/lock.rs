@@ -122,10 +122,10 @@ impl AcceptLock {
     pub fn try_lock(&self) -> Result<Option<AcceptGuard<'_>>, LockError> {
         // SAFETY: as in `lock`.
         let rc = unsafe { libc::pthread_mutex_trylock(self.0.get()) };
-        self.granted(rc).map(Some).or_else(|e| match e {
-            LockError::TimedOut => Ok(None),
-            e => Err(e),
-        })
+        if rc == libc::EBUSY {
+            return Ok(None);
+        }
+        self.granted(rc).map(Some)
     }
 
     /// Takes the accept lock, waiting until `deadline` at most.
@@ -136,8 +136,7 @@ impl AcceptLock {
         self.granted(rc)
     }
 
-    /// What a pthread lock call's result means; EBUSY (trylock) is reported
-    /// as a timeout.
+    /// What a pthread lock call's result means.
     fn granted(&self, rc: i32) -> Result<AcceptGuard<'_>, LockError> {
         match rc {
             0 => Ok(AcceptGuard {
@@ -152,7 +151,7 @@ impl AcceptLock {
                     recovered: true,
                 })
             }
-            libc::ETIMEDOUT | libc::EBUSY => Err(LockError::TimedOut),
+            libc::ETIMEDOUT => Err(LockError::TimedOut),
             e => Err(LockError::Os(Errno::from_raw(e))),
         }
     }

@@ -134,12 +134,7 @@ impl<'a> Mailbox<'a> {
 
     /// Length and version only, under a read lock.
     pub fn stat(&self, me: Participant, deadline: &Deadline<'_>) -> Result<MailboxRead, LockError> {
-        let _guard = self.lock.read(me, deadline)?;
-        let (published, len) = self.current();
-        Ok(MailboxRead {
-            len,
-            version: published.version,
-        })
+        self.read_with(me, deadline, |read, _| read)
     }
 
     /// Replaces the content under the write lock; returns the new version.

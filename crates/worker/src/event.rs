@@ -28,11 +28,11 @@ use nix::errno::Errno;
 use nix::poll::PollTimeout;
 use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags};
 use nix::sys::socket::{send, MsgFlags};
-use shmlib::{AcceptGuard, Deadline, LockError, WorkerState};
+use shmlib::{AcceptGuard, WorkerState};
 
 use crate::client::{log_ending, ServeContext, WorkerExit, SEND_TIMEOUT};
 use crate::connection::Ending;
-use crate::pool::WorkerContext;
+use crate::pool::{take_accept_lock, WorkerContext};
 use crate::session::{Flow, Session, SessionConfig, OUT_HIGH_WATER};
 
 /// How long a worker sleeps when nothing happens, before it looks at its
@@ -72,7 +72,10 @@ struct Conn<'s> {
     /// Set once the connection is to close after `unsent` is sent.
     closing: Option<Ending>,
     pause_at: Option<Instant>,
+    /// When the client last took some of its replies, while some wait.
     stalled_since: Option<Instant>,
+    /// A send-timeout timer for this connection is in the heap.
+    stall_armed: bool,
     /// The events the epoll set waits for on this socket.
     interest: EpollFlags,
 }
@@ -97,6 +100,8 @@ struct EventWorker<'s, 'c> {
     timers: BinaryHeap<Reverse<(Instant, u64, usize, TimerKind)>>,
     /// Connections with work left over from the last turn.
     again: Vec<usize>,
+    /// The connections to serve this turn (kept to reuse its allocation).
+    turns: Vec<usize>,
     listening: bool,
     max_conns: usize,
     pool_size: u64,
@@ -124,6 +129,7 @@ pub fn run_event_worker(ctx: &WorkerContext<'_>, pool_size: usize) -> WorkerExit
         next_serial: 0,
         timers: BinaryHeap::new(),
         again: Vec::new(),
+        turns: Vec::new(),
         listening: false,
         max_conns: raise_fd_limit(),
         pool_size: pool_size.max(1) as u64,
@@ -215,7 +221,8 @@ impl<'s, 'c> EventWorker<'s, 'c> {
                 self.accept_waiting();
             }
             drop(guard);
-            let mut turns = std::mem::take(&mut self.again);
+            let mut turns = std::mem::take(&mut self.turns);
+            std::mem::swap(&mut turns, &mut self.again);
             turns.extend(
                 events[..ready]
                     .iter()
@@ -226,8 +233,10 @@ impl<'s, 'c> EventWorker<'s, 'c> {
             for token in turns.drain(..) {
                 self.take_turn(token);
             }
-            self.again.extend(turns);
-            self.fire_timers(Instant::now());
+            self.turns = turns;
+            if !self.timers.is_empty() {
+                self.fire_timers(Instant::now());
+            }
         }
     }
 
@@ -236,26 +245,10 @@ impl<'s, 'c> EventWorker<'s, 'c> {
         if self.open >= self.max_conns || self.over_share() {
             return None;
         }
-        let lock = self.serve.segment.accept_lock();
-        let taken = if self.open == 0 {
-            // Nothing else to wait for: wait for the lock.
-            lock.lock(&Deadline::after(TICK))
-        } else {
-            lock.try_lock().and_then(|g| g.ok_or(LockError::TimedOut))
-        };
-        match taken {
-            Ok(guard) => {
-                if guard.recovered {
-                    log::warn!("accept lock recovered from a worker that died holding it");
-                }
-                Some(guard)
-            }
-            Err(LockError::TimedOut | LockError::Cancelled) => None,
-            Err(e) => {
-                log::error!("accept lock failed: {e}");
-                None
-            }
-        }
+        // With no client there is nothing else to wait for: wait for the
+        // lock; with clients only try for it.
+        let wait = (self.open == 0).then_some(TICK);
+        take_accept_lock(self.serve.segment, wait)
     }
 
     /// Whether one more connection would put this worker more than one
@@ -358,6 +351,7 @@ impl<'s, 'c> EventWorker<'s, 'c> {
             closing: None,
             pause_at: None,
             stalled_since: None,
+            stall_armed: false,
             interest: EpollFlags::EPOLLIN,
         });
         self.open += 1;
@@ -419,10 +413,9 @@ impl<'s, 'c> EventWorker<'s, 'c> {
             return Turn::Blocked;
         };
         if !conn.unsent.is_empty() {
-            let pending = std::mem::take(&mut conn.unsent);
-            match send_some(&conn.stream, &pending) {
+            match send_some(&conn.stream, &conn.unsent) {
                 Ok(n) => {
-                    conn.unsent.extend_from_slice(&pending[n..]);
+                    conn.unsent.drain(..n);
                     if n > 0 {
                         // Progress: the send timeout counts from here.
                         conn.stalled_since = Some(Instant::now());
@@ -434,6 +427,11 @@ impl<'s, 'c> EventWorker<'s, 'c> {
                 return self.wait_for_reader(token);
             }
             conn.stalled_since = None;
+            // The client reads again: so do we (and a writable socket must
+            // not keep waking the loop).
+            if let Err(e) = set_interest(&self.epoll, conn, token, EpollFlags::EPOLLIN) {
+                return Turn::Close(Ending::Broken(e));
+            }
         }
         if let Some(ending) = conn.closing.take() {
             return Turn::Close(ending);
@@ -491,12 +489,8 @@ impl<'s, 'c> EventWorker<'s, 'c> {
         if let Some(ending) = conn.closing.take() {
             return Turn::Close(ending);
         }
-        if conn.interest != EpollFlags::EPOLLIN {
-            conn.interest = EpollFlags::EPOLLIN;
-            let event = EpollEvent::new(EpollFlags::EPOLLIN, token as u64);
-            if let Err(e) = self.epoll.modify(conn.stream.as_fd(), &mut { event }) {
-                return Turn::Close(Ending::Broken(e.into()));
-            }
+        if let Err(e) = set_interest(&self.epoll, conn, token, EpollFlags::EPOLLIN) {
+            return Turn::Close(Ending::Broken(e));
         }
         if conn.unfed.is_empty() {
             Turn::Blocked
@@ -512,22 +506,20 @@ impl<'s, 'c> EventWorker<'s, 'c> {
         let Some(conn) = self.conns.get_mut(token).and_then(Option::as_mut) else {
             return Turn::Blocked;
         };
-        if conn.stalled_since.is_none() {
-            let now = Instant::now();
-            conn.stalled_since = Some(now);
+        let since = *conn.stalled_since.get_or_insert_with(Instant::now);
+        // One timer per connection at a time: when it fires it looks at
+        // `stalled_since` and sets itself again if the client made progress.
+        if !conn.stall_armed {
+            conn.stall_armed = true;
             self.timers.push(Reverse((
-                now + SEND_TIMEOUT,
+                since + SEND_TIMEOUT,
                 conn.serial,
                 token,
                 TimerKind::SendStall,
             )));
         }
-        if conn.interest != EpollFlags::EPOLLOUT {
-            conn.interest = EpollFlags::EPOLLOUT;
-            let event = EpollEvent::new(EpollFlags::EPOLLOUT, token as u64);
-            if let Err(e) = self.epoll.modify(conn.stream.as_fd(), &mut { event }) {
-                return Turn::Close(Ending::Broken(e.into()));
-            }
+        if let Err(e) = set_interest(&self.epoll, conn, token, EpollFlags::EPOLLOUT) {
+            return Turn::Close(Ending::Broken(e));
         }
         Turn::Blocked
     }
@@ -569,7 +561,7 @@ impl<'s, 'c> EventWorker<'s, 'c> {
                         token,
                         TimerKind::SendStall,
                     ))),
-                    None => {}
+                    None => conn.stall_armed = false,
                 },
                 TimerKind::LinePause => {}
             }
@@ -592,6 +584,22 @@ fn feed(conn: &mut Conn<'_>, mut input: &[u8], out: &mut Vec<u8>) -> Flow {
         }
     }
     Flow::Continue
+}
+
+/// Makes the epoll set wait for `flags` on the connection's socket, if it
+/// does not already.
+fn set_interest(
+    epoll: &Epoll,
+    conn: &mut Conn<'_>,
+    token: usize,
+    flags: EpollFlags,
+) -> io::Result<()> {
+    if conn.interest != flags {
+        let mut event = EpollEvent::new(flags, token as u64);
+        epoll.modify(conn.stream.as_fd(), &mut event)?;
+        conn.interest = flags;
+    }
+    Ok(())
 }
 
 /// One non-blocking send: how many bytes the socket took (0 when full).

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
-use shmlib::{Deadline, LockError, WorkerState};
+use shmlib::{AcceptGuard, Deadline, LockError, Segment, WorkerState};
 
 use crate::client::{ServeContext, WorkerExit};
 
@@ -64,18 +64,7 @@ pub fn run_worker(ctx: &WorkerContext<'_>) -> WorkerExit {
 
 /// One turn at the listening socket under the accept lock.
 fn accept_one(ctx: &WorkerContext<'_>) -> Option<(TcpStream, SocketAddr)> {
-    let guard = match ctx.serve.segment.accept_lock().lock(&Deadline::after(TICK)) {
-        Ok(guard) => guard,
-        Err(LockError::TimedOut | LockError::Cancelled) => return None,
-        Err(e) => {
-            log::error!("accept lock failed: {e}");
-            std::thread::sleep(TICK);
-            return None;
-        }
-    };
-    if guard.recovered {
-        log::warn!("accept lock recovered from a worker that died holding it");
-    }
+    let guard = take_accept_lock(ctx.serve.segment, Some(TICK))?;
     // A stop or retirement that came while waiting for the lock: no more
     // clients for this worker.
     if ctx.serve.stop.load(Ordering::Relaxed) || !wait_for_client(ctx.listener, TICK) {
@@ -96,6 +85,34 @@ fn accept_one(ctx: &WorkerContext<'_>) -> Option<(TcpStream, SocketAddr)> {
         slot.transition(WorkerState::Busy, WorkerState::Idle);
     }
     accepted
+}
+
+/// The accept lock: waited for up to `wait`, or only tried with `None`.
+/// None when it is not granted; after an error (logged) a worker backs off
+/// a tick instead of spinning on it.
+pub(crate) fn take_accept_lock(
+    segment: &Segment,
+    wait: Option<Duration>,
+) -> Option<AcceptGuard<'_>> {
+    let lock = segment.accept_lock();
+    let taken = match wait {
+        Some(wait) => lock.lock(&Deadline::after(wait)).map(Some),
+        None => lock.try_lock(),
+    };
+    match taken {
+        Ok(Some(guard)) => {
+            if guard.recovered {
+                log::warn!("accept lock recovered from a worker that died holding it");
+            }
+            Some(guard)
+        }
+        Ok(None) | Err(LockError::TimedOut) => None,
+        Err(e) => {
+            log::error!("accept lock failed: {e}");
+            std::thread::sleep(TICK);
+            None
+        }
+    }
 }
 
 /// Waits until the listening socket has a connection to accept; false on

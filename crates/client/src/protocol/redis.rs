@@ -57,7 +57,10 @@ fn value(buf: &[u8], at: usize, depth: usize) -> Result<Option<Reply>, ProtocolE
         parse_i64(&line[1..])
             .ok_or_else(|| ProtocolError::new("a RESP length is not a number", rest))
     };
-    match line[0] {
+    let Some(&kind) = line.first() else {
+        return Err(ProtocolError::new("an empty RESP line", rest));
+    };
+    match kind {
         b'+' | b':' => Ok(Some(Reply::ok(after_line))),
         b'-' => Ok(Some(Reply::error(after_line))),
         b'$' => match number()? {

@@ -34,20 +34,21 @@ pub struct Args {
         conflicts_with_all = ["start_workers", "min_spare", "max_spare", "max_workers"]
     )]
     pub workers: Option<u64>,
-    /// Dynamic pool: workers forked at start [default: 8, or --max-workers
+    /// --model prefork: workers forked at start [default: 8, or --max-workers
     /// if less]
     #[arg(long, value_name = "N")]
     pub start_workers: Option<u64>,
-    /// Dynamic pool: fork more workers when fewer than this are idle
+    /// --model prefork: fork more workers when fewer than this are idle
     /// [default: 2]
     #[arg(long, value_name = "N")]
     pub min_spare: Option<u64>,
-    /// Dynamic pool: retire idle workers above this many [default: 8, or
+    /// --model prefork: retire idle workers above this many [default: 8, or
     /// --min-spare if more]
     #[arg(long, value_name = "N")]
     pub max_spare: Option<u64>,
-    /// The most workers (or, with --model fork or thread, clients served at
-    /// once); beyond it clients wait in the listen backlog
+    /// The most workers (event: the cap on one per CPU; fork or thread: the
+    /// most clients served at once); beyond it clients wait in the listen
+    /// backlog
     #[arg(long, default_value_t = 64, value_name = "N")]
     pub max_workers: u64,
     /// Stay attached to the terminal and log to it
@@ -70,14 +71,15 @@ pub struct Args {
     pub pid_file: Option<PathBuf>,
 }
 
-/// The server designs of the lecture, all on the same segment and locks.
+/// nginx's server design and the lecture's, all on the same segment and
+/// locks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Model {
-    /// Preforked pool accepting under the accept lock (Apache prefork)
-    Prefork,
     /// Preforked pool, each worker serving many clients from one epoll
     /// loop (nginx); --workers, default one per CPU
     Event,
+    /// Preforked pool accepting under the accept lock (Apache prefork)
+    Prefork,
     /// The supervisor accepts and forks one child per connection (TCPechod)
     Fork,
     /// One process, one thread per connection

@@ -32,6 +32,16 @@ pub enum PolicyError {
 
 const MAX: u32 = shmlib::LIMITS.max_workers;
 
+fn check_max_workers(max_workers: u64) -> Result<(), PolicyError> {
+    if max_workers == 0 || max_workers > u64::from(MAX) {
+        return Err(PolicyError::MaxWorkers {
+            got: max_workers,
+            max: MAX,
+        });
+    }
+    Ok(())
+}
+
 impl PoolPolicy {
     /// `--workers n`: exactly n workers, replaced when they die.
     pub fn fixed(n: u64) -> Result<PoolPolicy, PolicyError> {
@@ -51,12 +61,7 @@ impl PoolPolicy {
     /// worker per CPU (at most `max_workers`), each serving any number of
     /// clients.
     pub fn per_cpu(max_workers: u64) -> Result<PoolPolicy, PolicyError> {
-        if max_workers == 0 || max_workers > u64::from(MAX) {
-            return Err(PolicyError::MaxWorkers {
-                got: max_workers,
-                max: MAX,
-            });
-        }
+        check_max_workers(max_workers)?;
         let cpus = std::thread::available_parallelism().map_or(1, |n| n.get() as u64);
         PoolPolicy::fixed(cpus.min(max_workers))
     }
@@ -67,12 +72,7 @@ impl PoolPolicy {
         max_spare: u64,
         max_workers: u64,
     ) -> Result<PoolPolicy, PolicyError> {
-        if max_workers == 0 || max_workers > u64::from(MAX) {
-            return Err(PolicyError::MaxWorkers {
-                got: max_workers,
-                max: MAX,
-            });
-        }
+        check_max_workers(max_workers)?;
         if start == 0 || start > max_workers {
             return Err(PolicyError::Start {
                 got: start,

@@ -164,7 +164,7 @@ const READY_TIMEOUT: Duration = Duration::from_secs(30);
 
 fn wait_until_ready(pipe: OwnedFd, config: &Config) -> ExitCode {
     let mut fds = [PollFd::new(pipe.as_fd(), PollFlags::POLLIN)];
-    let ms = PollTimeout::try_from(READY_TIMEOUT.as_millis() as i32).unwrap_or(PollTimeout::MAX);
+    let ms = PollTimeout::try_from(READY_TIMEOUT).unwrap_or(PollTimeout::MAX);
     let mut message = String::new();
     let got = matches!(poll(&mut fds, ms), Ok(n) if n > 0);
     if got {

@@ -4,8 +4,11 @@
 //! - The supervisor creates the segment, owns it (only it may unlink it),
 //!   forks the children and never serves a client. It is single-threaded, so
 //!   fork() is safe at any point of its loop.
-//! - Its children depend on `--model`: a pool of workers that accept under
-//!   the accept lock (prefork, sized between the spare bounds); one child per
+//! - Its children depend on `--model`: a fixed pool of workers, one per CPU,
+//!   each serving many clients from one epoll loop and accepting while it
+//!   holds the accept lock (event, the default); a pool of workers that
+//!   accept one client at a time under the accept lock (prefork, sized
+//!   between the spare bounds); one child per
 //!   connection, forked after the supervisor itself accepted (fork); or one
 //!   process with a thread per connection (thread).
 //! - Handled signals are blocked in the supervisor except inside ppoll();
@@ -49,8 +52,10 @@ use crate::title::ProcTitle;
 /// What a child process is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Role {
-    /// A prefork pool worker.
+    /// A prefork pool worker: one client at a time.
     PoolWorker,
+    /// An event pool worker: many clients from one epoll loop.
+    EventWorker,
     /// Serves the one client the supervisor accepted for it (fork model).
     ConnectionChild,
     /// Serves every client, a thread each (thread model).
@@ -346,8 +351,8 @@ impl Supervisor {
             log::error!("cannot unblock signals: {e}");
             return 1;
         }
-        let config = self.config.clone();
-        let reopen = move || reopen_log(&config);
+        let config = &self.config;
+        let reopen = move || reopen_log(config);
         let serve = ServeContext {
             segment: &self.segment,
             session: SessionConfig {
@@ -369,7 +374,7 @@ impl Supervisor {
             }
         };
         match (role, listener, client) {
-            (Role::PoolWorker, Some(listener), _) => {
+            (Role::PoolWorker | Role::EventWorker, Some(listener), _) => {
                 let slot = slots.start;
                 let ctx = WorkerContext {
                     serve,
@@ -378,7 +383,7 @@ impl Supervisor {
                     retire: &self.flags.retire,
                     set_title: &|activity| set_title(&format!("worker {slot}: {activity}")),
                 };
-                if self.config.model == Model::Event {
+                if role == Role::EventWorker {
                     worker::run_event_worker(&ctx, self.config.pool.start);
                 } else {
                     worker::run_worker(&ctx);
@@ -430,7 +435,7 @@ impl Supervisor {
                 self.slot_taken[slot] = false;
             }
             let name = match child.role {
-                Role::PoolWorker => format!("worker {}", child.slot()),
+                Role::PoolWorker | Role::EventWorker => format!("worker {}", child.slot()),
                 Role::ConnectionChild => format!("connection child {}", child.slot()),
                 Role::ThreadServer => "thread server".to_string(),
             };
@@ -505,13 +510,12 @@ impl Supervisor {
             return;
         }
         while self.pool_workers() < self.wanted_children() {
-            let (role, slots) = match self.config.model {
-                Model::Thread => (Role::ThreadServer, 0..self.slot_taken.len()),
-                _ => match self.free_slot() {
-                    Some(slot) => (Role::PoolWorker, slot..slot + 1),
-                    // Retiring workers still hold theirs.
-                    None => return,
-                },
+            let (role, slots) = match (self.config.model, self.free_slot()) {
+                (Model::Thread, _) => (Role::ThreadServer, 0..self.slot_taken.len()),
+                (Model::Event, Some(slot)) => (Role::EventWorker, slot..slot + 1),
+                (_, Some(slot)) => (Role::PoolWorker, slot..slot + 1),
+                // Retiring workers still hold theirs.
+                (_, None) => return,
             };
             let first = slots.start;
             if let Err(e) = self.spawn(role, slots, None) {

@@ -10,8 +10,6 @@ pub enum LockError {
     TimedOut,
     #[error("lock wait cancelled: the process is stopping")]
     Cancelled,
-    #[error("not enough memory for a copy of {0} bytes")]
-    OutOfMemory(usize),
     #[error("lock state corrupt: a ticket out of range")]
     Corrupt,
     #[error("lock operation failed: {0}")]

@@ -82,10 +82,6 @@ impl<'a> Mailbox<'a> {
         self.capacity
     }
 
-    pub fn lock(&self) -> MailboxLock<'a> {
-        self.lock
-    }
-
     fn current(&self) -> (Published, usize) {
         let published = Published::decode(self.published.load(Ordering::Acquire));
         let len = (self.len[published.half].load(Ordering::Relaxed) as usize).min(self.capacity);

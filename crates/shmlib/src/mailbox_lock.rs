@@ -16,12 +16,6 @@ use crate::lock::Deadline;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Participant(pub(crate) usize);
 
-impl Participant {
-    pub fn index(self) -> usize {
-        self.0
-    }
-}
-
 /// Sleeping on the wake word's futex, shared between processes (no
 /// FUTEX_PRIVATE_FLAG), until the deadline on CLOCK_REALTIME; a signal that
 /// raised the deadline's stop flag cancels. Without a deadline it only wakes.

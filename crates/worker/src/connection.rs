@@ -108,8 +108,7 @@ pub fn serve(
 
 fn wait_readable(stream: &TcpStream, timeout: Duration) -> Result<bool, Errno> {
     let mut fds = [PollFd::new(stream.as_fd(), PollFlags::POLLIN)];
-    let ms = PollTimeout::try_from(timeout.as_millis().min(i32::MAX as u128) as i32)
-        .unwrap_or(PollTimeout::MAX);
+    let ms = PollTimeout::try_from(timeout).unwrap_or(PollTimeout::MAX);
     Ok(poll(&mut fds, ms)? > 0)
 }
 

@@ -154,8 +154,7 @@ fn raise_fd_limit() -> usize {
 
 /// A poll timeout that does not wake early: rounded up to the millisecond.
 fn timeout_of(wait: Duration) -> PollTimeout {
-    let ms = wait.as_micros().div_ceil(1000);
-    PollTimeout::try_from(ms.min(i32::MAX as u128) as i32).unwrap_or(PollTimeout::MAX)
+    PollTimeout::try_from(wait.as_micros().div_ceil(1000)).unwrap_or(PollTimeout::MAX)
 }
 
 impl<'s, 'c> EventWorker<'s, 'c> {

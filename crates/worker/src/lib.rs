@@ -1,5 +1,5 @@
-//! The dipc worker process: it takes the accept lock, accepts one client,
-//! releases the lock and serves that client until it leaves.
+//! The dipc worker process: it takes the accept lock, accepts, and serves
+//! its clients, one at a time (prefork) or many from one epoll loop (event).
 //!
 //! - [`request`]: parsing one request line (pure).
 //! - [`session`]: one connection's protocol state machine: framing, requests,
@@ -25,6 +25,6 @@ pub mod threads;
 
 pub use client::{ServeContext, WorkerExit};
 pub use event::run_event_worker;
-pub use pool::{accept_blocking_stream, run_worker, wait_for_client, WorkerContext};
+pub use pool::{accept_blocking_stream, run_worker, WorkerContext};
 pub use session::SessionConfig;
 pub use threads::run_thread_server;

@@ -637,9 +637,6 @@ impl<'s> Session<'s> {
             LockError::Cancelled => {
                 format!("mailbox {}: not served, the server is stopping", index + 1)
             }
-            LockError::OutOfMemory(n) => {
-                format!("mailbox {}: no memory for a {n}-byte reply", index + 1)
-            }
             LockError::Os(errno) => format!("mailbox {}: lock failed: {errno}", index + 1),
             LockError::Corrupt => format!("mailbox {}: lock state corrupt", index + 1),
         };

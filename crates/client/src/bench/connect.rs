@@ -5,7 +5,7 @@ use std::io;
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::time::Duration;
 
-use anyhow::{anyhow, bail, Context};
+use anyhow::{anyhow, Context};
 
 /// The longest a connection attempt may take: a server whose listen
 /// backlog is full makes the kernel retry the SYN, which would otherwise
@@ -49,9 +49,6 @@ pub fn connect_all(server: &str, count: u32) -> anyhow::Result<Vec<TcpStream>> {
             ))
         })?;
         streams.push(prepare(stream, server)?);
-    }
-    if streams.len() != count as usize {
-        bail!("opened {} connections of {count}", streams.len());
     }
     Ok(streams)
 }

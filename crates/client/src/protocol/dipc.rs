@@ -2,7 +2,7 @@
 //! bench uses it: `r <m>`, `w <m> <text>`, and the key-value requests
 //! `get`/`put`/`del`, which answer one line each.
 
-use super::lines::{newline, parse_usize, put_u64};
+use super::lines::{newline, parse_usize, put_int};
 use super::{Op, ProtocolError, Reply};
 
 /// The longest `OK <len> bytes from mailbox <m>, version <v>` line we wait
@@ -18,7 +18,7 @@ pub fn encode(op: Op, index: u64, value: &[u8], out: &mut Vec<u8>) {
         Op::Del => (b"del ", index),
     };
     out.extend_from_slice(command);
-    put_u64(out, number);
+    put_int(out, number);
     if op.writes() {
         out.push(b' ');
         out.extend_from_slice(value);

@@ -27,11 +27,6 @@ pub fn parse_i64(text: &[u8]) -> Option<i64> {
 }
 
 /// Appends `n` in decimal, without allocating.
-pub fn put_u64(out: &mut Vec<u8>, n: u64) {
-    out.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
-}
-
-/// Appends `n` in decimal, without allocating.
-pub fn put_usize(out: &mut Vec<u8>, n: usize) {
+pub fn put_int(out: &mut Vec<u8>, n: impl itoa::Integer) {
     out.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
 }

@@ -1,7 +1,7 @@
 //! memcached's text protocol: get/set/delete. A get's reply is any number
 //! of `VALUE` blocks then `END`; everything else is one line.
 
-use super::lines::{newline, parse_usize, put_u64};
+use super::lines::{newline, parse_usize, put_int};
 use super::{Op, ProtocolError, Reply};
 
 pub fn encode(op: Op, index: u64, value: &[u8], out: &mut Vec<u8>) {
@@ -11,11 +11,11 @@ pub fn encode(op: Op, index: u64, value: &[u8], out: &mut Vec<u8>) {
         Op::Del => b"delete key:",
     };
     out.extend_from_slice(command);
-    put_u64(out, index);
+    put_int(out, index);
     if op.writes() {
         // flags 0, no expiry, then the data's length and the data.
         out.extend_from_slice(b" 0 0 ");
-        put_u64(out, value.len() as u64);
+        put_int(out, value.len());
         out.extend_from_slice(b"\r\n");
         out.extend_from_slice(value);
     }

@@ -2,7 +2,7 @@
 //! says its own type and length, so framing needs no knowledge of the
 //! request.
 
-use super::lines::{newline, parse_i64, put_u64, put_usize};
+use super::lines::{newline, parse_i64, put_int};
 use super::{Op, ProtocolError, Reply};
 
 /// Arrays nest; a server that nests deeper than this is not answering GET,
@@ -21,13 +21,13 @@ pub fn encode(op: Op, index: u64, value: &[u8], out: &mut Vec<u8>) {
     let mut digits = itoa::Buffer::new();
     let digits = digits.format(index).as_bytes();
     out.push(b'$');
-    put_usize(out, b"key:".len() + digits.len());
+    put_int(out, b"key:".len() + digits.len());
     out.extend_from_slice(b"\r\nkey:");
     out.extend_from_slice(digits);
     out.extend_from_slice(b"\r\n");
     if op.writes() {
         out.push(b'$');
-        put_u64(out, value.len() as u64);
+        put_int(out, value.len());
         out.extend_from_slice(b"\r\n");
         out.extend_from_slice(value);
         out.extend_from_slice(b"\r\n");

@@ -106,7 +106,8 @@ def process(args, port):
 def dipc_daemon(options, port, workdir, mailboxes=MAILBOXES, kib=8):
     args = [DIPC, str(mailboxes), str(kib), str(port), "2", *options,
             "--log", os.path.join(workdir, f"dipc-{port}.log"),
-            "--pid-file", os.path.join(workdir, f"dipc-{port}.pid")]
+            "--pid-file", os.path.join(workdir, f"dipc-{port}.pid"),
+            "--db", os.path.join(workdir, f"database-{port}.txt")]
     subprocess.run(args, check=True, stdout=subprocess.DEVNULL)
     try:
         yield

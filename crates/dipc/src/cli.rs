@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Parser;
-use shmlib::Geometry;
+use shmlib::{FsyncPolicy, Geometry};
 
 use crate::pool_policy::PoolPolicy;
 
@@ -69,6 +69,37 @@ pub struct Args {
     /// Pid file (default /tmp/dipc-<port>.pid)
     #[arg(long, value_name = "PATH")]
     pub pid_file: Option<PathBuf>,
+    /// Key-value store capacity in keys, each with room for a packet-sized
+    /// value; 0: no store [default: 1024, fewer with packets over 8 KiB]
+    #[arg(long, value_name = "N")]
+    pub keys: Option<u64>,
+    /// The key-value store's database file, loaded at start and appended to
+    /// by every put and del
+    #[arg(long, default_value = "database.txt", value_name = "PATH")]
+    pub db: PathBuf,
+    /// When the database is flushed to disk: after every change (a power cut
+    /// loses nothing acknowledged), once a second, or when the kernel
+    /// decides. A crash of dipc loses nothing acknowledged in any mode
+    #[arg(long, value_enum, default_value_t = Fsync::Everysec)]
+    pub fsync: Fsync,
+}
+
+/// Redis's appendfsync choices.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Fsync {
+    Always,
+    Everysec,
+    No,
+}
+
+impl From<Fsync> for FsyncPolicy {
+    fn from(f: Fsync) -> FsyncPolicy {
+        match f {
+            Fsync::Always => FsyncPolicy::Always,
+            Fsync::Everysec => FsyncPolicy::EverySec,
+            Fsync::No => FsyncPolicy::No,
+        }
+    }
 }
 
 /// nginx's server design and the lecture's, all on the same segment and
@@ -130,6 +161,9 @@ pub struct Config {
     pub grace: Duration,
     pub log_path: PathBuf,
     pub pid_file: PathBuf,
+    /// The key-value store's database (unused with no store).
+    pub db_path: PathBuf,
+    pub fsync: FsyncPolicy,
 }
 
 fn seconds(name: &str, value: f64, max: f64) -> Result<Duration, String> {
@@ -193,6 +227,10 @@ impl Args {
             pool.max_workers as u64,
         )
         .map_err(|e| e.to_string())?;
+        let geometry = match self.keys {
+            Some(keys) => geometry.with_keys(keys).map_err(|e| e.to_string())?,
+            None => geometry,
+        };
         if !(1..=10_000).contains(&self.line_pause_ms) {
             return Err(format!(
                 "line pause must be 1..10000 ms, got {}",
@@ -216,6 +254,8 @@ impl Args {
             grace: seconds("grace period", self.grace, 3600.0)?,
             log_path: absolute(log_path)?,
             pid_file: absolute(pid_file)?,
+            db_path: absolute(self.db)?,
+            fsync: self.fsync.into(),
         })
     }
 }

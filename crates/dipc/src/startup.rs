@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use daemonize::{Daemonize, Outcome};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
-use shmlib::{segment_path, DaemonRecord, Segment};
+use shmlib::{segment_path, DaemonRecord, Database, Segment};
 
 use crate::cli::Config;
 use crate::preflight::Leftover;
@@ -27,8 +27,13 @@ fn serving_line(config: &Config, pid: u32) -> String {
     } else {
         config.log_path.display().to_string()
     };
+    let database = if config.geometry.keys > 0 {
+        format!("; database {}", config.db_path.display())
+    } else {
+        String::new()
+    };
     format!(
-        "dipc: serving port {} (pid {pid}): {}; log {log}",
+        "dipc: serving port {} (pid {pid}): {}; log {log}{database}",
         config.port,
         config.shape()
     )
@@ -245,6 +250,13 @@ fn run_daemon(
         readiness.failed(&format!("cannot reserve the segment's memory: {e}"));
         return ExitCode::FAILURE;
     }
+    let database = match open_database(&config, &segment) {
+        Ok(db) => db,
+        Err(e) => {
+            readiness.failed(&e);
+            return ExitCode::FAILURE;
+        }
+    };
     if let Err(e) = write_pid_file(&config.pid_file) {
         readiness.failed(&format!("cannot write pid file {pid_file}: {e}"));
         return ExitCode::FAILURE;
@@ -253,6 +265,31 @@ fn run_daemon(
     // nothing holds pointers into the original argv or environment: clap
     // and the logger copied what they read.
     let title = unsafe { crate::title::ProcTitle::claim() };
-    Supervisor::new(config, segment, listener, flags, readiness, title).run();
+    Supervisor::new(config, segment, database, listener, flags, readiness, title).run();
     ExitCode::SUCCESS
+}
+
+/// Opens and loads the key-value store's database (none without a store),
+/// and logs what it found.
+fn open_database(config: &Config, segment: &Segment) -> Result<Option<Database>, String> {
+    let Some(kv) = segment.key_value() else {
+        return Ok(None);
+    };
+    let path = config.db_path.display();
+    // SAFETY: no worker exists yet: the supervisor is the store's only user.
+    let (db, report) = unsafe { Database::open(&config.db_path, config.fsync, &kv) }
+        .map_err(|e| format!("cannot load the key-value store: {e}"))?;
+    if let Some((line, bytes)) = report.torn {
+        log::warn!(
+            "{path}: line {line} was torn (a crash in the middle of writing it): its {bytes} \
+             bytes are cut off; the rest is loaded"
+        );
+    }
+    log::info!(
+        "{path}: {} keys loaded from {} changes{}",
+        report.pairs,
+        report.records,
+        if report.compacted { "; compacted" } else { "" }
+    );
+    Ok(Some(db))
 }

@@ -40,7 +40,7 @@ use nix::sys::signal::{kill, SigSet, Signal};
 use nix::sys::time::TimeSpec;
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::{fork, ForkResult, Pid};
-use shmlib::{Segment, WorkerState};
+use shmlib::{Database, Segment, WorkerState};
 use worker::{ServeContext, SessionConfig, WorkerContext};
 
 use crate::cli::{Config, Model};
@@ -87,6 +87,10 @@ impl Child {
 pub struct Supervisor {
     config: Config,
     segment: Segment,
+    /// The key-value store's journal; the workers inherit it.
+    database: Option<Database>,
+    /// When the journal is next flushed (`--fsync everysec`).
+    next_flush: Instant,
     listener: Option<TcpListener>,
     flags: SignalFlags,
     children: Vec<Child>,
@@ -112,11 +116,14 @@ const MAX_RESPAWN_DELAY: Duration = Duration::from_secs(5);
 const RESPAWN_BURST: u32 = 3;
 /// How often the pool's idle workers are counted.
 const MAINTENANCE_TICK: Duration = Duration::from_millis(100);
+/// `--fsync everysec`.
+const FLUSH_INTERVAL: Duration = Duration::from_secs(1);
 
 impl Supervisor {
     pub fn new(
         config: Config,
         segment: Segment,
+        database: Option<Database>,
         listener: TcpListener,
         flags: SignalFlags,
         readiness: Readiness,
@@ -127,6 +134,8 @@ impl Supervisor {
             sizer: PoolSizer::new(config.pool),
             config,
             segment,
+            database,
+            next_flush: Instant::now() + FLUSH_INTERVAL,
             listener: Some(listener),
             flags,
             children: Vec::new(),
@@ -199,10 +208,14 @@ impl Supervisor {
                 self.respawn_missing();
                 self.maintain_pool();
             }
+            self.flush_journal();
             if self.wait_for_signal_or_client() {
                 self.accept_and_fork();
             }
         }
+        // Whatever the workers appended since the last tick.
+        self.next_flush = Instant::now();
+        self.flush_journal();
         self.remove_segment();
         log::info!("stopped");
     }
@@ -366,6 +379,7 @@ impl Supervisor {
             reopen_log: &self.flags.reopen_log,
             reopen: &reopen,
             grace: self.config.grace,
+            database: self.database.as_ref(),
         };
         let title = self.title.as_ref();
         let set_title = |activity: &str| {
@@ -491,11 +505,34 @@ impl Supervisor {
         }
     }
 
-    /// Clears a reaped child's entries from every mailbox lock.
+    /// Clears a reaped child's entries from every mailbox lock and the
+    /// store's, after rebuilding the store if it died inside a change.
     fn release_locks_of(&self, slot: usize) {
         let Some(dead) = self.segment.participant(slot) else {
             return;
         };
+        if let (Some(db), Some(kv)) = (&self.database, self.segment.key_value()) {
+            let path = db.path().display();
+            // SAFETY: the child was reaped just now, and its lock entries are
+            // repaired only below.
+            match unsafe { db.recover(&kv, dead) } {
+                Ok(None) => {}
+                Ok(Some(report)) => log::warn!(
+                    "worker slot {slot} died in the middle of a key-value change; rebuilt the \
+                     store from {path}: {} keys{}",
+                    report.pairs,
+                    if report.torn.is_some() {
+                        " (its unfinished line cut off)"
+                    } else {
+                        ""
+                    }
+                ),
+                Err(e) => log::error!(
+                    "worker slot {slot} died in the middle of a key-value change, and the store \
+                     cannot be rebuilt from {path}: {e}"
+                ),
+            }
+        }
         let repaired = self.segment.repair_participant(dead);
         if repaired > 0 {
             log::warn!(
@@ -525,6 +562,21 @@ impl Supervisor {
             }
             if let Some(child) = self.children.last() {
                 log::info!("worker {first} started (pid {})", child.pid);
+            }
+        }
+    }
+
+    /// `--fsync everysec`: flushes the journal once a second if it was
+    /// written to.
+    fn flush_journal(&mut self) {
+        let now = Instant::now();
+        if now < self.next_flush {
+            return;
+        }
+        self.next_flush = now + FLUSH_INTERVAL;
+        if let (Some(db), Some(kv)) = (&self.database, self.segment.key_value()) {
+            if let Err(e) = db.flush_if_written(&kv) {
+                log::error!("flushing the key-value store's database: {e}");
             }
         }
     }

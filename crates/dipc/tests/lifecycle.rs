@@ -22,10 +22,11 @@ fn start_reports_its_serving_line_and_dipcrm_removes_everything() {
     assert_eq!(
         d.started.stdout,
         format!(
-            "dipc: serving port {} (pid {}): 4 mailboxes of 8 KiB, 2 KiB packets, event pool of {cpus} workers; log {}\n",
+            "dipc: serving port {} (pid {}): 4 mailboxes of 8 KiB, 2 KiB packets, event pool of {cpus} workers; log {}; database {}\n",
             d.port,
             d.pid,
-            d.log.display()
+            d.log.display(),
+            d.dir.path().join("database.txt").display()
         ),
         "\n{}",
         d.started.describe()
@@ -81,7 +82,10 @@ fn default_log_and_pid_file_paths() {
     let pid = parse_serving_line(&out.stdout, port)
         .unwrap_or_else(|| panic!("no serving line:\n{}", out.describe()));
     assert!(
-        out.stdout.trim_end().ends_with(&format!("; log {log}")),
+        out.stdout.trim_end().ends_with(&format!(
+            "; log {log}; database {}",
+            dir.path().join("database.txt").display()
+        )),
         "{}",
         out.describe()
     );
@@ -313,6 +317,7 @@ fn dipc_returns_and_lets_go_of_its_stdout_and_stderr() {
     let mut child = ChildGuard(
         Command::new(dipc_bin())
             .args(&args)
+            .current_dir(dir.path())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -407,6 +412,7 @@ fn foreground_mode_serves_and_stops_on_dipcrm() {
                 "--pid-file",
                 &pid_file.to_string_lossy(),
             ])
+            .current_dir(dir.path())
             .stdin(Stdio::null())
             .stdout(fs::File::create(dir.path().join("foreground.stdout")).unwrap())
             .stderr(fs::File::create(&stderr_path).unwrap())

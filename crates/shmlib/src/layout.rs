@@ -8,6 +8,10 @@
 //!                     sleep mask, one bit per worker slot (64-byte aligned)
 //! data_offset         mailbox contents: two halves of mailbox_size bytes
 //!                     each, per mailbox (page aligned)
+//! kv_offset           the key-value store (when keys > 0): KvHeader, its
+//!                     lock row, the hash buckets (u32 each), the entries
+//!                     (key and length), then keys x packet_size bytes of
+//!                     values (page aligned)
 //! ```
 //!
 //! All-zero bytes are a valid initial state for everything but the accept
@@ -29,6 +33,7 @@ pub struct Limits {
     pub max_mailbox_kib: u64,
     pub max_packet_kib: u64,
     pub max_workers: u32,
+    pub max_keys: u32,
 }
 
 pub const LIMITS: Limits = Limits {
@@ -36,7 +41,14 @@ pub const LIMITS: Limits = Limits {
     max_mailbox_kib: 1024 * 1024,
     max_packet_kib: 1024,
     max_workers: 256,
+    max_keys: 1 << 20,
 };
+
+/// The key-value store's default capacity: 1024 keys, fewer when packets are
+/// large (its values take at most 8 MiB then), never fewer than 64.
+pub fn default_keys(packet_size: usize) -> u32 {
+    (8 * 1024 * 1024 / packet_size.max(1)).clamp(64, 1024) as u32
+}
 
 const PAGE: usize = 4096;
 const LINE: usize = 64;
@@ -51,6 +63,8 @@ pub enum GeometryError {
     PacketSize { got: u64, max: u64 },
     #[error("number of workers must be 1..{max}, got {got}")]
     Workers { got: u64, max: u32 },
+    #[error("key capacity must be 0..{max} (0: no key-value store), got {got}")]
+    Keys { got: u64, max: u32 },
     #[error("{mailboxes} mailboxes of {kib} KiB do not fit in this machine's address space")]
     TooLarge { mailboxes: u64, kib: u64 },
 }
@@ -62,6 +76,9 @@ pub struct Geometry {
     pub mailbox_size: usize,
     pub packet_size: usize,
     pub worker_slots: u32,
+    /// The key-value store's capacity in keys (0: no store). Each key has
+    /// room for a value of `packet_size` bytes.
+    pub keys: u32,
 }
 
 impl Geometry {
@@ -106,12 +123,42 @@ impl Geometry {
             mailbox_size,
             packet_size: (packet_kib * 1024) as usize,
             worker_slots: workers as u32,
+            keys: default_keys((packet_kib * 1024) as usize),
         };
         geometry.offsets().ok_or(GeometryError::TooLarge {
             mailboxes,
             kib: mailbox_kib,
         })?;
         Ok(geometry)
+    }
+
+    /// The same geometry with room for `keys` keys in the key-value store.
+    pub fn with_keys(self, keys: u64) -> Result<Geometry, GeometryError> {
+        if keys > u64::from(LIMITS.max_keys) {
+            return Err(GeometryError::Keys {
+                got: keys,
+                max: LIMITS.max_keys,
+            });
+        }
+        let geometry = Geometry {
+            keys: keys as u32,
+            ..self
+        };
+        geometry.offsets().ok_or(GeometryError::TooLarge {
+            mailboxes: u64::from(self.mailboxes),
+            kib: (self.mailbox_size / 1024) as u64,
+        })?;
+        Ok(geometry)
+    }
+
+    /// Hash buckets of the key-value store: a power of two, at most half
+    /// full.
+    pub(crate) fn kv_buckets(&self) -> usize {
+        if self.keys == 0 {
+            0
+        } else {
+            (self.keys as usize * 2).next_power_of_two()
+        }
     }
 
     /// The most bytes one request may carry: a packet, and no more than fits
@@ -150,11 +197,24 @@ impl Geometry {
                 .checked_add(self.lock_row_bytes().checked_mul(self.mailboxes as usize)?)?,
             PAGE,
         )?;
-        let total = data.checked_add(
+        let data_end = data.checked_add(
             self.mailbox_size
                 .checked_mul(2)?
                 .checked_mul(self.mailboxes as usize)?,
         )?;
+        let keys = self.keys as usize;
+        let kv = align_up(data_end, LINE)?;
+        let kv_lock = align_up(kv + size_of::<KvHeader>(), LINE)?;
+        let kv_buckets = align_up(kv_lock.checked_add(self.lock_row_bytes())?, LINE)?;
+        let kv_entries = align_up(
+            kv_buckets.checked_add(self.kv_buckets().checked_mul(size_of::<u32>())?)?,
+            LINE,
+        )?;
+        let kv_values = align_up(
+            kv_entries.checked_add(keys.checked_mul(size_of::<KvEntry>())?)?,
+            PAGE,
+        )?;
+        let total = kv_values.checked_add(keys.checked_mul(self.packet_size)?)?;
         // mmap lengths and pointer offsets must fit in isize.
         isize::try_from(total).ok()?;
         Some(Offsets {
@@ -162,6 +222,11 @@ impl Geometry {
             mailboxes,
             lock_entries,
             data,
+            kv,
+            kv_lock,
+            kv_buckets,
+            kv_entries,
+            kv_values,
             total,
         })
     }
@@ -173,6 +238,11 @@ pub(crate) struct Offsets {
     pub mailboxes: usize,
     pub lock_entries: usize,
     pub data: usize,
+    pub kv: usize,
+    pub kv_lock: usize,
+    pub kv_buckets: usize,
+    pub kv_entries: usize,
+    pub kv_values: usize,
     pub total: usize,
 }
 
@@ -181,7 +251,7 @@ fn align_up(n: usize, to: usize) -> Option<usize> {
 }
 
 pub(crate) const MAGIC: u64 = u64::from_le_bytes(*b"DIPCSEG1");
-pub(crate) const LAYOUT_VERSION: u32 = 5;
+pub(crate) const LAYOUT_VERSION: u32 = 6;
 pub(crate) const PATH_BYTES: usize = 256;
 
 /// The segment's first bytes. Written once by the supervisor before `magic`
@@ -193,6 +263,7 @@ pub(crate) struct Header {
     pub port: u32,
     pub mailboxes: u32,
     pub worker_slots: u32,
+    pub keys: u32,
     pub mailbox_size: u64,
     pub packet_size: u64,
     pub total_size: u64,
@@ -218,6 +289,36 @@ pub(crate) struct MailboxSlot {
     /// Each half's length, written (under the write lock) before the half
     /// is published.
     pub len: [std::sync::atomic::AtomicU64; 2],
+}
+
+/// The key-value store's bookkeeping. Everything but the lock's futex word
+/// changes only under the store's write lock.
+#[repr(C, align(64))]
+pub(crate) struct KvHeader {
+    /// The futex word of the store's bakery lock.
+    pub wake: WakeWord,
+    /// `slot + 1` of a writer between the start and the end of a change
+    /// (journal record and table update), else 0: a writer that dies with
+    /// it set left the table to be rebuilt from the journal.
+    pub changing: std::sync::atomic::AtomicU32,
+    /// Keys stored: entries `0..count` are live.
+    pub count: std::sync::atomic::AtomicU32,
+    /// Bytes of all stored values.
+    pub value_bytes: std::sync::atomic::AtomicU64,
+    /// Bytes in the journal file (database.txt), for compaction.
+    pub journal_bytes: std::sync::atomic::AtomicU64,
+    /// Set when the journal has writes not yet flushed to disk (fsync
+    /// everysec: the supervisor flushes and clears it).
+    pub unsynced: std::sync::atomic::AtomicU32,
+    /// Random at creation: keys' hash positions differ per daemon.
+    pub seed: u64,
+}
+
+/// One stored key: its value lives in the values area at the same index.
+#[repr(C)]
+pub(crate) struct KvEntry {
+    pub key: std::sync::atomic::AtomicI64,
+    pub len: std::sync::atomic::AtomicU64,
 }
 
 #[cfg(test)]
@@ -254,7 +355,22 @@ mod tests {
         assert!(o.lock_entries >= o.mailboxes + 4 * size_of::<MailboxSlot>());
         assert!(o.data >= o.lock_entries + 4 * (8 + 1) * size_of::<Entry>());
         assert_eq!(o.data % PAGE, 0);
-        assert_eq!(o.total, o.data + 2 * 4 * 8 * 1024);
+        assert!(o.kv >= o.data + 2 * 4 * 8 * 1024);
+        assert_eq!(g.keys, 1024);
+        assert!(o.kv_buckets >= o.kv_lock + g.lock_row_bytes());
+        assert!(o.kv_entries >= o.kv_buckets + 2048 * 4);
+        assert!(o.kv_values >= o.kv_entries + 1024 * size_of::<KvEntry>());
+        assert_eq!(o.kv_values % PAGE, 0);
+        assert_eq!(o.total, o.kv_values + 1024 * 2048);
         assert_eq!(g.data_limit(), 2048);
+        let without = g
+            .with_keys(0)
+            .expect("no store")
+            .offsets()
+            .expect("offsets");
+        assert_eq!(without.total, without.kv_values);
+        assert!(g.with_keys(u64::from(LIMITS.max_keys) + 1).is_err());
+        assert_eq!(default_keys(1024 * 1024), 64);
+        assert_eq!(default_keys(16 * 1024), 512);
     }
 }

@@ -3,15 +3,20 @@
 //!
 //! One segment per daemon, named after the port (`/dev/shm/dipc.<port>`), holds
 //! a header, a table of worker slots, the mailbox slots, each mailbox's row of
-//! bakery-lock entries (one per worker slot) and the mailbox contents (two
-//! halves each). See docs/prog3.md for the layout and the synchronisation
+//! bakery-lock entries (one per worker slot), the mailbox contents (two
+//! halves each) and the key-value store, whose journal (database.txt) is
+//! kept by [`Database`]. See docs/prog3.md for the layout and the synchronisation
 //! argument.
 //!
 //! Built with `--cfg loom`, only the lock algorithm ([`bakery`]) is
 //! compiled, against loom's atomics, for the model check.
 
 pub mod bakery;
+#[cfg(not(loom))]
+mod database;
 mod error;
+#[cfg(not(loom))]
+pub mod kv;
 #[cfg(not(loom))]
 mod layout;
 #[cfg(not(loom))]
@@ -25,9 +30,13 @@ pub mod owner;
 #[cfg(not(loom))]
 mod segment;
 
+#[cfg(not(loom))]
+pub use database::{Database, DbError, FsyncPolicy, LoadReport};
 pub use error::{LockError, ShmError};
 #[cfg(not(loom))]
-pub use layout::{Geometry, GeometryError, Limits, LIMITS};
+pub use kv::{KeyValue, KvError};
+#[cfg(not(loom))]
+pub use layout::{default_keys, Geometry, GeometryError, Limits, LIMITS};
 #[cfg(not(loom))]
 pub use lock::{AcceptGuard, AcceptLock, Deadline};
 #[cfg(not(loom))]

@@ -10,7 +10,10 @@ use shared_memory::{Shmem, ShmemConf, ShmemError};
 
 use crate::bakery::{sleep_mask_words, BakeryLock, Entry, SleepMask};
 use crate::error::ShmError;
-use crate::layout::{Geometry, Header, MailboxSlot, Offsets, LAYOUT_VERSION, MAGIC, PATH_BYTES};
+use crate::kv::{KeyValue, Table};
+use crate::layout::{
+    Geometry, Header, KvEntry, KvHeader, MailboxSlot, Offsets, LAYOUT_VERSION, MAGIC, PATH_BYTES,
+};
 use crate::lock::AcceptLock;
 use crate::mailbox::Mailbox;
 use crate::mailbox_lock::{MailboxLock, Participant};
@@ -189,6 +192,10 @@ pub struct Stats {
     /// Mailbox lock acquisitions that had to wait for someone.
     pub lock_waits: AtomicU64,
     pub lock_timeouts: AtomicU64,
+    /// Key-value requests.
+    pub gets: AtomicU64,
+    pub puts: AtomicU64,
+    pub dels: AtomicU64,
 }
 
 impl Stats {
@@ -243,6 +250,12 @@ fn unix_now() -> u64 {
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0)
+}
+
+/// A hash seed that differs per daemon (std's per-process random keys).
+fn random_seed() -> u64 {
+    use std::hash::BuildHasher;
+    std::collections::hash_map::RandomState::new().hash_one(std::process::id())
 }
 
 fn copy_path(dst: &mut [u8; PATH_BYTES], src: &str) {
@@ -323,6 +336,7 @@ impl Segment {
             h.port = u32::from(port);
             h.mailboxes = self.geometry.mailboxes;
             h.worker_slots = self.geometry.worker_slots;
+            h.keys = self.geometry.keys;
             h.mailbox_size = self.geometry.mailbox_size as u64;
             h.packet_size = self.geometry.packet_size as u64;
             h.total_size = self.offsets.total as u64;
@@ -331,8 +345,12 @@ impl Segment {
             h.grace_ms = daemon.grace.as_millis().min(u64::MAX as u128) as u64;
             copy_path(&mut h.pid_file, daemon.pid_file);
             copy_path(&mut h.log_file, daemon.log_file);
-            // The mailbox locks and contents start as the zero bytes they are.
+            // The mailbox locks and contents start as the zero bytes they are,
+            // and so does the key-value store, but for its hash seed.
             AcceptLock::init(std::ptr::addr_of_mut!(h.accept_lock)).map_err(lock_init)?;
+            if self.geometry.keys > 0 {
+                (*self.kv_header_ptr()).seed = random_seed();
+            }
         }
         self.header().magic.store(MAGIC, Ordering::Release);
         Ok(())
@@ -376,6 +394,7 @@ impl Segment {
             mailbox_size: usize::try_from(header.mailbox_size).map_err(|_| not_dipc())?,
             packet_size: usize::try_from(header.packet_size).map_err(|_| not_dipc())?,
             worker_slots: header.worker_slots,
+            keys: header.keys,
         };
         let offsets = geometry.offsets().ok_or_else(not_dipc)?;
         if offsets.total > shmem.len() || header.port != u32::from(port) {
@@ -508,10 +527,60 @@ impl Segment {
     /// know the process is gone (reaped). Returns how many locks it held or
     /// was waiting for.
     pub fn repair_participant(&self, dead: Participant) -> usize {
-        (0..self.geometry.mailboxes as usize)
+        let mailboxes = (0..self.geometry.mailboxes as usize)
             .filter_map(|i| self.mailbox_lock(i))
             .filter(|lock| lock.repair(dead))
-            .count()
+            .count();
+        let store = self.key_value().is_some_and(|kv| kv.repair(dead));
+        mailboxes + usize::from(store)
+    }
+
+    /// The key-value store, or None when the daemon has none (`--keys 0`).
+    pub fn key_value(&self) -> Option<KeyValue<'_>> {
+        if self.geometry.keys == 0 {
+            return None;
+        }
+        let o = &self.offsets;
+        let slots = self.geometry.worker_slots as usize;
+        let keys = self.geometry.keys as usize;
+        // SAFETY: the store's parts lie within the mapping at the offsets
+        // Geometry::offsets computed for this geometry, each aligned for its
+        // type; all-zero bytes are valid for every one of them and every
+        // field is atomic (the seed is written once before `magic`). The
+        // values area holds `keys` values of packet_size bytes.
+        unsafe {
+            let base = self.shmem.as_ptr();
+            let header = &*self.kv_header_ptr();
+            let entries = std::slice::from_raw_parts(base.add(o.kv_lock) as *const Entry, slots);
+            let sleeping = std::slice::from_raw_parts(
+                (base.add(o.kv_lock) as *const Entry).add(slots) as *const SleepMask,
+                sleep_mask_words(slots),
+            );
+            let lock = MailboxLock::new(
+                BakeryLock::new(&header.wake, entries, sleeping),
+                &self.header().stats.lock_waits,
+            );
+            let buckets = std::slice::from_raw_parts(
+                base.add(o.kv_buckets) as *const AtomicU32,
+                self.geometry.kv_buckets(),
+            );
+            let kv_entries =
+                std::slice::from_raw_parts(base.add(o.kv_entries) as *const KvEntry, keys);
+            let table = Table::new(
+                header,
+                buckets,
+                kv_entries,
+                base.add(o.kv_values),
+                self.geometry.packet_size,
+            );
+            Some(KeyValue::new(lock, table))
+        }
+    }
+
+    fn kv_header_ptr(&self) -> *mut KvHeader {
+        // SAFETY (of the arithmetic): the store's header lies within the
+        // mapping (Geometry::offsets), whether or not the store has keys.
+        unsafe { self.shmem.as_ptr().add(self.offsets.kv) as *mut KvHeader }
     }
 
     fn header(&self) -> &Header {

@@ -42,13 +42,17 @@ fn parse_lines(c: &mut Criterion) {
         mailboxes: 4,
         data_limit: 2048,
         data_limit_name: "packet",
+        value_limit: 2048,
     };
     let write = [b"w 2 ".as_slice(), &[b'x'; TEXT]].concat();
-    let lines: [(&str, &[u8]); 5] = [
+    let put = [b"put 5 ".as_slice(), &[b'x'; TEXT]].concat();
+    let lines: [(&str, &[u8]); 7] = [
         ("r 3", b"r 3"),
         ("w 2 <100 B>", &write),
         ("wb 1 100", b"wb 1 100"),
         ("stat", b"stat"),
+        ("get 5", b"get 5"),
+        ("put 5 <100 B>", &put),
         // Refused: the error message is formatted, as the session would.
         ("bad line", b"frobnicate 1"),
     ];

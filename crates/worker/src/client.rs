@@ -6,7 +6,7 @@ use std::net::{SocketAddr, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use shmlib::{Segment, WorkerState};
+use shmlib::{Database, Segment, WorkerState};
 
 use crate::connection::{self, Ending};
 use crate::session::{Session, SessionConfig};
@@ -21,6 +21,8 @@ pub struct ServeContext<'a> {
     pub segment: &'a Segment,
     /// The session settings; `worker_slot` is set per client.
     pub session: SessionConfig,
+    /// The key-value store's journal (none without a store).
+    pub database: Option<&'a Database>,
     pub line_pause: Duration,
     /// Raised by SIGTERM/SIGINT (and by the supervisor's death, through
     /// PR_SET_PDEATHSIG): finish the request in hand and close.
@@ -92,7 +94,8 @@ impl ServeContext<'_> {
             worker_slot: slot,
             ..self.session.clone()
         };
-        let mut session = Session::new(self.segment, config, self.stop);
+        let mut session =
+            Session::new(self.segment, config, self.stop).with_database(self.database);
         let ending = connection::serve(
             &mut stream,
             &mut session,

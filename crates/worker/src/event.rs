@@ -338,7 +338,8 @@ impl<'s, 'c> EventWorker<'s, 'c> {
             worker_slot: self.ctx.slot,
             ..self.serve.session.clone()
         };
-        let session = Session::new(segment, config, self.serve.stop);
+        let session =
+            Session::new(segment, config, self.serve.stop).with_database(self.serve.database);
         self.next_serial += 1;
         self.conns[token] = Some(Conn {
             stream,

@@ -38,6 +38,19 @@ pub enum Request<'a> {
     },
     /// `stat workers`: the worker table.
     StatWorkers,
+    /// `get <key>`
+    Get {
+        key: i64,
+    },
+    /// `put <key> <value>`: the value is the rest of the line.
+    Put {
+        key: i64,
+        value: &'a [u8],
+    },
+    /// `del <key>`
+    Del {
+        key: i64,
+    },
 }
 
 /// What a request line is checked against.
@@ -47,9 +60,17 @@ pub struct Bounds {
     pub data_limit: usize,
     /// Which limit `data_limit` is, for error messages ("packet" or "mailbox").
     pub data_limit_name: &'static str,
+    /// The longest key-value value: the packet size.
+    pub value_limit: usize,
 }
 
 impl Bounds {
+    /// The key-value store's refusal of a long value: short, like all its
+    /// replies (see [`key`]).
+    pub fn value_too_long(&self) -> String {
+        format!("value over {} bytes", self.value_limit)
+    }
+
     pub fn too_much_data(&self, len: usize) -> String {
         format!(
             "data is {len} bytes, over the {}-byte {} size",
@@ -136,6 +157,22 @@ pub fn write_prefix_len(head: &[u8]) -> Option<usize> {
         return None;
     }
     Some(head.len() - after.len() + 1)
+}
+
+/// Whether a line starts like `put <key> `: an overlong one is then a value
+/// too long, not a line too long.
+pub fn is_put(head: &[u8]) -> bool {
+    split_command(head).0.eq_ignore_ascii_case(b"put")
+}
+
+/// A key-value request's key. Every error of the store's requests fits, with
+/// `ERR ` and the newline, in 31 bytes: the lab's clients read each reply
+/// with one recv() of at most 31 bytes and would otherwise fall out of step.
+fn key(tok: &[u8], command: &str) -> Result<i64, String> {
+    shmlib::kv::parse_key(tok).map_err(|e| match e {
+        shmlib::kv::KeyError::Missing => format!("{command} needs a key"),
+        other => other.to_string(),
+    })
 }
 
 /// The command word: the leading ASCII letters, so `r1` reads as `r 1`.
@@ -233,7 +270,33 @@ pub fn parse<'a>(line: &'a [u8], bounds: &Bounds) -> Result<Request<'a>, String>
             Ok(Request::Write { mailbox, text })
         }
         b"wb" => parse_write_bytes(rest, bounds),
-        b"q" | b"quit" | b"exit" => Ok(Request::Quit),
+        b"q" | b"quit" | b"exit" | b"bye" => Ok(Request::Quit),
+        b"get" | b"del" => {
+            let (tok, extra) = token(rest);
+            let command = if cmd_lower == b"get" { "get" } else { "del" };
+            let key = key(tok, command)?;
+            if !trim(extra).is_empty() {
+                return Err(format!("{command} takes one key"));
+            }
+            Ok(if command == "get" {
+                Request::Get { key }
+            } else {
+                Request::Del { key }
+            })
+        }
+        b"put" => {
+            let (tok, after) = token(rest);
+            let key = key(tok, "put")?;
+            // One separator, then the value exactly as sent, as for `w`.
+            let value = after.get(1..).unwrap_or_default();
+            if value.is_empty() {
+                return Err("put needs a value".into());
+            }
+            if value.len() > bounds.value_limit {
+                return Err(bounds.value_too_long());
+            }
+            Ok(Request::Put { key, value })
+        }
         b"help" => Ok(Request::Help),
         b"stat" => {
             let (tok, extra) = token(rest);
@@ -251,7 +314,11 @@ pub fn parse<'a>(line: &'a [u8], bounds: &Bounds) -> Result<Request<'a>, String>
                 mailbox: Some(mailbox),
             })
         }
-        _ => Err(format!("unknown command '{}'; try help", shown(cmd))),
+        // Short enough for the lab's 31-byte reads (see `key`).
+        _ => Err(format!(
+            "unknown command '{}'",
+            shown(&cmd[..cmd.len().min(8)])
+        )),
     }
 }
 
@@ -263,7 +330,43 @@ mod tests {
         mailboxes: 4,
         data_limit: 2048,
         data_limit_name: "packet",
+        value_limit: 2048,
     };
+
+    #[test]
+    fn key_value_requests() {
+        assert_eq!(parse(b"get 5", &B), Ok(Request::Get { key: 5 }));
+        assert_eq!(parse(b"GET -5", &B), Ok(Request::Get { key: -5 }));
+        assert_eq!(parse(b"del 7", &B), Ok(Request::Del { key: 7 }));
+        assert_eq!(
+            parse(b"put 5 hello  world ", &B),
+            Ok(Request::Put {
+                key: 5,
+                value: b"hello  world "
+            })
+        );
+        assert_eq!(parse(b"Bye", &B), Ok(Request::Quit));
+        let long = [b"put 1 ".as_slice(), &[b'a'; 2049]].concat();
+        let refusals: [(&[u8], &str); 9] = [
+            (b"get", "get needs a key"),
+            (b"del", "del needs a key"),
+            (b"put", "put needs a key"),
+            (b"get x", "key is not an integer"),
+            (b"get 1.5", "key is not an integer"),
+            (b"get 99999999999999999999", "key out of range"),
+            (b"put 5", "put needs a value"),
+            (b"get 1 2", "get takes one key"),
+            (&long, "value over 2048 bytes"),
+        ];
+        for (line, error) in refusals {
+            assert_eq!(parse(line, &B), Err(error.to_string()));
+            assert!(error.len() + "ERR \n".len() <= 31, "{error}");
+        }
+        assert!(parse(b"put 5 ", &B).is_err(), "an empty value is missing");
+        let unknown = parse(b"frobnicate 1", &B).expect_err("unknown");
+        assert_eq!(unknown, "unknown command 'frobnica'");
+        assert!(unknown.len() + "ERR \n".len() <= 31);
+    }
 
     #[test]
     fn reads_and_writes() {
@@ -323,10 +426,7 @@ mod tests {
             parse(b"r 99999999999999999999999", &B),
             Err("mailbox 99999999999999999999999 is out of range 1..4".into())
         );
-        assert_eq!(
-            parse(b"x 1", &B),
-            Err("unknown command 'x'; try help".into())
-        );
+        assert_eq!(parse(b"x 1", &B), Err("unknown command 'x'".into()));
         assert_eq!(
             parse(b"wb 1 x", &B),
             Err("wb needs a byte length 0..2048".into())

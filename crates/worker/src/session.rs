@@ -11,7 +11,11 @@
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
-use shmlib::{Deadline, LockError, Participant, Segment, Stats, WorkerSlot, WorkerState};
+use shmlib::kv::{InMemory, Journal};
+use shmlib::{
+    Database, Deadline, KeyValue, KvError, LockError, Participant, Segment, Stats, WorkerSlot,
+    WorkerState,
+};
 
 use crate::request::{self, Bounds, Request};
 
@@ -62,6 +66,11 @@ enum Mode {
 
 pub struct Session<'s> {
     segment: &'s Segment,
+    /// The key-value store, when the daemon has one.
+    store: Option<KeyValue<'s>>,
+    /// Where the store's changes are recorded; without it they live in the
+    /// segment only (tests).
+    database: Option<&'s Database>,
     me: Participant,
     /// This worker's row in the worker table.
     row: &'s WorkerSlot,
@@ -82,7 +91,10 @@ w <m>            two-step write: the next line is the data
 wb <m> <len>     write exactly len bytes (any bytes) that follow this line
 stat [<m>]       the daemon's geometry and figures, or mailbox m's length and version
 stat workers     the worker table: one line per worker
-q                Goodbye: close this connection (the server goes on)
+put <key> <value> store value (the rest of the line) under an integer key, if new: OK
+get <key>        the value stored under key, as one line
+del <key>        remove key and its value: OK
+q, Bye           Goodbye: close this connection (the server goes on)
 help             this text
 Lines end with LF, CRLF or NUL; a pause also ends a line. Errors: ERR <reason>.";
 
@@ -97,6 +109,7 @@ impl<'s> Session<'s> {
             } else {
                 "mailbox"
             },
+            value_limit: geometry.packet_size,
         };
         // The supervisor hands out slots from the segment's own table.
         let me = segment
@@ -104,16 +117,26 @@ impl<'s> Session<'s> {
             .expect("worker slot outside the segment's worker table");
         Session {
             segment,
+            store: segment.key_value(),
+            database: None,
             me,
             row: &segment.worker_slots()[config.worker_slot],
             stop,
             config,
             bounds,
-            line_limit: bounds.data_limit + HEAD_KEPT,
+            // A put line carries a packet-sized value: the packet size
+            // bounds every line, whatever the mailbox size.
+            line_limit: geometry.packet_size.max(bounds.data_limit) + HEAD_KEPT,
             line: Vec::new(),
             mode: Mode::Command,
             requests: 0,
         }
+    }
+
+    /// Records the store's changes in `database` (the daemon's journal).
+    pub fn with_database(mut self, database: Option<&'s Database>) -> Session<'s> {
+        self.database = database;
+        self
     }
 
     /// Requests answered so far.
@@ -327,6 +350,8 @@ impl<'s> Session<'s> {
     fn overlong(&self, head: &[u8], total: usize, data_for: Option<usize>) -> String {
         if data_for.is_some() {
             self.bounds.too_much_data(total)
+        } else if request::is_put(head) {
+            self.bounds.value_too_long()
         } else if let Some(prefix) = request::write_prefix_len(head) {
             self.bounds.too_much_data(total.saturating_sub(prefix))
         } else {
@@ -393,6 +418,9 @@ impl<'s> Session<'s> {
             | Request::Abandon { .. } => &stats.writes,
             Request::Stat { .. } | Request::StatWorkers => &stats.stats,
             Request::Quit | Request::Help => &stats.other,
+            Request::Get { .. } => &stats.gets,
+            Request::Put { .. } => &stats.puts,
+            Request::Del { .. } => &stats.dels,
         });
         match request {
             Request::Read { mailbox } => self.read(mailbox, out),
@@ -446,8 +474,92 @@ impl<'s> Session<'s> {
                 mailbox: Some(mailbox),
             } => self.stat(mailbox, out),
             Request::StatWorkers => self.stat_workers(out),
+            Request::Get { key } => self.get(key, out),
+            Request::Put { key, value } => self.put(key, value, out),
+            Request::Del { key } => self.del(key, out),
         }
         Flow::Continue
+    }
+
+    /// `get`: the value itself and a newline.
+    fn get(&mut self, key: i64, out: &mut Vec<u8>) {
+        let Some(store) = &self.store else {
+            return self.store_off(out);
+        };
+        let got = store.get_with(self.me, &self.deadline(), key, |value| {
+            out.extend_from_slice(value);
+            out.push(b'\n');
+        });
+        if let Err(e) = got {
+            self.store_error(e, out);
+        }
+    }
+
+    fn put(&mut self, key: i64, value: &[u8], out: &mut Vec<u8>) {
+        let deadline = self.deadline();
+        self.change(out, |store, me, journal| {
+            store.put(me, &deadline, key, value, journal)
+        });
+    }
+
+    fn del(&mut self, key: i64, out: &mut Vec<u8>) {
+        let deadline = self.deadline();
+        self.change(out, |store, me, journal| {
+            store.del(me, &deadline, key, journal)
+        });
+    }
+
+    /// A put or del, recorded in the daemon's journal (or, without one, in
+    /// the segment only); `OK` once both hold it.
+    fn change(
+        &self,
+        out: &mut Vec<u8>,
+        op: impl FnOnce(&KeyValue<'s>, Participant, &mut dyn Journal) -> Result<(), KvError>,
+    ) {
+        let Some(store) = &self.store else {
+            return self.store_off(out);
+        };
+        let result = match self.database {
+            Some(mut db) => op(store, self.me, &mut db),
+            None => op(store, self.me, &mut InMemory),
+        };
+        match result {
+            Ok(()) => out.extend_from_slice(b"OK\n"),
+            Err(e) => self.store_error(e, out),
+        }
+    }
+
+    fn store_off(&self, out: &mut Vec<u8>) {
+        self.error(out, "key-value store is off");
+    }
+
+    /// The store's refusals: each within the lab's 31 bytes (see
+    /// `request::key`); the details of a failure go to the log.
+    fn store_error(&self, e: KvError, out: &mut Vec<u8>) {
+        let message = match e {
+            KvError::Exists => "key exists".to_string(),
+            KvError::NotFound => "no such key".to_string(),
+            KvError::Full { capacity } => format!("store full: {capacity} keys"),
+            KvError::TooLong { .. } => self.bounds.value_too_long(),
+            KvError::Lock(LockError::TimedOut) => {
+                Stats::count(&self.segment.stats().lock_timeouts);
+                log::warn!(
+                    "key-value store busy: lock not granted within {} s",
+                    self.config.lock_timeout.as_secs_f64()
+                );
+                "store busy, try again".to_string()
+            }
+            KvError::Lock(LockError::Cancelled) => "server stopping".to_string(),
+            KvError::Lock(e) => {
+                log::error!("key-value store lock: {e}");
+                "store lock failed".to_string()
+            }
+            KvError::Journal(e) => {
+                log::error!("key-value store: cannot record a change: {e}");
+                "cannot write database".to_string()
+            }
+        };
+        self.error(out, &message);
     }
 
     fn mailbox(&self, index: usize) -> shmlib::Mailbox<'s> {
@@ -556,7 +668,7 @@ impl<'s> Session<'s> {
                 "OK mailboxes={} mailbox_bytes={} packet_bytes={} workers={} port={} pid={} \
                  uptime_s={uptime} idle={} busy={} connections={} reads={} writes={} stats={} \
                  other={} errors={} lock_waits={} lock_timeouts={} lengths={} versions={} \
-                 max_workers={} clients={}\n",
+                 max_workers={} clients={} keys={} key_capacity={} gets={} puts={} dels={}\n",
                 g.mailboxes,
                 g.mailbox_size,
                 g.packet_size,
@@ -577,6 +689,11 @@ impl<'s> Session<'s> {
                 versions.join(","),
                 g.worker_slots,
                 c(&st.open_connections),
+                self.store.as_ref().map_or(0, |kv| kv.table().len()),
+                g.keys,
+                c(&st.gets),
+                c(&st.puts),
+                c(&st.dels),
             ),
         );
     }

@@ -92,6 +92,8 @@ pub fn run_in(dir: &Path, program: &Path, args: &[&str], timeout: Duration) -> O
     let err_path = dir.join(format!("{unique}.stderr"));
     let mut child = Command::new(program)
         .args(args)
+        // dipc's database.txt (and anything else relative) lands in `dir`.
+        .current_dir(dir)
         .stdin(Stdio::null())
         .stdout(fs::File::create(&out_path).expect("creating a stdout file"))
         .stderr(fs::File::create(&err_path).expect("creating a stderr file"))

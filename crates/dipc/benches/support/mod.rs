@@ -33,6 +33,8 @@ impl Daemon {
                 .arg(dir.path().join("dipc.log"))
                 .arg("--pid-file")
                 .arg(dir.path().join("dipc.pid"))
+                .arg("--db")
+                .arg(dir.path().join("database.txt"))
                 .stdout(std::process::Stdio::null())
                 .status()
                 .expect("run dipc");

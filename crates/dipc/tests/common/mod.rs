@@ -112,6 +112,8 @@ pub fn try_run_with_stdin<S: AsRef<str>>(
     let err_file = fs::File::create(&err_path).map_err(|e| format!("{command}: {e}"))?;
     let mut child = Command::new(program)
         .args(args.iter().map(|a| a.as_ref()))
+        // dipc's database.txt (and anything else relative) lands in `dir`.
+        .current_dir(dir)
         .stdin(match stdin {
             Some(path) => Stdio::from(fs::File::open(path).map_err(|e| format!("{command}: {e}"))?),
             None => Stdio::null(),

@@ -6,8 +6,9 @@ redis-server and memcached from Debian's packages when they are missing,
 starts every server on a free loopback port with persistence off, drives each
 with the same load generator (`./client bench`), stops everything it
 started, and writes docs/benchmarks.md: the machine, a table per workload
-with medians of the runs and the ratios dipc / Redis and dipc / ceiling, the
-cost of growth (event model at 10, 100 and 1,000 connections) and the
+with medians of the runs and the ratios dipc / Redis and dipc / ceiling (the
+mailboxes' r and w, and the key-value store's get and put/del beside Redis's
+GET and SET/DEL, the latter also with Redis's AOF on), the cost of growth (event model at 10, 100 and 1,000 connections) and the
 segment's size against its geometry.
 
     python3 bench/versus.py            # full: 3 runs of 1.5 s per cell (~9 min)
@@ -50,6 +51,8 @@ DIPC_CONFIGS = [
 ]
 # The row the ratios are taken of.
 DIPC_REFERENCE = "dipc event, 1 worker"
+# The configurations that also run the key-value workloads.
+DIPC_KV_CONFIGS = ("dipc event, 1 worker", "dipc event")
 
 
 def free_port():
@@ -107,7 +110,10 @@ def dipc_daemon(options, port, workdir, mailboxes=MAILBOXES, kib=8):
     args = [DIPC, str(mailboxes), str(kib), str(port), "2", *options,
             "--log", os.path.join(workdir, f"dipc-{port}.log"),
             "--pid-file", os.path.join(workdir, f"dipc-{port}.pid"),
-            "--db", os.path.join(workdir, f"database-{port}.txt")]
+            "--db", os.path.join(workdir, f"database-{port}.txt"),
+            # Room for the keys a churn run that stops between a put and its
+            # del leaves behind.
+            "--keys", "8192"]
     subprocess.run(args, check=True, stdout=subprocess.DEVNULL)
     try:
         yield
@@ -205,7 +211,7 @@ def main():
     started = time.time()
     # results[(workload, server)][load label] = {"rps", "p99_us", "errors"}
     results = {}
-    rows = {"read": [], "write": []}
+    rows = {"read": [], "write": [], "get": [], "churn": []}
 
     def run_cells(workload, server, port, protocol, op):
         if server not in rows[workload]:
@@ -223,12 +229,26 @@ def main():
                 wait_for_port(port)
                 run_cells("read", label, port, "dipc", "read")
                 run_cells("write", label, port, "dipc", "write")
+                if label in DIPC_KV_CONFIGS:
+                    run_cells("get", label, port, "dipc", "get")
+                    run_cells("churn", label, port, "dipc", "churn")
         if redis:
             port = free_port()
             with process([redis, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
                           "--appendonly", "no"], port):
                 run_cells("read", "Redis GET", port, "redis", "read")
                 run_cells("write", "Redis SET", port, "redis", "write")
+                # The same requests as the read workload's.
+                rows["get"].append("Redis GET")
+                results[("get", "Redis GET")] = results[("read", "Redis GET")]
+                run_cells("churn", "Redis SET/DEL", port, "redis", "churn")
+            # Durable like dipc's database.txt: every change appended to a
+            # file, flushed once a second (both daemons' default).
+            port = free_port()
+            with process([redis, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+                          "--appendonly", "yes", "--appendfsync", "everysec",
+                          "--dir", workdir], port):
+                run_cells("churn", "Redis SET/DEL, AOF everysec", port, "redis", "churn")
         if memcached:
             port = free_port()
             # memcached refuses to run as root without a user to switch to.
@@ -320,14 +340,24 @@ def write_doc(opts, results, rows, growth, segments, runs, seconds, elapsed, red
         "the client and the server run on different vCPUs (two cross-CPU wake-ups per request, "
         "about 30 us each), about 100k/s when the scheduler happens to put them on the same one.")
     out("")
+    out("In the key-value tables, `get` reads prefilled keys; the changes alternate a put of a "
+        "new key and its del, each connection on keys of its own (`--mix churn`), so every "
+        "request is a change that succeeds; every dipc change is appended to database.txt "
+        "(`--fsync everysec`) before its OK, and Redis is shown without persistence and with "
+        "its AOF (appendfsync everysec); the ratio is taken against the AOF row.")
+    out("")
     out("dipc's rows are `r` (reads) or `w` (writes) of a mailbox; Redis's GET or SET; "
         "memcached's get or set; the ceiling answers any line. The ratios compare dipc's event "
         "model with one worker (one process, as Redis and `memcached -t 1`) with Redis and with "
         "the one-thread ceiling; `dipc event` is the default pool, one worker per CPU, which "
         "here shares the 2 vCPUs with the load generator.")
     out("")
-    for workload, title, reference in (("read", "Read: dipc `r` against Redis GET", "Redis GET"),
-                                       ("write", "Write: dipc `w` against Redis SET", "Redis SET")):
+    for workload, title, reference in (
+            ("read", "Read: dipc `r` against Redis GET", "Redis GET"),
+            ("write", "Write: dipc `w` against Redis SET", "Redis SET"),
+            ("get", "Key-value get: dipc `get` against Redis GET", "Redis GET"),
+            ("churn", "Key-value changes: dipc `put`/`del` against Redis SET/DEL",
+             "Redis SET/DEL, AOF everysec")):
         out(f"## {title}")
         out("")
         out("Requests per second (p99 latency in µs).")
@@ -341,7 +371,9 @@ def write_doc(opts, results, rows, growth, segments, runs, seconds, elapsed, red
                    for l, _, _ in LOADS]
             out(f"| {server} | " + " | ".join(row) + " |")
         ref = results.get((workload, reference))
-        ceiling = results.get((workload, "ceiling, epoll"))
+        ceiling = results.get(("read" if workload == "get" else workload, "ceiling, epoll"))
+        if workload == "churn":
+            ceiling = None
         best = results.get((workload, DIPC_REFERENCE))
         if best:
             if ref:

@@ -208,3 +208,48 @@ fn a_duration_run_reports_a_rate() {
         out.describe()
     );
 }
+
+/// Key-value requests: gets of prefilled keys, and the churn of puts and
+/// dels that all succeed, counted by the daemon.
+#[test]
+fn key_value_requests_reach_the_store() {
+    let daemon = Daemon::start(4);
+    let run = |mix: &str| {
+        let out = client(
+            daemon.dir.path(),
+            &[
+                "bench",
+                "-s",
+                &daemon.addr(),
+                "-n",
+                "1000",
+                "-c",
+                "4",
+                "-P",
+                "4",
+                "--mix",
+                mix,
+                "--spread",
+                "8",
+                "--json",
+            ],
+        );
+        assert!(out.status.success(), "{}", out.describe());
+        let report = out.json();
+        assert_eq!(report["requests"], 1000, "{report}");
+        assert_eq!(report["errors"], 0, "{report}");
+    };
+    run("get");
+    let figures = stat(&daemon);
+    // The prefill's put of every key, then the gets.
+    assert_eq!(figures["puts"], 8, "{figures:?}");
+    assert_eq!(figures["gets"], 1000, "{figures:?}");
+    assert_eq!(figures["keys"], 8, "{figures:?}");
+    run("churn");
+    let figures = stat(&daemon);
+    // Batches of 4 requests: every put is followed by its del.
+    assert_eq!(figures["puts"], 8 + 500, "{figures:?}");
+    assert_eq!(figures["dels"], 500, "{figures:?}");
+    assert_eq!(figures["keys"], 8, "{figures:?}");
+    assert_eq!(figures["errors"], 0, "{figures:?}");
+}

@@ -68,6 +68,8 @@ struct Conn {
     wants_out: bool,
     /// Replies received since the connection opened, all phases.
     replies: u64,
+    /// Churn requests sent so far (put and del in turn).
+    churns: u64,
     rng: Rng,
 }
 
@@ -120,6 +122,7 @@ impl Engine {
                 busy: false,
                 wants_out: false,
                 replies: 0,
+                churns: 0,
                 rng: Rng::new(i as u64),
             });
         }
@@ -207,7 +210,11 @@ impl Engine {
         conn.out.clear();
         conn.ops.clear();
         for _ in 0..size {
-            let (op, index) = phase.source.next(&mut conn.rng);
+            let (mut op, mut index) = phase.source.next(&mut conn.rng);
+            if op == Op::Churn {
+                (op, index) = Op::churn(conn.churns, i as u64, phase.source.spread());
+                conn.churns += 1;
+            }
             self.codec.encode(op, index, &mut conn.out);
             conn.ops.push(op);
         }

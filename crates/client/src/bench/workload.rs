@@ -24,16 +24,24 @@ impl Source {
     pub fn prefill(mix: &Mix, protocol: Protocol, spread: u64) -> Self {
         let mut ops = Vec::new();
         let separate_key_space = matches!(protocol, Protocol::Dipc | Protocol::Fixed);
-        if !separate_key_space || mix.ops().any(Op::on_mailbox) {
+        let shared = mix.ops().any(|op| op.on_mailbox() || op.on_shared_key());
+        if !separate_key_space && shared || mix.ops().any(Op::on_mailbox) {
             ops.push(Op::Write);
         }
-        if separate_key_space && mix.ops().any(|op| !op.on_mailbox()) {
+        if separate_key_space && mix.ops().any(Op::on_shared_key) {
             ops.push(Op::Put);
         }
         Source::Sequence {
             ops,
             spread,
             next: 0,
+        }
+    }
+
+    /// How many mailboxes or keys requests spread over.
+    pub fn spread(&self) -> u64 {
+        match self {
+            Source::Sequence { spread, .. } | Source::Random { spread, .. } => *spread,
         }
     }
 

@@ -14,7 +14,7 @@ pub fn encode(op: Op, index: u64, value: &[u8], out: &mut Vec<u8>) {
         Op::Read => (b"r ", index + 1),
         Op::Write => (b"w ", index + 1),
         Op::Get => (b"get ", index),
-        Op::Put => (b"put ", index),
+        Op::Put | Op::Churn => (b"put ", index),
         Op::Del => (b"del ", index),
     };
     out.extend_from_slice(command);

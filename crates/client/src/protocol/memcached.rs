@@ -7,7 +7,7 @@ use super::{Op, ProtocolError, Reply};
 pub fn encode(op: Op, index: u64, value: &[u8], out: &mut Vec<u8>) {
     let command: &[u8] = match op {
         Op::Read | Op::Get => b"get key:",
-        Op::Write | Op::Put => b"set key:",
+        Op::Write | Op::Put | Op::Churn => b"set key:",
         Op::Del => b"delete key:",
     };
     out.extend_from_slice(command);

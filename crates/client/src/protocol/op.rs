@@ -15,10 +15,14 @@ pub enum Op {
     Put,
     /// dipc `del <key>`; redis DEL; memcached delete
     Del,
+    /// Put and del in turn, each connection on keys of its own: every
+    /// request a change that succeeds (dipc's put refuses an existing key).
+    /// The engine turns it into `Put` or `Del` before encoding.
+    Churn,
 }
 
 impl Op {
-    pub const ALL: [Op; 5] = [Op::Read, Op::Write, Op::Get, Op::Put, Op::Del];
+    pub const ALL: [Op; 6] = [Op::Read, Op::Write, Op::Get, Op::Put, Op::Del, Op::Churn];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -27,6 +31,7 @@ impl Op {
             Op::Get => "get",
             Op::Put => "put",
             Op::Del => "del",
+            Op::Churn => "churn",
         }
     }
 
@@ -39,6 +44,23 @@ impl Op {
     /// Whether the request carries a value.
     pub fn writes(self) -> bool {
         matches!(self, Op::Write | Op::Put)
+    }
+
+    /// Whether the operation addresses the shared keys `0..spread` (which
+    /// the prefill puts) rather than a connection's own.
+    pub fn on_shared_key(self) -> bool {
+        matches!(self, Op::Get | Op::Put | Op::Del)
+    }
+
+    /// The `turn`th churn request of connection `conn`: a put of the
+    /// connection's next key, then its del. Keys lie above 2^40, clear of
+    /// the shared keys, and differ per generator process: a run that
+    /// stopped between a put and its del leaves a key that the next run
+    /// must not put again.
+    pub fn churn(turn: u64, conn: u64, spread: u64) -> (Op, u64) {
+        let op = if turn % 2 == 0 { Op::Put } else { Op::Del };
+        let own = (conn * spread + (turn / 2) % spread) & 0xf_ffff;
+        (op, 1 << 40 | u64::from(std::process::id()) << 20 | own)
     }
 }
 
@@ -55,6 +77,6 @@ impl FromStr for Op {
         Op::ALL
             .into_iter()
             .find(|op| op.name().eq_ignore_ascii_case(s))
-            .ok_or_else(|| format!("unknown operation '{s}' (read, write, get, put or del)"))
+            .ok_or_else(|| format!("unknown operation '{s}' (read, write, get, put, del or churn)"))
     }
 }

@@ -12,7 +12,7 @@ const MAX_DEPTH: usize = 8;
 pub fn encode(op: Op, index: u64, value: &[u8], out: &mut Vec<u8>) {
     let (header, command): (&[u8], &[u8]) = match op {
         Op::Read | Op::Get => (b"*2\r\n", b"$3\r\nGET\r\n"),
-        Op::Write | Op::Put => (b"*3\r\n", b"$3\r\nSET\r\n"),
+        Op::Write | Op::Put | Op::Churn => (b"*3\r\n", b"$3\r\nSET\r\n"),
         Op::Del => (b"*2\r\n", b"$3\r\nDEL\r\n"),
     };
     out.extend_from_slice(header);

@@ -232,9 +232,17 @@ fn run_daemon(
     };
     let pid_file = config.pid_file.display().to_string();
     let log_file = config.log_path.display().to_string();
+    let db_lock_file = if config.geometry.keys > 0 {
+        Database::lock_path_for(&config.db_path)
+            .display()
+            .to_string()
+    } else {
+        String::new()
+    };
     let record = DaemonRecord {
         pid_file: &pid_file,
         log_file: &log_file,
+        db_lock_file: &db_lock_file,
         grace: config.grace,
     };
     let segment = match Segment::create(port, config.geometry, &record) {
@@ -259,6 +267,9 @@ fn run_daemon(
     };
     if let Err(e) = write_pid_file(&config.pid_file) {
         readiness.failed(&format!("cannot write pid file {pid_file}: {e}"));
+        if let Some(db) = &database {
+            db.remove_lock_file();
+        }
         return ExitCode::FAILURE;
     }
     // SAFETY: the daemon is single-threaded (it never starts a thread), and

@@ -506,18 +506,41 @@ impl Supervisor {
     }
 
     /// Clears a reaped child's entries from every mailbox lock and the
-    /// store's, after rebuilding the store if it died inside a change.
-    fn release_locks_of(&self, slot: usize) {
+    /// store's, after rebuilding the store if it died inside a change. A
+    /// store that cannot be rebuilt stays locked, and the daemon stops.
+    fn release_locks_of(&mut self, slot: usize) {
         let Some(dead) = self.segment.participant(slot) else {
             return;
         };
-        if let (Some(db), Some(kv)) = (&self.database, self.segment.key_value()) {
-            let path = db.path().display();
-            // SAFETY: the child was reaped just now, and its lock entries are
-            // repaired only below.
-            match unsafe { db.recover(&kv, dead) } {
-                Ok(None) => {}
-                Ok(Some(report)) => log::warn!(
+        let repaired = if self.rebuild_store_after(slot) {
+            self.segment.repair_participant(dead)
+        } else {
+            self.segment.repair_mailbox_locks(dead)
+        };
+        if repaired > 0 {
+            log::warn!(
+                "worker slot {slot} died holding or awaiting {repaired} lock(s); released them"
+            );
+        }
+    }
+
+    /// If the worker in `slot` died inside a key-value change, rebuilds the
+    /// store from its database; false when that failed.
+    fn rebuild_store_after(&mut self, slot: usize) -> bool {
+        let (Some(db), Some(kv), Some(dead)) = (
+            &self.database,
+            self.segment.key_value(),
+            self.segment.participant(slot),
+        ) else {
+            return true;
+        };
+        let path = db.path().display();
+        // SAFETY: the child was reaped just now, and its lock entries are
+        // repaired only after this returns.
+        match unsafe { db.recover(&kv, dead) } {
+            Ok(None) => true,
+            Ok(Some(report)) => {
+                log::warn!(
                     "worker slot {slot} died in the middle of a key-value change; rebuilt the \
                      store from {path}: {} keys{}",
                     report.pairs,
@@ -526,18 +549,20 @@ impl Supervisor {
                     } else {
                         ""
                     }
-                ),
-                Err(e) => log::error!(
-                    "worker slot {slot} died in the middle of a key-value change, and the store \
-                     cannot be rebuilt from {path}: {e}"
-                ),
+                );
+                true
             }
-        }
-        let repaired = self.segment.repair_participant(dead);
-        if repaired > 0 {
-            log::warn!(
-                "worker slot {slot} died holding or awaiting {repaired} mailbox lock(s); released them"
-            );
+            Err(e) => {
+                log::error!(
+                    "worker slot {slot} died in the middle of a key-value change, and the store \
+                     cannot be rebuilt: {e}; the store stays locked and dipc stops: mend the \
+                     file and start dipc again"
+                );
+                if self.stopping_since.is_none() {
+                    self.begin_shutdown();
+                }
+                false
+            }
         }
     }
 
@@ -654,8 +679,12 @@ impl Supervisor {
         }
     }
 
-    /// Unlinks the segment and the pid file: nothing left behind.
+    /// Unlinks the segment, the pid file and the database's lock file:
+    /// nothing left behind (the database itself is the user's).
     fn remove_segment(&mut self) {
+        if let Some(db) = &self.database {
+            db.remove_lock_file();
+        }
         self.segment.disown();
         if let Err(e) = Segment::unlink(self.config.port) {
             log::warn!("removing the segment: {e}");

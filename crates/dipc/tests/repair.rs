@@ -69,6 +69,6 @@ fn a_lock_held_by_a_killed_worker_is_repaired_and_the_worker_replaced() {
     let (version, content) = client.read_mailbox(1);
     assert_eq!((version, content.as_slice()), (1, &b"before"[..]));
     // The supervisor logs the repair just after making it.
-    daemon.assert_logged("died holding or awaiting 1 mailbox lock(s); released them");
+    daemon.assert_logged("died holding or awaiting 1 lock(s); released them");
     println!("worker {idle} repaired and replaced within {replaced_in:?}");
 }

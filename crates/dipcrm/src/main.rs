@@ -33,6 +33,8 @@ struct Found {
     grace: Option<Duration>,
     workers: Vec<i32>,
     pid_file: PathBuf,
+    /// The key-value store's lock file, when the header names one.
+    db_lock_file: Option<PathBuf>,
     segment_exists: bool,
 }
 
@@ -45,10 +47,13 @@ fn say(line: String) {
 fn find(port: u16) -> Result<Found, String> {
     let default_pid_file = shmlib::default_pid_file(port);
     let mut grace = None;
+    let mut db_lock_file = None;
     let (mut supervisor, workers, pid_file, segment_exists) = match Segment::open(port) {
         Ok(segment) => {
             let info = segment.info();
             grace = Some(info.grace);
+            db_lock_file =
+                (!info.db_lock_file.is_empty()).then(|| PathBuf::from(&info.db_lock_file));
             let workers = segment
                 .worker_slots()
                 .iter()
@@ -76,6 +81,7 @@ fn find(port: u16) -> Result<Found, String> {
         grace,
         workers,
         pid_file,
+        db_lock_file,
         segment_exists,
     })
 }
@@ -189,6 +195,14 @@ fn run(args: Args) -> Result<ExitCode, String> {
             .map_err(|e| format!("cannot remove {}: {e}", found.pid_file.display()))?;
         say(format!("removed {}", found.pid_file.display()));
         did_something = true;
+    }
+
+    // Left by a daemon killed with SIGKILL; the database itself is the
+    // user's data and stays.
+    if let Some(lock) = &found.db_lock_file {
+        if shmlib::remove_stale_lock(lock) {
+            say(format!("removed {}", lock.display()));
+        }
     }
 
     if did_something {

@@ -9,12 +9,17 @@
 //!   reported, cut off, and the rest loads.
 //! - When the file grows past twice what its pairs need (and 64 KiB), the
 //!   writer that made it grow rewrites it: a new file, flushed, renamed over
-//!   the old one, the directory flushed. Every process holding the old file
-//!   open notices on its next append (no links left) and reopens the path.
-//! - Every process of the daemon holds a shared `flock` on the file; a new
-//!   daemon must get it exclusively first, so two daemons never share one
-//!   database.
+//!   the old one, the directory flushed, and the store's `generation`
+//!   counted up. Every process holding the old file open notices on its next
+//!   append (an older generation, or no name left: removed by hand) and
+//!   reopens the path.
+//! - The daemon holds an exclusive `flock` on `<database>.lock`, a file that
+//!   is never renamed (the database itself is, by compaction), taken by the
+//!   supervisor and inherited by its children: two daemons never share one
+//!   database. The supervisor removes it when it stops; dipcrm after a
+//!   daemon killed with SIGKILL.
 
+use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufWriter, Read, Seek, SeekFrom, Write};
 use std::os::fd::AsRawFd;
@@ -58,7 +63,10 @@ pub struct LoadReport {
 pub enum DbError {
     #[error("{path}: {source}")]
     Io { path: String, source: io::Error },
-    #[error("{path} is in use by another dipc daemon; give this one its own with --db PATH")]
+    #[error(
+        "{path} is in use by another dipc daemon (or by the workers of one that was killed, \
+         which finish within its grace period); give this one its own with --db PATH"
+    )]
     InUse { path: String },
     #[error("{path}:{line}: {reason}")]
     Corrupt {
@@ -66,8 +74,14 @@ pub enum DbError {
         line: usize,
         reason: String,
     },
-    #[error("{path} holds more than {capacity} keys, this daemon's capacity; start it with a larger --keys")]
-    TooMany { path: String, capacity: usize },
+    #[error("{path} holds {keys} keys, over this daemon's capacity of {capacity}; start it with a larger --keys")]
+    TooMany {
+        path: String,
+        keys: usize,
+        capacity: usize,
+    },
+    #[error("{path} is gone: removed while the daemon ran")]
+    Gone { path: String },
 }
 
 /// The journal of one daemon's store, opened by the supervisor and
@@ -76,12 +90,23 @@ pub struct Database {
     path: PathBuf,
     /// Where a compaction writes the new file before renaming it.
     temp: PathBuf,
+    /// `<path>.lock`, flocked exclusively for the daemon's life.
+    lock_path: PathBuf,
+    /// Holds the flock; every child shares it through fork().
+    _lock: File,
     policy: FsyncPolicy,
     /// The file appended to; replaced after a compaction.
-    file: Mutex<File>,
+    file: Mutex<Journalled>,
 }
 
-/// Below this size the journal is never compacted.
+/// This process's journal file and the compaction generation it belongs to.
+struct Journalled {
+    file: File,
+    generation: u64,
+}
+
+/// Below this size the journal is never compacted; a failed compaction is
+/// tried again after the journal grew this much more.
 const COMPACT_MIN_BYTES: u64 = 64 * 1024;
 /// A stored pair's line without its value: `put `, a key of at most 20
 /// characters, a space, a newline.
@@ -97,13 +122,73 @@ fn flock(file: &File, operation: libc::c_int) -> io::Result<()> {
     }
 }
 
-fn open_append(path: &Path) -> io::Result<File> {
+fn open_append(path: &Path, create: bool) -> io::Result<File> {
     OpenOptions::new()
         .read(true)
         .append(true)
-        .create(true)
+        .create(create)
         .mode(0o600)
         .open(path)
+}
+
+fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(suffix);
+    PathBuf::from(name)
+}
+
+/// Flushes the directory that holds `path`: a created or renamed name is
+/// then on disk too.
+fn sync_parent(path: &Path) -> io::Result<()> {
+    let dir = match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    };
+    File::open(dir)?.sync_all()
+}
+
+/// Takes the exclusive lock on `lock_path` (created if need be). A daemon
+/// that stops removes its lock file while holding the lock: the one we
+/// locked may have lost its name meanwhile, so check that the name still
+/// leads to it, and start again if not.
+fn lock_database(lock_path: &Path, path_shown: &str) -> Result<File, DbError> {
+    let io_error = |source| DbError::Io {
+        path: lock_path.display().to_string(),
+        source,
+    };
+    loop {
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .open(lock_path)
+            .map_err(io_error)?;
+        match flock(&file, libc::LOCK_EX | libc::LOCK_NB) {
+            Ok(()) => {}
+            Err(e) if e.raw_os_error() == Some(libc::EWOULDBLOCK) => {
+                return Err(DbError::InUse {
+                    path: path_shown.to_string(),
+                })
+            }
+            Err(e) => return Err(io_error(e)),
+        }
+        let held = file.metadata().map_err(io_error)?;
+        match std::fs::metadata(lock_path) {
+            Ok(named) if named.dev() == held.dev() && named.ino() == held.ino() => return Ok(file),
+            _ => continue,
+        }
+    }
+}
+
+/// Removes a database's lock file left by a daemon that was killed, if no
+/// daemon holds it; true when it did. For dipcrm.
+pub fn remove_stale_lock(lock_path: &Path) -> bool {
+    let Ok(file) = OpenOptions::new().read(true).write(true).open(lock_path) else {
+        return false;
+    };
+    flock(&file, libc::LOCK_EX | libc::LOCK_NB).is_ok() && std::fs::remove_file(lock_path).is_ok()
 }
 
 /// The line that records a change.
@@ -142,7 +227,7 @@ fn parse_record(line: &[u8]) -> Result<Option<Change<'_>>, String> {
     Err("not a `put <key> <value>` or `del <key>` line".into())
 }
 
-fn lock_file(file: &Mutex<File>) -> MutexGuard<'_, File> {
+fn lock_file(file: &Mutex<Journalled>) -> MutexGuard<'_, Journalled> {
     // A thread that panicked while appending left the file as a write
     // error would: usable.
     file.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
@@ -163,33 +248,31 @@ impl Database {
             path: path.display().to_string(),
             source,
         };
-        let file = open_append(path).map_err(io_error)?;
-        match flock(&file, libc::LOCK_EX | libc::LOCK_NB) {
-            Ok(()) => {}
-            Err(e) if e.raw_os_error() == Some(libc::EWOULDBLOCK) => {
-                return Err(DbError::InUse {
-                    path: path.display().to_string(),
-                })
-            }
-            Err(e) => return Err(io_error(e)),
+        let lock_path = Database::lock_path_for(path);
+        let lock = lock_database(&lock_path, &path.display().to_string())?;
+        let created = !path.exists();
+        let file = open_append(path, true).map_err(io_error)?;
+        if created {
+            sync_parent(path).map_err(io_error)?;
         }
-        // Shared from now on: the daemon's processes all hold it.
-        flock(&file, libc::LOCK_SH).map_err(io_error)?;
-        let mut temp = path.as_os_str().to_owned();
-        temp.push(".compacting");
         let db = Database {
             path: path.to_path_buf(),
-            temp: PathBuf::from(temp),
+            temp: with_suffix(path, ".compacting"),
+            lock_path,
+            _lock: lock,
             policy,
-            file: Mutex::new(file),
+            file: Mutex::new(Journalled {
+                file,
+                generation: kv.table().generation(),
+            }),
         };
         // A compaction that died before its rename left this behind.
         let _ = std::fs::remove_file(&db.temp);
         // SAFETY: forwarded from the caller.
         let table = unsafe { kv.exclusive() };
         let mut report = {
-            let mut file = lock_file(&db.file);
-            db.load_into(&mut file, table)?
+            let mut journal = lock_file(&db.file);
+            db.load_into(&mut journal.file, table)?
         };
         if table.journal_bytes() == 0 {
             db.append(table, HEADER_LINE).map_err(io_error)?;
@@ -198,6 +281,19 @@ impl Database {
             report.compacted = true;
         }
         Ok((db, report))
+    }
+
+    /// Removes the lock file: the supervisor's last act, once every child
+    /// is gone. (A daemon starting meanwhile checks the name, see
+    /// `lock_database`.)
+    pub fn remove_lock_file(&self) {
+        let _ = std::fs::remove_file(&self.lock_path);
+    }
+
+    /// Where the lock file of the database at `path` is (for the segment's
+    /// header, which dipcrm reads).
+    pub fn lock_path_for(path: &Path) -> PathBuf {
+        with_suffix(path, ".lock")
     }
 
     pub fn path(&self) -> &Path {
@@ -215,15 +311,18 @@ impl Database {
         }
     }
 
-    /// Replays the whole file into the emptied table and cuts off a torn
-    /// last line.
+    /// Replays the whole file into the table, which it empties first, and
+    /// cuts off a torn last line. The whole file is checked before the table
+    /// or the file is touched: on error both are as they were.
     fn load_into(&self, file: &mut File, table: &Table<'_>) -> Result<LoadReport, DbError> {
         let mut bytes = Vec::new();
         file.seek(SeekFrom::Start(0))
             .and_then(|_| file.read_to_end(&mut bytes))
             .map_err(|e| self.io_error(e))?;
-        table.clear();
         let mut report = LoadReport::default();
+        // Key -> (value, the line that put it): only the final state has to
+        // fit the table, whatever the history went through.
+        let mut pairs: HashMap<i64, (&[u8], usize)> = HashMap::new();
         let mut good = 0;
         let mut number = 0;
         while good < bytes.len() {
@@ -234,42 +333,49 @@ impl Database {
             };
             let line = &bytes[good..good + end];
             good += end + 1;
-            let corrupt = |reason: String| DbError::Corrupt {
-                path: self.path.display().to_string(),
-                line: number,
-                reason,
+            let change = parse_record(line).map_err(|reason| self.corrupt(number, reason))?;
+            match change {
+                None => continue,
+                Some(Change::Put { key, value }) => pairs.insert(key, (value, number)),
+                Some(Change::Del { key }) => pairs.remove(&key),
             };
-            match parse_record(line).map_err(corrupt)? {
-                None => {}
-                Some(Change::Put { key, value }) => {
-                    if value.len() > table.value_limit() {
-                        return Err(corrupt(format!(
-                            "a value of {} bytes, over this daemon's {}-byte packet size",
-                            value.len(),
-                            table.value_limit()
-                        )));
-                    }
-                    if !table.contains(key) && table.len() >= table.capacity() {
-                        return Err(DbError::TooMany {
-                            path: self.path.display().to_string(),
-                            capacity: table.capacity(),
-                        });
-                    }
-                    table.set(key, value);
-                    report.records += 1;
-                }
-                Some(Change::Del { key }) => {
-                    table.remove(key);
-                    report.records += 1;
-                }
-            }
+            report.records += 1;
+        }
+        if pairs.len() > table.capacity() {
+            return Err(DbError::TooMany {
+                path: self.path.display().to_string(),
+                keys: pairs.len(),
+                capacity: table.capacity(),
+            });
+        }
+        if let Some((value, line)) = pairs.values().find(|(v, _)| v.len() > table.value_limit()) {
+            return Err(self.corrupt(
+                *line,
+                format!(
+                    "a value of {} bytes, over this daemon's {}-byte packet size",
+                    value.len(),
+                    table.value_limit()
+                ),
+            ));
         }
         if report.torn.is_some() {
             file.set_len(good as u64).map_err(|e| self.io_error(e))?;
         }
+        table.clear();
+        for (key, (value, _)) in pairs {
+            table.set(key, value);
+        }
         table.set_journal_bytes(good as u64);
         report.pairs = table.len();
         Ok(report)
+    }
+
+    fn corrupt(&self, line: usize, reason: String) -> DbError {
+        DbError::Corrupt {
+            path: self.path.display().to_string(),
+            line,
+            reason,
+        }
     }
 
     /// After a writer died inside a change (the store's `changing` names
@@ -293,37 +399,55 @@ impl Database {
         // write lock, which the dead participant therefore still holds.
         let table = unsafe { kv.exclusive() };
         let report = {
-            let mut file = lock_file(&self.file);
-            self.follow_renames(&mut file)
-                .map_err(|e| self.io_error(e))?;
-            self.load_into(&mut file, table)?
+            let mut journal = lock_file(&self.file);
+            // A file removed by hand is no journal to rebuild from.
+            match self.follow_renames(&mut journal, table, false) {
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                    return Err(DbError::Gone {
+                        path: self.path.display().to_string(),
+                    })
+                }
+                Err(e) => return Err(self.io_error(e)),
+            }
+            self.load_into(&mut journal.file, table)?
         };
         kv.clear_changing();
         Ok(Some(report))
     }
 
-    /// Reopens the path when the file held was replaced by a compaction (or
-    /// removed by hand); true when it did.
-    fn follow_renames(&self, file: &mut File) -> io::Result<bool> {
-        if file.metadata()?.nlink() > 0 {
+    /// Reopens the path when the file held was replaced by a compaction
+    /// (an older generation) or removed by hand (no name left); true when it
+    /// did. `create`: a removed file is created anew.
+    fn follow_renames(
+        &self,
+        journal: &mut Journalled,
+        table: &Table<'_>,
+        create: bool,
+    ) -> io::Result<bool> {
+        let generation = table.generation();
+        if journal.generation == generation && journal.file.metadata()?.nlink() > 0 {
             return Ok(false);
         }
-        let current = open_append(&self.path)?;
-        flock(&current, libc::LOCK_SH)?;
-        *file = current;
+        journal.file = open_append(&self.path, create)?;
+        journal.generation = generation;
         Ok(true)
     }
 
     /// Appends one line, flushed as the policy says. A failed append is
     /// undone, so the next one does not land after half a line.
     fn append(&self, table: &Table<'_>, line: &[u8]) -> io::Result<()> {
-        let mut file = lock_file(&self.file);
-        if self.follow_renames(&mut file)? && file.metadata()?.len() == 0 && !table.is_empty() {
+        let mut journal = lock_file(&self.file);
+        if self.follow_renames(&mut journal, table, true)?
+            && journal.file.metadata()?.len() == 0
+            && !table.is_empty()
+        {
             // Someone removed the file under us: write it whole again.
-            drop(file);
+            drop(journal);
             self.compact(table)?;
-            file = lock_file(&self.file);
+            journal = lock_file(&self.file);
         }
+        let file = &mut journal.file;
         let before = file.metadata()?.len();
         let written = file.write_all(line).and_then(|()| match self.policy {
             FsyncPolicy::Always => file.sync_data(),
@@ -345,23 +469,22 @@ impl Database {
     fn needs_compaction(&self, table: &Table<'_>) -> bool {
         let live = table.len() as u64 * PAIR_LINE_OVERHEAD + table.value_bytes();
         let size = table.journal_bytes();
-        size > COMPACT_MIN_BYTES && size > 2 * live
+        size > COMPACT_MIN_BYTES && size > 2 * live && size >= table.compact_after()
     }
 
     /// Rewrites the journal as one `put` per pair: a new file, flushed,
     /// renamed over the old one, the directory flushed. The table must not
     /// change meanwhile (the caller holds the write lock, or is alone).
     fn compact(&self, table: &Table<'_>) -> io::Result<()> {
-        let mut file = lock_file(&self.file);
+        let mut journal = lock_file(&self.file);
+        let mode = journal.file.metadata()?.mode() & 0o7777;
         let _ = std::fs::remove_file(&self.temp);
         let fresh = OpenOptions::new()
             .read(true)
             .append(true)
             .create_new(true)
-            .mode(0o600)
+            .mode(mode)
             .open(&self.temp)?;
-        // Locked before it has the name: never a moment without the lock.
-        flock(&fresh, libc::LOCK_SH)?;
         let mut out = BufWriter::new(&fresh);
         out.write_all(HEADER_LINE)?;
         for (key, value) in table.pairs() {
@@ -369,31 +492,33 @@ impl Database {
         }
         out.flush()?;
         drop(out);
+        // The new content on disk before its name, the name after.
         fresh.sync_all()?;
         std::fs::rename(&self.temp, &self.path)?;
-        if let Some(dir) = self.path.parent() {
-            let dir = if dir.as_os_str().is_empty() {
-                Path::new(".")
-            } else {
-                dir
-            };
-            File::open(dir)?.sync_all()?;
-        }
+        sync_parent(&self.path)?;
         table.set_journal_bytes(fresh.metadata()?.len());
-        *file = fresh;
+        journal.file = fresh;
+        journal.generation = table.next_generation();
         Ok(())
     }
 
     /// `--fsync everysec`: flushes the journal if anything was appended
     /// since the last flush. The supervisor calls it once a second.
     pub fn flush_if_written(&self, kv: &KeyValue<'_>) -> Result<(), DbError> {
-        if kv.table().unsynced().swap(0, Ordering::AcqRel) == 0 {
+        let table = kv.table();
+        if table.unsynced().swap(0, Ordering::AcqRel) == 0 {
             return Ok(());
         }
-        let mut file = lock_file(&self.file);
-        self.follow_renames(&mut file)
-            .and_then(|_| file.sync_data())
-            .map_err(|e| self.io_error(e))
+        let mut journal = lock_file(&self.file);
+        let flushed = self
+            .follow_renames(&mut journal, table, false)
+            .and_then(|_| journal.file.sync_data());
+        if let Err(e) = flushed {
+            // Tried again at the next tick.
+            table.unsynced().store(1, Ordering::Release);
+            return Err(self.io_error(e));
+        }
+        Ok(())
     }
 }
 
@@ -412,8 +537,12 @@ impl Journal for &Database {
                     table.journal_bytes(),
                     table.len()
                 ),
-                // The old file is intact; the next change tries again.
-                Err(e) => log::error!("{}: compaction failed: {e}", self.path.display()),
+                // The old file is intact; tried again when the journal has
+                // grown by another step.
+                Err(e) => {
+                    table.set_compact_after(table.journal_bytes() + COMPACT_MIN_BYTES);
+                    log::error!("{}: compaction failed: {e}", self.path.display());
+                }
             }
         }
     }

@@ -173,6 +173,24 @@ impl<'a> Table<'a> {
         self.header.journal_bytes.store(bytes, Ordering::Relaxed);
     }
 
+    pub(crate) fn compact_after(&self) -> u64 {
+        self.header.compact_after.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn set_compact_after(&self, bytes: u64) {
+        self.header.compact_after.store(bytes, Ordering::Relaxed);
+    }
+
+    /// How many compactions the journal went through.
+    pub(crate) fn generation(&self) -> u64 {
+        self.header.generation.load(Ordering::Acquire)
+    }
+
+    /// Counts a compaction; returns the new generation.
+    pub(crate) fn next_generation(&self) -> u64 {
+        self.header.generation.fetch_add(1, Ordering::AcqRel) + 1
+    }
+
     pub(crate) fn unsynced(&self) -> &AtomicU32 {
         &self.header.unsynced
     }

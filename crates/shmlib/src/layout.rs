@@ -274,6 +274,9 @@ pub(crate) struct Header {
     pub stopping: std::sync::atomic::AtomicU32,
     pub pid_file: [u8; PATH_BYTES],
     pub log_file: [u8; PATH_BYTES],
+    /// The key-value store's lock file, for dipcrm to remove after a
+    /// daemon killed with SIGKILL (empty: none, or a path too long).
+    pub db_lock_file: [u8; PATH_BYTES],
     pub accept_lock: AcceptLock,
     pub stats: crate::segment::Stats,
 }
@@ -307,6 +310,12 @@ pub(crate) struct KvHeader {
     pub value_bytes: std::sync::atomic::AtomicU64,
     /// Bytes in the journal file (database.txt), for compaction.
     pub journal_bytes: std::sync::atomic::AtomicU64,
+    /// No compaction is tried below this journal size (a failed one waits
+    /// for the journal to grow by another step).
+    pub compact_after: std::sync::atomic::AtomicU64,
+    /// Counts compactions: a process whose journal file is older reopens
+    /// the path before it appends.
+    pub generation: std::sync::atomic::AtomicU64,
     /// Set when the journal has writes not yet flushed to disk (fsync
     /// everysec: the supervisor flushes and clears it).
     pub unsynced: std::sync::atomic::AtomicU32,

@@ -31,7 +31,7 @@ pub mod owner;
 mod segment;
 
 #[cfg(not(loom))]
-pub use database::{Database, DbError, FsyncPolicy, LoadReport};
+pub use database::{remove_stale_lock, Database, DbError, FsyncPolicy, LoadReport};
 pub use error::{LockError, ShmError};
 #[cfg(not(loom))]
 pub use kv::{KeyValue, KvError};

@@ -209,6 +209,8 @@ impl Stats {
 pub struct DaemonRecord<'a> {
     pub pid_file: &'a str,
     pub log_file: &'a str,
+    /// The key-value store's lock file (empty: no store).
+    pub db_lock_file: &'a str,
     /// How long an orderly shutdown may take.
     pub grace: Duration,
 }
@@ -221,6 +223,7 @@ pub struct SegmentInfo {
     pub grace: Duration,
     pub pid_file: String,
     pub log_file: String,
+    pub db_lock_file: String,
     pub geometry: Geometry,
     pub size: usize,
     /// When the segment was created (the daemon started), seconds since 1970.
@@ -345,6 +348,10 @@ impl Segment {
             h.grace_ms = daemon.grace.as_millis().min(u64::MAX as u128) as u64;
             copy_path(&mut h.pid_file, daemon.pid_file);
             copy_path(&mut h.log_file, daemon.log_file);
+            // A cut path would name another file: none rather than that.
+            if daemon.db_lock_file.len() < PATH_BYTES {
+                copy_path(&mut h.db_lock_file, daemon.db_lock_file);
+            }
             // The mailbox locks and contents start as the zero bytes they are,
             // and so does the key-value store, but for its hash seed.
             AcceptLock::init(std::ptr::addr_of_mut!(h.accept_lock)).map_err(lock_init)?;
@@ -431,6 +438,7 @@ impl Segment {
             grace: Duration::from_millis(h.grace_ms),
             pid_file: read_path(&h.pid_file),
             log_file: read_path(&h.log_file),
+            db_lock_file: read_path(&h.db_lock_file),
             geometry: self.geometry,
             size: self.offsets.total,
             created_unix: h.created_unix,
@@ -527,12 +535,19 @@ impl Segment {
     /// know the process is gone (reaped). Returns how many locks it held or
     /// was waiting for.
     pub fn repair_participant(&self, dead: Participant) -> usize {
-        let mailboxes = (0..self.geometry.mailboxes as usize)
+        let store = self.key_value().is_some_and(|kv| kv.repair(dead));
+        self.repair_mailbox_locks(dead) + usize::from(store)
+    }
+
+    /// Like [`Segment::repair_participant`], but leaves the key-value
+    /// store's lock as it is: after a writer died inside a change and the
+    /// store could not be rebuilt, it stays locked rather than show a
+    /// half-changed table.
+    pub fn repair_mailbox_locks(&self, dead: Participant) -> usize {
+        (0..self.geometry.mailboxes as usize)
             .filter_map(|i| self.mailbox_lock(i))
             .filter(|lock| lock.repair(dead))
-            .count();
-        let store = self.key_value().is_some_and(|kv| kv.repair(dead));
-        mailboxes + usize::from(store)
+            .count()
     }
 
     /// The key-value store, or None when the daemon has none (`--keys 0`).

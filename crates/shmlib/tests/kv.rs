@@ -344,3 +344,73 @@ fn a_writer_that_dies_after_its_line_is_rolled_forward() {
         None
     );
 }
+
+#[test]
+fn the_database_stays_locked_after_a_compaction() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = db_file(&dir);
+    let first = scratch_segment(832, 1, 4, 1);
+    let (db, _) = open(&first, &path);
+    let kv = first.key_value().expect("store");
+    let me = who(&first, 0);
+    let value = vec![b'v'; 200];
+    // Enough churn for a compaction: the file is renamed over.
+    for _ in 0..1_000 {
+        kv.put(me, &soon(), 1, &value, &mut &db).expect("put");
+        kv.del(me, &soon(), 1, &mut &db).expect("del");
+    }
+    assert!(fs::metadata(&path).expect("stat").len() < 80 * 1024);
+    let second = scratch_segment(833, 1, 4, 1);
+    let kv2 = second.key_value().expect("store");
+    // SAFETY: the test is the only user of this store.
+    let err = unsafe { Database::open(&path, FsyncPolicy::No, &kv2) }
+        .err()
+        .expect("still locked after the rename");
+    assert!(matches!(err, DbError::InUse { .. }), "{err}");
+    // Stopped, it lets go: the lock file goes, and another daemon may open.
+    db.remove_lock_file();
+    drop(db);
+    let (_db, report) = open(&second, &path);
+    assert_eq!(report.pairs, 0);
+}
+
+#[test]
+fn only_the_final_state_has_to_fit() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = db_file(&dir);
+    let seg = scratch_segment(834, 1, 4, 1);
+    let capacity = seg.key_value().expect("store").table().capacity();
+    // A history that once held more keys than fit, and a long value that
+    // was replaced: only what remains counts.
+    let mut text = String::new();
+    for key in 0..=capacity {
+        text.push_str(&format!("put {key} v\n"));
+    }
+    text.push_str("del 0\n");
+    text.push_str(&format!("put 1 {}\nput 1 short\n", "x".repeat(5000)));
+    fs::write(&path, &text).expect("write");
+    let (_db, report) = open(&seg, &path);
+    assert_eq!(report.pairs, capacity);
+    assert_eq!(get(&seg, 1).as_deref(), Some(&b"short"[..]));
+    assert_eq!(get(&seg, 0), None);
+}
+
+#[test]
+fn a_failed_rebuild_leaves_the_table_and_the_change_marker() {
+    let (seg, db, path, _dir) = writer_dies_inside_a_put(835, true);
+    let kv = seg.key_value().expect("store");
+    let dead = who(&seg, 1);
+    // Someone edits the file badly while the daemon runs.
+    fs::OpenOptions::new()
+        .append(true)
+        .open(&path)
+        .and_then(|mut f| f.write_all(b"frobnicate\n"))
+        .expect("append");
+    // SAFETY: the child is reaped and its lock entry not yet repaired.
+    let err = unsafe { db.recover(&kv, dead) }.expect_err("a corrupt line");
+    assert!(matches!(err, DbError::Corrupt { .. }), "{err}");
+    assert_eq!(kv.changing(), Some(dead), "still marked as inside a change");
+    // The table is as the dead writer left it (its put had not reached the
+    // table): untouched by the failed rebuild.
+    assert_eq!(kv.table().len(), 1);
+}

@@ -77,6 +77,7 @@ fn scratch_segment() -> Segment {
     let record = DaemonRecord {
         pid_file: "",
         log_file: "",
+        db_lock_file: "",
         grace: Duration::from_secs(1),
     };
     // Owned: the segment is unlinked when it drops at the end of the bench.

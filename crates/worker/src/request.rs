@@ -165,6 +165,13 @@ pub fn is_put(head: &[u8]) -> bool {
     split_command(head).0.eq_ignore_ascii_case(b"put")
 }
 
+/// Whether a line starts with `get` or `del`: an overlong one gets a short
+/// refusal, like every reply of the store (see [`key`]).
+pub fn is_get_or_del(head: &[u8]) -> bool {
+    let command = split_command(head).0;
+    command.eq_ignore_ascii_case(b"get") || command.eq_ignore_ascii_case(b"del")
+}
+
 /// A key-value request's key. Every error of the store's requests fits, with
 /// `ERR ` and the newline, in 31 bytes: the lab's clients read each reply
 /// with one recv() of at most 31 bytes and would otherwise fall out of step.

@@ -352,6 +352,8 @@ impl<'s> Session<'s> {
             self.bounds.too_much_data(total)
         } else if request::is_put(head) {
             self.bounds.value_too_long()
+        } else if request::is_get_or_del(head) {
+            "line too long".to_string()
         } else if let Some(prefix) = request::write_prefix_len(head) {
             self.bounds.too_much_data(total.saturating_sub(prefix))
         } else {

@@ -22,6 +22,7 @@ fn segment(port: u16, mailboxes: u64, mailbox_kib: u64, packet_kib: u64) -> Segm
         &shmlib::DaemonRecord {
             pid_file: "",
             log_file: "",
+            db_lock_file: "",
             grace: std::time::Duration::from_secs(1),
         },
     )
@@ -315,4 +316,38 @@ fn a_lock_timeout_is_an_err_that_changes_nothing() {
     drop(held);
     let (out, _) = run(&mut s, &[b"r 1\n"]);
     assert_eq!(out, b"OK 6 bytes from mailbox 1, version 1\nbefore\n");
+}
+
+/// The key-value requests in one stream, as the lab's exercise types them,
+/// and every refusal within the lab client's 31-byte reads, overlong lines
+/// included.
+#[test]
+fn key_value_session_and_short_refusals() {
+    let seg = segment(918, 2, 4, 1);
+    let mut s = Session::new(&seg, config(918), &NO_STOP);
+    let (out, flow) = run(
+        &mut s,
+        &[b"put 1 hello world\nput 1 again\nget 1\nget 2\ndel 1\ndel 1\nBye\n"],
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out),
+        "OK\nERR key exists\nhello world\nERR no such key\nOK\nERR no such key\nGoodbye"
+    );
+    assert_eq!(flow, Flow::Close);
+    let mut s = Session::new(&seg, config(918), &NO_STOP);
+    let long_get = [b"get ".as_slice(), &[b'0'; 3000], b"1\n"].concat();
+    let long_put = [b"put 1 ".as_slice(), &[b'v'; 3000], b"\n"].concat();
+    let (out, _) = run(&mut s, &[&long_get, &long_put, b"put 2 x\nget 2\n"]);
+    let text = String::from_utf8_lossy(&out);
+    let replies: Vec<&str> = text.split_inclusive('\n').collect();
+    assert_eq!(
+        replies,
+        [
+            "ERR line too long\n",
+            "ERR value over 1024 bytes\n",
+            "OK\n",
+            "x\n"
+        ]
+    );
+    assert!(replies.iter().all(|r| r.len() <= 31), "{replies:?}");
 }

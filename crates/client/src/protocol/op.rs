@@ -58,7 +58,11 @@ impl Op {
     /// stopped between a put and its del leaves a key that the next run
     /// must not put again.
     pub fn churn(turn: u64, conn: u64, spread: u64) -> (Op, u64) {
-        let op = if turn.is_multiple_of(2) { Op::Put } else { Op::Del };
+        let op = if turn.is_multiple_of(2) {
+            Op::Put
+        } else {
+            Op::Del
+        };
         let own = (conn * spread + (turn / 2) % spread) & 0xf_ffff;
         (op, 1 << 40 | u64::from(std::process::id()) << 20 | own)
     }

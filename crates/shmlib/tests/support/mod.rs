@@ -14,6 +14,7 @@ pub fn scratch_segment(port: u16, mailboxes: u64, kib: u64, workers: u64) -> Seg
     let record = DaemonRecord {
         pid_file: "",
         log_file: "",
+        db_lock_file: "",
         grace: Duration::from_secs(1),
     };
     Segment::create(port, geometry, &record).expect("create a scratch segment")

@@ -450,7 +450,7 @@ fn random_worker_kills_under_mixed_load_tear_lose_and_wedge_nothing() {
     // and repair.rs make those deaths on purpose.
     let lock_repairs = log
         .lines()
-        .filter(|l| l.contains("mailbox lock(s); released them"))
+        .filter(|l| l.contains("lock(s); released them"))
         .count();
     let mut details = vec![format!(
         "seed={seed} errors={} busy={} unacked_writes={} broken_requests={} late_abandoned={} pool_min={}/{WORKERS} healed={healed} lock_repairs={lock_repairs} daemon_warnings={}",

@@ -28,21 +28,6 @@ const STUCK_AFTER: Duration = Duration::from_secs(LOCK_TIMEOUT_SECS);
 /// request is measured rather than cut short.
 const CLIENT_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// xorshift64: no dependency, and the seed in the report replays a run's choices.
-struct Rng(u64);
-
-impl Rng {
-    fn new(seed: u64, salt: u64) -> Rng {
-        Rng((seed ^ salt.wrapping_mul(0x9E37_79B9_7F4A_7C15)) | 1)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0 % n
-    }
-}
-
 fn fnv1a(bytes: &[u8]) -> u64 {
     bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
         (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)

@@ -244,12 +244,32 @@ impl Database {
         policy: FsyncPolicy,
         kv: &KeyValue<'_>,
     ) -> Result<(Database, LoadReport), DbError> {
+        let lock_path = Database::lock_path_for(path);
+        let lock = lock_database(&lock_path, &path.display().to_string())?;
+        // SAFETY: forwarded from the caller.
+        let opened = unsafe { Database::open_locked(path, policy, kv, lock_path.clone(), lock) };
+        if opened.is_err() {
+            // A refused start leaves nothing behind (we still hold the lock).
+            let _ = std::fs::remove_file(&lock_path);
+        }
+        opened
+    }
+
+    /// The rest of [`Database::open`], with the lock held.
+    ///
+    /// # Safety
+    /// As [`Database::open`].
+    unsafe fn open_locked(
+        path: &Path,
+        policy: FsyncPolicy,
+        kv: &KeyValue<'_>,
+        lock_path: PathBuf,
+        lock: File,
+    ) -> Result<(Database, LoadReport), DbError> {
         let io_error = |source| DbError::Io {
             path: path.display().to_string(),
             source,
         };
-        let lock_path = Database::lock_path_for(path);
-        let lock = lock_database(&lock_path, &path.display().to_string())?;
         let created = !path.exists();
         let file = open_append(path, true).map_err(io_error)?;
         if created {

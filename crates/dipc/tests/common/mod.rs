@@ -1217,3 +1217,19 @@ pub fn stat_fields(reply: &str) -> std::collections::HashMap<String, String> {
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect()
 }
+
+/// xorshift64 for the tests that make random choices: no dependency, and
+/// the seed in a failure message replays a run's choices.
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64, salt: u64) -> Rng {
+        Rng((seed ^ salt.wrapping_mul(0x9E37_79B9_7F4A_7C15)) | 1)
+    }
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0 % n
+    }
+}

@@ -29,15 +29,20 @@ fn stat(daemon: &Daemon) -> std::collections::HashMap<String, u64> {
         .collect()
 }
 
+/// `client bench -s <the daemon> <args>`.
+fn bench(daemon: &Daemon, args: &[&str]) -> common::Output {
+    let addr = daemon.addr();
+    let mut all = vec!["bench", "-s", &addr];
+    all.extend_from_slice(args);
+    client(daemon.dir.path(), &all)
+}
+
 #[test]
 fn every_request_reaches_the_daemon_once() {
     let daemon = Daemon::start(4);
-    let out = client(
-        daemon.dir.path(),
+    let out = bench(
+        &daemon,
         &[
-            "bench",
-            "-s",
-            &daemon.addr(),
             "-n",
             "1000",
             "-c",
@@ -90,22 +95,9 @@ fn error_replies_are_counted_and_the_run_goes_on() {
     let daemon = Daemon::start(4);
     // Mailboxes 5..8 do not exist: the prefill's 4 writes to them and
     // every read of them get ERR.
-    let out = client(
-        daemon.dir.path(),
-        &[
-            "bench",
-            "-s",
-            &daemon.addr(),
-            "-n",
-            "400",
-            "-c",
-            "2",
-            "-P",
-            "4",
-            "--spread",
-            "8",
-            "--json",
-        ],
+    let out = bench(
+        &daemon,
+        &["-n", "400", "-c", "2", "-P", "4", "--spread", "8", "--json"],
     );
     assert!(out.status.success(), "{}", out.describe());
     let report = out.json();
@@ -122,12 +114,9 @@ fn error_replies_are_counted_and_the_run_goes_on() {
 
     // get/put/del: whatever the daemon answers, one line each; refusals
     // are counted (and --fail-on-error turns them into exit status 1).
-    let out = client(
-        daemon.dir.path(),
+    let out = bench(
+        &daemon,
         &[
-            "bench",
-            "-s",
-            &daemon.addr(),
             "-n",
             "100",
             "-P",
@@ -150,12 +139,9 @@ fn error_replies_are_counted_and_the_run_goes_on() {
 #[test]
 fn a_duration_run_reports_a_rate() {
     let daemon = Daemon::start(4);
-    let out = client(
-        daemon.dir.path(),
+    let out = bench(
+        &daemon,
         &[
-            "bench",
-            "-s",
-            &daemon.addr(),
             "-d",
             "0.5",
             "--warmup",
@@ -215,23 +201,10 @@ fn a_duration_run_reports_a_rate() {
 fn key_value_requests_reach_the_store() {
     let daemon = Daemon::start(4);
     let run = |mix: &str| {
-        let out = client(
-            daemon.dir.path(),
+        let out = bench(
+            &daemon,
             &[
-                "bench",
-                "-s",
-                &daemon.addr(),
-                "-n",
-                "1000",
-                "-c",
-                "4",
-                "-P",
-                "4",
-                "--mix",
-                mix,
-                "--spread",
-                "8",
-                "--json",
+                "-n", "1000", "-c", "4", "-P", "4", "--mix", mix, "--spread", "8", "--json",
             ],
         );
         assert!(out.status.success(), "{}", out.describe());

@@ -320,22 +320,7 @@ fn killer(chaos: &Chaos, d: &Daemon) {
         thread::sleep(Duration::from_millis(20 + rng.below(41)));
         let workers = d.workers(); // also remembered for the cleanup
         chaos.pool_min.fetch_min(workers.len() as u64, SeqCst);
-        let running: Vec<i32> = workers
-            .iter()
-            .copied()
-            .filter(|&p| proc_stat(p).is_some_and(|s| s.state == 'R'))
-            .collect();
-        let pool = if running.is_empty() || rng.below(2) == 0 {
-            &workers
-        } else {
-            &running
-        };
-        if pool.is_empty() {
-            continue;
-        }
-        let pid = pool[rng.below(pool.len() as u64) as usize];
-        if let Some(worker) = ProcId::of(pid).filter(|p| p.parent() == Some(d.pid)) {
-            worker.signal(libc::SIGKILL);
+        if sigkill_a_worker(d, &workers, &['R'], &mut rng) {
             chaos.count(&chaos.kills);
         }
     }

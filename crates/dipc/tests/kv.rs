@@ -9,7 +9,7 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::io::{self, Read, Write};
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::panic::{self, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
@@ -68,6 +68,18 @@ fn dipcrm_ok(d: &mut Daemon) {
         d.port,
         out.describe()
     );
+}
+
+/// Stops the daemon with dipcrm and checks that nothing of it is left: no
+/// process, segment, pid file, nor the lock file beside `db`.
+fn stop_leaving_nothing(d: &mut Daemon, db: &Path) {
+    dipcrm_ok(d);
+    assert!(
+        !lock_of(db).exists(),
+        "the stopped daemon left its lock file"
+    );
+    let left = leftovers_of(d);
+    assert!(left.is_empty(), "left behind: {left:?}");
 }
 
 /// Sends every line in one write, then reads one reply line per line.
@@ -361,18 +373,12 @@ fn pairs_survive_a_restart() {
     assert_eq!(c.request("put 1 again"), "ERR key exists");
     assert_eq!(c.request("put 7 back"), "OK");
     drop(c);
-    dipcrm_ok(&mut d);
+    stop_leaving_nothing(&mut d, &db);
     assert!(
         read_text(&db).ends_with("put 7 back\n"),
         "{}",
         read_text(&db)
     );
-    assert!(
-        !lock_of(&db).exists(),
-        "the stopped daemon left its lock file"
-    );
-    let left = leftovers_of(&d);
-    assert!(left.is_empty(), "left behind: {left:?}");
 }
 
 #[test]
@@ -417,13 +423,7 @@ fn a_torn_last_line_loads() {
     assert_eq!(c.request("get 3"), "ERR no such key");
     assert_eq!(stat_number(&mut c, "keys"), 3);
     drop(c);
-    dipcrm_ok(&mut d);
-    assert!(
-        !lock_of(&db).exists(),
-        "the stopped daemon left its lock file"
-    );
-    let left = leftovers_of(&d);
-    assert!(left.is_empty(), "left behind: {left:?}");
+    stop_leaving_nothing(&mut d, &db);
 }
 
 #[test]
@@ -549,9 +549,8 @@ fn compaction_keeps_the_file_bounded() {
     assert_eq!(c.request("get 5"), "final");
     assert_eq!(stat_number(&mut c, "keys"), 2);
     drop(c);
-    dipcrm_ok(&mut d);
-    let left = leftovers_of(&d);
-    assert!(left.is_empty(), "left behind: {left:?}");
+    let db = db_of(&d);
+    stop_leaving_nothing(&mut d, &db);
 }
 
 #[test]
@@ -714,53 +713,6 @@ const PADDING: &str =
 /// that running into it means a wedged store.
 const STORM_TIMEOUT: Duration = Duration::from_secs(10);
 
-fn no_reply(e: io::Error) -> NoReply {
-    match e.kind() {
-        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => NoReply::TimedOut,
-        _ => NoReply::Broken,
-    }
-}
-
-/// A connection whose failures are values (its worker may be killed).
-struct KvConn {
-    stream: TcpStream,
-    buf: Vec<u8>,
-}
-
-impl KvConn {
-    fn connect(port: u16) -> Result<KvConn, NoReply> {
-        let addr = SocketAddr::from(([127, 0, 0, 1], port));
-        let stream = TcpStream::connect_timeout(&addr, STORM_TIMEOUT).map_err(no_reply)?;
-        stream
-            .set_read_timeout(Some(STORM_TIMEOUT))
-            .and_then(|()| stream.set_write_timeout(Some(STORM_TIMEOUT)))
-            .and_then(|()| stream.set_nodelay(true))
-            .map_err(no_reply)?;
-        Ok(KvConn {
-            stream,
-            buf: Vec::new(),
-        })
-    }
-
-    /// Sends one line and returns the one reply line.
-    fn request(&mut self, line: &str) -> Result<String, NoReply> {
-        self.stream
-            .write_all(format!("{line}\n").as_bytes())
-            .map_err(no_reply)?;
-        let mut chunk = [0u8; 4096];
-        loop {
-            if let Some(pos) = self.buf.iter().position(|&b| b == b'\n') {
-                let line: Vec<u8> = self.buf.drain(..=pos).collect();
-                return Ok(String::from_utf8_lossy(&line[..pos]).into_owned());
-            }
-            match self.stream.read(&mut chunk).map_err(no_reply)? {
-                0 => return Err(NoReply::Broken),
-                n => self.buf.extend_from_slice(&chunk[..n]),
-            }
-        }
-    }
-}
-
 /// What a client knows of one of its keys (None: absent).
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Known {
@@ -848,7 +800,7 @@ fn storm_client(storm: &Storm, port: u16, client: i64) -> BTreeMap<i64, Known> {
     let mut known: BTreeMap<i64, Known> = keys.iter().map(|&k| (k, Known::Is(None))).collect();
     let mut frozen: Vec<i64> = Vec::new();
     let mut rng = Rng::new(storm.seed, client as u64 + 1);
-    let mut conn: Option<KvConn> = None;
+    let mut conn: Option<TryConn> = None;
     let mut left = 0;
     let mut seq = 0u64;
     while !storm.stop.load(SeqCst) {
@@ -874,7 +826,7 @@ fn storm_client(storm: &Storm, port: u16, client: i64) -> BTreeMap<i64, Known> {
         left -= 1;
         let mut c = match conn.take() {
             Some(c) => c,
-            None => match KvConn::connect(port) {
+            None => match TryConn::connect(port, STORM_TIMEOUT) {
                 Ok(c) => c,
                 // Nothing was sent: nothing changed.
                 Err(_) => {
@@ -1042,23 +994,7 @@ fn worker_kill_storm(d: &Daemon, storm: &Storm, duration: Duration) -> BTreeMap<
             let mut rng = Rng::new(storm.seed, 99);
             while !storm.stop.load(SeqCst) {
                 thread::sleep(Duration::from_millis(50 + rng.below(101)));
-                let workers = d.workers();
-                let running: Vec<i32> = workers
-                    .iter()
-                    .copied()
-                    .filter(|&p| proc_stat(p).is_some_and(|s| matches!(s.state, 'R' | 'D')))
-                    .collect();
-                let pool = if running.is_empty() || rng.below(2) == 0 {
-                    &workers
-                } else {
-                    &running
-                };
-                if pool.is_empty() {
-                    continue;
-                }
-                let pid = pool[rng.below(pool.len() as u64) as usize];
-                if let Some(w) = ProcId::of(pid).filter(|p| p.parent() == Some(d.pid)) {
-                    w.signal(libc::SIGKILL);
+                if sigkill_a_worker(d, &d.workers(), &['R', 'D'], &mut rng) {
                     storm.kills.fetch_add(1, SeqCst);
                 }
             }

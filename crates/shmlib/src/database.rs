@@ -320,10 +320,6 @@ impl Database {
         &self.path
     }
 
-    pub fn policy(&self) -> FsyncPolicy {
-        self.policy
-    }
-
     fn io_error(&self, source: io::Error) -> DbError {
         DbError::Io {
             path: self.path.display().to_string(),
@@ -383,7 +379,7 @@ impl Database {
         }
         table.clear();
         for (key, (value, _)) in pairs {
-            table.set(key, value);
+            table.insert(key, value);
         }
         table.set_journal_bytes(good as u64);
         report.pairs = table.len();
@@ -458,17 +454,21 @@ impl Database {
     /// undone, so the next one does not land after half a line.
     fn append(&self, table: &Table<'_>, line: &[u8]) -> io::Result<()> {
         let mut journal = lock_file(&self.file);
-        if self.follow_renames(&mut journal, table, true)?
-            && journal.file.metadata()?.len() == 0
-            && !table.is_empty()
-        {
-            // Someone removed the file under us: write it whole again.
-            drop(journal);
-            self.compact(table)?;
-            journal = lock_file(&self.file);
+        if self.follow_renames(&mut journal, table, true)? {
+            let len = journal.file.metadata()?.len();
+            if len == 0 && !table.is_empty() {
+                // Someone removed the file under us: write it whole again.
+                drop(journal);
+                self.compact(table)?;
+                journal = lock_file(&self.file);
+            } else {
+                table.set_journal_bytes(len);
+            }
         }
         let file = &mut journal.file;
-        let before = file.metadata()?.len();
+        // Every append, load and compaction keeps this exact, under the
+        // store's write lock: no fstat per change.
+        let before = table.journal_bytes();
         let written = file.write_all(line).and_then(|()| match self.policy {
             FsyncPolicy::Always => file.sync_data(),
             FsyncPolicy::EverySec => {

@@ -268,18 +268,10 @@ impl<'a> Table<'a> {
             .store(value.len() as u64, Ordering::Relaxed);
     }
 
-    /// Stores or replaces a pair. Needs the write lock or exclusive access;
-    /// the caller checked the capacity and the value's length.
-    pub(crate) fn set(&self, key: i64, value: &[u8]) {
-        if let Some((_, index)) = self.find(key) {
-            let old = self.value_at(index).len() as u64;
-            self.store_value(index, value);
-            self.header.value_bytes.fetch_sub(old, Ordering::Relaxed);
-            self.header
-                .value_bytes
-                .fetch_add(value.len() as u64, Ordering::Relaxed);
-            return;
-        }
+    /// Stores a pair whose key is not stored yet. Needs the write lock or
+    /// exclusive access; the caller checked that the key is new, the
+    /// capacity and the value's length.
+    pub(crate) fn insert(&self, key: i64, value: &[u8]) {
         let index = self.len();
         assert!(index < self.capacity(), "store full");
         self.entries[index].key.store(key, Ordering::Relaxed);
@@ -459,7 +451,7 @@ impl<'a> KeyValue<'a> {
             return Err(KvError::Journal(e));
         }
         match change {
-            Change::Put { key, value } => self.table.set(key, value),
+            Change::Put { key, value } => self.table.insert(key, value),
             Change::Del { key } => {
                 self.table.remove(key);
             }
@@ -467,18 +459,6 @@ impl<'a> KeyValue<'a> {
         changing.store(0, Ordering::SeqCst);
         journal.after(&self.table);
         Ok(())
-    }
-
-    /// Calls `f` with the whole table under the write lock: nothing changes
-    /// meanwhile (a snapshot, or compaction of the journal).
-    pub fn with_table_locked<R>(
-        &self,
-        me: Participant,
-        deadline: &Deadline<'_>,
-        f: impl FnOnce(&Table<'_>) -> R,
-    ) -> Result<R, KvError> {
-        let _guard = self.lock.write(me, deadline)?;
-        Ok(f(&self.table))
     }
 
     /// The participant that died (or may have) inside a change, if any.

@@ -1162,6 +1162,15 @@ impl TryConn {
         }
     }
 
+    /// Sends one line and returns the one reply line (key-value requests,
+    /// `stat`: every reply that is one line).
+    pub fn request(&mut self, line: &str) -> Result<String, NoReply> {
+        self.stream
+            .write_all(format!("{line}\n").as_bytes())
+            .map_err(no_reply)?;
+        self.line()
+    }
+
     /// `r <m>`; a header naming another mailbox, or content not followed by
     /// LF, is a [`Reply::Err`].
     pub fn read(&mut self, m: u32) -> Result<Reply, NoReply> {
@@ -1231,5 +1240,32 @@ impl Rng {
         self.0 ^= self.0 >> 7;
         self.0 ^= self.0 << 17;
         self.0 % n
+    }
+}
+
+/// SIGKILLs one of the daemon's `workers` picked by `rng`: half the time
+/// among those in one of the `busy` process states (likelier to be in the
+/// middle of something), else among all. False when there was none to kill.
+pub fn sigkill_a_worker(d: &Daemon, workers: &[i32], busy: &[char], rng: &mut Rng) -> bool {
+    let running: Vec<i32> = workers
+        .iter()
+        .copied()
+        .filter(|&p| proc_stat(p).is_some_and(|s| busy.contains(&s.state)))
+        .collect();
+    let pool = if running.is_empty() || rng.below(2) == 0 {
+        workers
+    } else {
+        &running
+    };
+    if pool.is_empty() {
+        return false;
+    }
+    let pid = pool[rng.below(pool.len() as u64) as usize];
+    match ProcId::of(pid).filter(|p| p.parent() == Some(d.pid)) {
+        Some(worker) => {
+            worker.signal(libc::SIGKILL);
+            true
+        }
+        None => false,
     }
 }

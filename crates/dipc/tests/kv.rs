@@ -553,14 +553,10 @@ fn compaction_keeps_the_file_bounded() {
     stop_leaving_nothing(&mut d, &db);
 }
 
-#[test]
-fn a_second_daemon_cannot_share_the_database() {
-    let d = Daemon::start(4, 8, 2, &[]);
-    let db = db_of(&d);
-    let mut c = d.client();
-    assert_eq!(c.request("put 1 first daemon's"), "OK");
-    let before = read_text(&db);
-
+/// Starts a second dipc, on a port and in a directory of its own, with
+/// `--db db`: it must refuse, saying the database is in use, and leave
+/// nothing behind.
+fn assert_second_daemon_refused(db: &Path) {
     let dir2 = temp_dir();
     let port2 = free_port();
     let _sweeper = PortSweeper {
@@ -585,6 +581,17 @@ fn a_second_daemon_cannot_share_the_database() {
         "the refused daemon left its segment"
     );
     assert!(port_is_free(port2), "port {port2} still taken");
+}
+
+#[test]
+fn a_second_daemon_cannot_share_the_database() {
+    let d = Daemon::start(4, 8, 2, &[]);
+    let db = db_of(&d);
+    let mut c = d.client();
+    assert_eq!(c.request("put 1 first daemon's"), "OK");
+    let before = read_text(&db);
+
+    assert_second_daemon_refused(&db);
     assert_eq!(
         read_text(&db),
         before,
@@ -678,25 +685,7 @@ fn the_database_stays_locked_after_a_compaction_and_its_workers_death() {
         d.workers()
     );
 
-    let dir2 = temp_dir();
-    let port2 = free_port();
-    let _sweeper = PortSweeper {
-        port: port2,
-        dir: dir2.path().to_path_buf(),
-    };
-    let db_arg = db_of(&d).to_string_lossy().into_owned();
-    let args = dipc_args(
-        GEOMETRY,
-        &port2.to_string(),
-        dir2.path(),
-        &["--db", &db_arg],
-    );
-    let out = dipc_expect_refusal(&args, dir2.path(), Some(port2));
-    assert!(
-        out.stderr.contains("is in use by another dipc daemon"),
-        "{}",
-        out.describe()
-    );
+    assert_second_daemon_refused(&db_of(&d));
     d.stop();
 }
 

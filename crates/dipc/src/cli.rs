@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Parser;
-use shmlib::{FsyncPolicy, Geometry};
+use shmlib::{FsyncPolicy, Geometry, JournalOptions};
 
 use crate::pool_policy::PoolPolicy;
 
@@ -82,6 +82,11 @@ pub struct Args {
     /// decides. A crash of dipc loses nothing acknowledged in any mode
     #[arg(long, value_enum, default_value_t = Fsync::Everysec)]
     pub fsync: Fsync,
+    /// The database is compacted (rewritten as one put per pair) once it is
+    /// over this size and over twice what its pairs need (Redis's
+    /// auto-aof-rewrite-min-size)
+    #[arg(long, default_value_t = 16384, value_name = "KiB")]
+    pub db_compact_min: u64,
 }
 
 /// Redis's appendfsync choices.
@@ -163,7 +168,16 @@ pub struct Config {
     pub pid_file: PathBuf,
     /// The key-value store's database (unused with no store).
     pub db_path: PathBuf,
-    pub fsync: FsyncPolicy,
+    pub journal: JournalOptions,
+}
+
+/// KiB to bytes, refusing what overflows (at most 1 TiB).
+fn kib(name: &str, value: u64) -> Result<u64, String> {
+    const MAX_KIB: u64 = 1 << 30;
+    if value > MAX_KIB {
+        return Err(format!("{name} must be at most {MAX_KIB} KiB, got {value}"));
+    }
+    Ok(value * 1024)
 }
 
 fn seconds(name: &str, value: f64, max: f64) -> Result<Duration, String> {
@@ -255,7 +269,10 @@ impl Args {
             log_path: absolute(log_path)?,
             pid_file: absolute(pid_file)?,
             db_path: absolute(self.db)?,
-            fsync: self.fsync.into(),
+            journal: JournalOptions {
+                fsync: self.fsync.into(),
+                compact_min_bytes: kib("--db-compact-min", self.db_compact_min)?,
+            },
         })
     }
 }

@@ -288,7 +288,7 @@ fn open_database(config: &Config, segment: &Segment) -> Result<Option<Database>,
     };
     let path = config.db_path.display();
     // SAFETY: no worker exists yet: the supervisor is the store's only user.
-    let (db, report) = unsafe { Database::open(&config.db_path, config.fsync, &kv) }
+    let (db, report) = unsafe { Database::open(&config.db_path, config.journal, &kv) }
         .map_err(|e| format!("cannot load the key-value store: {e}"))?;
     if let Some((line, bytes)) = report.torn {
         log::warn!(

@@ -591,8 +591,8 @@ impl Supervisor {
         }
     }
 
-    /// `--fsync everysec`: flushes the journal once a second if it was
-    /// written to.
+    /// Once a second: `--fsync everysec` flushes the journal if it was
+    /// written to, and a journal removed by hand is noticed.
     fn flush_journal(&mut self) {
         let now = Instant::now();
         if now < self.next_flush {
@@ -602,6 +602,14 @@ impl Supervisor {
         if let (Some(db), Some(kv)) = (&self.database, self.segment.key_value()) {
             if let Err(e) = db.flush_if_written(&kv) {
                 log::error!("flushing the key-value store's database: {e}");
+            }
+            match db.notice_removal(&kv) {
+                Ok(false) => {}
+                Ok(true) => log::warn!(
+                    "{} was removed while the daemon ran: the next change writes it whole again",
+                    db.path().display()
+                ),
+                Err(e) => log::error!("checking the key-value store's database: {e}"),
             }
         }
     }

@@ -48,6 +48,9 @@ fn read_text(path: &Path) -> String {
 /// dipcrm, or after its supervisor died) and returns the new supervisor's
 /// pid. d's guard covers the new daemon too: its command line names d's
 /// directory, and it serves d's port.
+/// A compaction minimum (KiB) that tests reach within a second of churn.
+const COMPACT_MIN_KIB: &str = "64";
+
 fn restart(d: &Daemon) -> i32 {
     let out = run(&dipc_bin(), &d.args, d.dir.path());
     assert!(
@@ -484,8 +487,10 @@ fn a_refused_start_leaves_no_lock_file() {
 fn compaction_keeps_the_file_bounded() {
     const ROUNDS: usize = 5000;
     const PER_BATCH: usize = 250;
-    const BOUND: u64 = 80 * 1024;
-    let mut d = Daemon::start(4, 8, 2, &[]);
+    // Compaction is checked after each group of pipelined changes (at most
+    // 256 lines, here of 71 bytes): the file may pass the minimum by one.
+    const BOUND: u64 = 48 * 1024 + 256 * 71;
+    let mut d = Daemon::start(4, 8, 2, &["--db-compact-min", "48"]);
     let db = db_of(&d);
     let mut c = d.client();
     assert_eq!(c.request("put -1 kept across every compaction"), "OK");
@@ -664,7 +669,19 @@ fn no_store_with_keys_zero() {
 /// that worker died, a second daemon could start on the same database.)
 #[test]
 fn the_database_stays_locked_after_a_compaction_and_its_workers_death() {
-    let d = Daemon::start(4, 8, 2, &["--workers", "1", "--fsync", "always"]);
+    let d = Daemon::start(
+        4,
+        8,
+        2,
+        &[
+            "--workers",
+            "1",
+            "--fsync",
+            "always",
+            "--db-compact-min",
+            COMPACT_MIN_KIB,
+        ],
+    );
     let mut c = d.client();
     let lines: Vec<String> = (0..1500)
         .flat_map(|round| [format!("put 5 {round:060}"), "del 5".to_string()])
@@ -1003,7 +1020,16 @@ fn sigkill_of_workers(model: &str, fsync: &str) {
         4,
         8,
         2,
-        &["--model", model, "--workers", "3", "--fsync", fsync],
+        &[
+            "--model",
+            model,
+            "--workers",
+            "3",
+            "--fsync",
+            fsync,
+            "--db-compact-min",
+            COMPACT_MIN_KIB,
+        ],
     );
     assert!(
         wait_until(Duration::from_secs(5), || d.workers().len() == 3),
@@ -1111,4 +1137,42 @@ fn acknowledged_changes_survive_sigkill_of_the_supervisor() {
     );
     // And once more through a clean stop and start: the file says the same.
     check_live_then_after_restart(&mut d, &known, &storm);
+}
+
+/// database.txt removed by hand while dipc runs: the supervisor notices
+/// within a second, and the next change writes the file anew, whole.
+#[test]
+fn a_database_removed_by_hand_is_written_whole_again() {
+    let mut d = Daemon::start(4, 8, 2, &["--workers", "2"]);
+    let db = db_of(&d);
+    let mut c = d.client();
+    assert_eq!(c.request("put 1 before the removal"), "OK");
+    assert_eq!(c.request("put 2 removed later"), "OK");
+    fs::remove_file(&db).expect("remove database.txt");
+    assert!(
+        wait_until(Duration::from_secs(5), || d
+            .log_text()
+            .contains("was removed while the daemon ran")),
+        "the supervisor did not notice:\n{}",
+        d.log_text()
+    );
+    assert_eq!(c.request("del 2"), "OK");
+    assert_eq!(c.request("put 3 after it"), "OK");
+    drop(c);
+    let text = read_text(&db);
+    let records: Vec<&str> = text.lines().filter(|l| !l.starts_with('#')).collect();
+    assert_eq!(
+        records,
+        ["put 1 before the removal", "put 3 after it"],
+        "database.txt:\n{text}"
+    );
+    dipcrm_ok(&mut d);
+    restart(&d);
+    let mut c = d.client();
+    assert_eq!(c.request("get 1"), "before the removal");
+    assert_eq!(c.request("get 2"), "ERR no such key");
+    assert_eq!(c.request("get 3"), "after it");
+    drop(c);
+    let db = db_of(&d);
+    stop_leaving_nothing(&mut d, &db);
 }

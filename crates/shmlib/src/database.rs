@@ -2,17 +2,20 @@
 //! per line (`put <key> <value>` or `del <key>`; `#` starts a comment),
 //! replayed in order at start.
 //!
-//! - A change is appended (and, with `--fsync always`, flushed) under the
-//!   store's write lock before the table makes it and before the client's
-//!   `OK`: SIGKILL of any process at any moment loses no acknowledged change.
+//! - A group of changes (one, or a run of pipelined ones) is appended in one
+//!   write (and, with `--fsync always`, flushed) under the store's write
+//!   lock, before anyone else can see it and before the clients' `OK`s:
+//!   SIGKILL of any process at any moment loses no acknowledged change.
 //! - A last line without its newline is a torn append (a crash mid-write):
 //!   reported, cut off, and the rest loads.
-//! - When the file grows past twice what its pairs need (and 64 KiB), the
+//! - When the file grows past twice what its pairs need (and 16 MiB, or
+//!   `--db-compact-min`), the
 //!   writer that made it grow rewrites it: a new file, flushed, renamed over
 //!   the old one, the directory flushed, and the store's `generation`
 //!   counted up. Every process holding the old file open notices on its next
-//!   append (an older generation, or no name left: removed by hand) and
-//!   reopens the path.
+//!   append (an older generation) and reopens the path. A file removed by
+//!   hand is noticed by the supervisor within a second (no name left), which
+//!   counts the generation up too: the next change writes it whole again.
 //! - The daemon holds an exclusive `flock` on `<database>.lock`, a file that
 //!   is never renamed (the database itself is, by compaction), taken by the
 //!   supervisor and inherited by its children: two daemons never share one
@@ -44,6 +47,28 @@ pub enum FsyncPolicy {
     EverySec,
     /// Never by dipc; the kernel writes back within about 30 s.
     No,
+}
+
+/// How the journal is kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct JournalOptions {
+    pub fsync: FsyncPolicy,
+    /// Below this size the journal is never compacted; a failed compaction
+    /// is tried again after the journal grew this much more.
+    pub compact_min_bytes: u64,
+}
+
+impl JournalOptions {
+    /// Redis's auto-aof-rewrite-min-size is 64 MB; dipc's store is at most
+    /// a few MiB of live pairs, and a compaction holds the write lock.
+    pub const DEFAULT_COMPACT_MIN_BYTES: u64 = 16 << 20;
+
+    pub fn new(fsync: FsyncPolicy) -> JournalOptions {
+        JournalOptions {
+            fsync,
+            compact_min_bytes: JournalOptions::DEFAULT_COMPACT_MIN_BYTES,
+        }
+    }
 }
 
 /// What loading the journal found.
@@ -94,7 +119,7 @@ pub struct Database {
     lock_path: PathBuf,
     /// Holds the flock; every child shares it through fork().
     _lock: File,
-    policy: FsyncPolicy,
+    options: JournalOptions,
     /// The file appended to; replaced after a compaction.
     file: Mutex<Journalled>,
 }
@@ -103,11 +128,10 @@ pub struct Database {
 struct Journalled {
     file: File,
     generation: u64,
+    /// The file was found removed by hand and that was reported.
+    removal_noticed: bool,
 }
 
-/// Below this size the journal is never compacted; a failed compaction is
-/// tried again after the journal grew this much more.
-const COMPACT_MIN_BYTES: u64 = 64 * 1024;
 /// A stored pair's line without its value: `put `, a key of at most 20
 /// characters, a space, a newline.
 const PAIR_LINE_OVERHEAD: u64 = 26;
@@ -191,17 +215,22 @@ pub fn remove_stale_lock(lock_path: &Path) -> bool {
     flock(&file, libc::LOCK_EX | libc::LOCK_NB).is_ok() && std::fs::remove_file(lock_path).is_ok()
 }
 
-/// The line that records a change.
-fn record_line(change: &Change<'_>) -> Vec<u8> {
-    let mut line = Vec::new();
-    // Writing into a Vec cannot fail.
-    let _ = match *change {
-        Change::Put { key, value } => write!(line, "put {key} ")
-            .and_then(|()| line.write_all(value))
-            .and_then(|()| line.write_all(b"\n")),
-        Change::Del { key } => writeln!(line, "del {key}"),
-    };
-    line
+/// Appends the line that records a change.
+fn write_record(out: &mut Vec<u8>, change: &Change<'_>) {
+    let mut key_text = itoa::Buffer::new();
+    match *change {
+        Change::Put { key, value } => {
+            out.extend_from_slice(b"put ");
+            out.extend_from_slice(key_text.format(key).as_bytes());
+            out.push(b' ');
+            out.extend_from_slice(value);
+        }
+        Change::Del { key } => {
+            out.extend_from_slice(b"del ");
+            out.extend_from_slice(key_text.format(key).as_bytes());
+        }
+    }
+    out.push(b'\n');
 }
 
 /// One record of the journal, parsed.
@@ -241,13 +270,13 @@ impl Database {
     /// As [`KeyValue::exclusive`]: no process or thread uses the store yet.
     pub unsafe fn open(
         path: &Path,
-        policy: FsyncPolicy,
+        options: JournalOptions,
         kv: &KeyValue<'_>,
     ) -> Result<(Database, LoadReport), DbError> {
         let lock_path = Database::lock_path_for(path);
         let lock = lock_database(&lock_path, &path.display().to_string())?;
         // SAFETY: forwarded from the caller.
-        let opened = unsafe { Database::open_locked(path, policy, kv, lock_path.clone(), lock) };
+        let opened = unsafe { Database::open_locked(path, options, kv, lock_path.clone(), lock) };
         if opened.is_err() {
             // A refused start leaves nothing behind (we still hold the lock).
             let _ = std::fs::remove_file(&lock_path);
@@ -261,7 +290,7 @@ impl Database {
     /// As [`Database::open`].
     unsafe fn open_locked(
         path: &Path,
-        policy: FsyncPolicy,
+        options: JournalOptions,
         kv: &KeyValue<'_>,
         lock_path: PathBuf,
         lock: File,
@@ -280,10 +309,11 @@ impl Database {
             temp: with_suffix(path, ".compacting"),
             lock_path,
             _lock: lock,
-            policy,
+            options,
             file: Mutex::new(Journalled {
                 file,
                 generation: kv.table().generation(),
+                removal_noticed: false,
             }),
         };
         // A compaction that died before its rename left this behind.
@@ -432,9 +462,10 @@ impl Database {
         Ok(Some(report))
     }
 
-    /// Reopens the path when the file held was replaced by a compaction
-    /// (an older generation) or removed by hand (no name left); true when it
-    /// did. `create`: a removed file is created anew.
+    /// Reopens the path when the file held was replaced by a compaction or
+    /// found removed by hand (an older generation: see
+    /// [`Database::notice_removal`]); true when it did. `create`: a removed
+    /// file is created anew.
     fn follow_renames(
         &self,
         journal: &mut Journalled,
@@ -442,7 +473,7 @@ impl Database {
         create: bool,
     ) -> io::Result<bool> {
         let generation = table.generation();
-        if journal.generation == generation && journal.file.metadata()?.nlink() > 0 {
+        if journal.generation == generation {
             return Ok(false);
         }
         journal.file = open_append(&self.path, create)?;
@@ -450,38 +481,39 @@ impl Database {
         Ok(true)
     }
 
-    /// Appends one line, flushed as the policy says. A failed append is
-    /// undone, so the next one does not land after half a line.
-    fn append(&self, table: &Table<'_>, line: &[u8]) -> io::Result<()> {
+    /// Appends a group's records, flushed as the policy says. A failed
+    /// append is undone, so the next one does not land after half a line.
+    fn append(&self, table: &Table<'_>, records: &[u8]) -> io::Result<()> {
         let mut journal = lock_file(&self.file);
         if self.follow_renames(&mut journal, table, true)? {
             let len = journal.file.metadata()?.len();
             if len == 0 && !table.is_empty() {
-                // Someone removed the file under us: write it whole again.
+                // Someone removed the file under us: write it whole again,
+                // from the table, which already holds this group's changes.
                 drop(journal);
-                self.compact(table)?;
-                journal = lock_file(&self.file);
-            } else {
-                table.set_journal_bytes(len);
+                return self.compact(table);
             }
+            table.set_journal_bytes(len);
         }
         let file = &mut journal.file;
         // Every append, load and compaction keeps this exact, under the
         // store's write lock: no fstat per change.
         let before = table.journal_bytes();
-        let written = file.write_all(line).and_then(|()| match self.policy {
-            FsyncPolicy::Always => file.sync_data(),
-            FsyncPolicy::EverySec => {
-                table.unsynced().store(1, Ordering::Release);
-                Ok(())
-            }
-            FsyncPolicy::No => Ok(()),
-        });
+        let written = file
+            .write_all(records)
+            .and_then(|()| match self.options.fsync {
+                FsyncPolicy::Always => file.sync_data(),
+                FsyncPolicy::EverySec => {
+                    table.unsynced().store(1, Ordering::Release);
+                    Ok(())
+                }
+                FsyncPolicy::No => Ok(()),
+            });
         if let Err(e) = written {
             let _ = file.set_len(before);
             return Err(e);
         }
-        table.set_journal_bytes(before + line.len() as u64);
+        table.set_journal_bytes(before + records.len() as u64);
         Ok(())
     }
 
@@ -489,7 +521,7 @@ impl Database {
     fn needs_compaction(&self, table: &Table<'_>) -> bool {
         let live = table.len() as u64 * PAIR_LINE_OVERHEAD + table.value_bytes();
         let size = table.journal_bytes();
-        size > COMPACT_MIN_BYTES && size > 2 * live && size >= table.compact_after()
+        size > self.options.compact_min_bytes && size > 2 * live && size >= table.compact_after()
     }
 
     /// Rewrites the journal as one `put` per pair: a new file, flushed,
@@ -507,8 +539,11 @@ impl Database {
             .open(&self.temp)?;
         let mut out = BufWriter::new(&fresh);
         out.write_all(HEADER_LINE)?;
+        let mut line = Vec::new();
         for (key, value) in table.pairs() {
-            out.write_all(&record_line(&Change::Put { key, value }))?;
+            line.clear();
+            write_record(&mut line, &Change::Put { key, value });
+            out.write_all(&line)?;
         }
         out.flush()?;
         drop(out);
@@ -542,26 +577,86 @@ impl Database {
     }
 }
 
-/// The daemon's journal for one session's changes.
-impl Journal for &Database {
-    fn record(&mut self, table: &Table<'_>, change: &Change<'_>) -> io::Result<()> {
-        self.append(table, &record_line(change))
+/// One session's way into the journal: the records of the group being
+/// made, written in one append when it commits.
+pub struct DatabaseJournal<'d> {
+    db: &'d Database,
+    staged: Vec<u8>,
+}
+
+impl Database {
+    /// A journal for one session (one per connection or per worker; it
+    /// keeps its buffer from group to group).
+    pub fn journal(&self) -> DatabaseJournal<'_> {
+        DatabaseJournal {
+            db: self,
+            staged: Vec::new(),
+        }
+    }
+
+    /// The supervisor, once a second: a journal whose file was removed by
+    /// hand (no name left) is written whole again by the next change, which
+    /// finds a new generation. True when it found it removed.
+    pub fn notice_removal(&self, kv: &KeyValue<'_>) -> Result<bool, DbError> {
+        let table = kv.table();
+        let mut journal = lock_file(&self.file);
+        let removed = match self.follow_renames(&mut journal, table, false) {
+            Ok(true) => {
+                journal.removal_noticed = false;
+                false
+            }
+            Ok(false) => {
+                journal
+                    .file
+                    .metadata()
+                    .map_err(|e| self.io_error(e))?
+                    .nlink()
+                    == 0
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => true,
+            Err(e) => return Err(self.io_error(e)),
+        };
+        if !removed || journal.removal_noticed {
+            return Ok(false);
+        }
+        // Told once; the change that writes it again counts the generation
+        // up, and this process follows.
+        journal.removal_noticed = true;
+        journal.generation = table.next_generation();
+        Ok(true)
+    }
+}
+
+impl Journal for DatabaseJournal<'_> {
+    fn stage(&mut self, change: &Change<'_>) {
+        write_record(&mut self.staged, change);
+    }
+
+    fn commit(&mut self, table: &Table<'_>) -> io::Result<()> {
+        let written = self.db.append(table, &self.staged);
+        self.staged.clear();
+        written
+    }
+
+    fn discard(&mut self) {
+        self.staged.clear();
     }
 
     fn after(&mut self, table: &Table<'_>) {
-        if self.needs_compaction(table) {
-            match self.compact(table) {
+        let db = self.db;
+        if db.needs_compaction(table) {
+            match db.compact(table) {
                 Ok(()) => log::info!(
                     "{}: compacted to {} bytes ({} keys)",
-                    self.path.display(),
+                    db.path.display(),
                     table.journal_bytes(),
                     table.len()
                 ),
                 // The old file is intact; tried again when the journal has
                 // grown by another step.
                 Err(e) => {
-                    table.set_compact_after(table.journal_bytes() + COMPACT_MIN_BYTES);
-                    log::error!("{}: compaction failed: {e}", self.path.display());
+                    table.set_compact_after(table.journal_bytes() + db.options.compact_min_bytes);
+                    log::error!("{}: compaction failed: {e}", db.path.display());
                 }
             }
         }
@@ -585,7 +680,8 @@ mod tests {
             },
             Change::Del { key: 42 },
         ] {
-            let line = record_line(&change);
+            let mut line = Vec::new();
+            write_record(&mut line, &change);
             assert_eq!(line.last(), Some(&b'\n'));
             assert_eq!(parse_record(&line[..line.len() - 1]), Ok(Some(change)));
         }

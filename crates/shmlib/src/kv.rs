@@ -6,16 +6,21 @@
 //! `0..count` are live, and a delete moves the last entry into the hole. The
 //! index is consistent whenever no writer is inside a change.
 //!
-//! Crash safety comes from the journal, not from the order of stores: a
-//! change is first recorded by the [`Journal`] (database.txt), then applied
-//! to the table, with `changing` naming the writer for the whole time. A
-//! writer killed inside a change leaves `changing` set and the write lock
+//! Crash safety comes from the journal, not from the order of stores.
+//! Changes are made in groups ([`ChangeGroup`]: one change, or a run of
+//! pipelined ones) under one hold of the write lock: each is checked,
+//! staged in the [`Journal`] and made in the table, with `changing` naming
+//! the writer; then the group's records are written to the journal
+//! (database.txt) in one append, and only then is the lock released and
+//! `OK` sent. A failed append undoes the group's changes in the table. A
+//! writer killed inside a group leaves `changing` set and the write lock
 //! held; whoever reaps it rebuilds the table from the journal
 //! ([`crate::Database::recover`]) before its lock entry is cleared, so no
-//! reader ever sees a half-applied change, and the table holds exactly what
-//! the journal holds.
+//! reader ever sees a change the journal does not hold, and the table
+//! holds exactly what the journal holds.
 
 use std::io;
+use std::ops::Range;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use thiserror::Error;
@@ -23,7 +28,7 @@ use thiserror::Error;
 use crate::error::LockError;
 use crate::layout::{KvEntry, KvHeader};
 use crate::lock::Deadline;
-use crate::mailbox_lock::{MailboxLock, Participant};
+use crate::mailbox_lock::{LockGuard, MailboxLock, Participant};
 
 /// One change to the store, as the journal records it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -78,10 +83,14 @@ pub fn parse_key(token: &[u8]) -> Result<i64, KeyError> {
 
 /// Makes changes durable. Called under the store's write lock.
 pub trait Journal {
-    /// Records a change before the table makes it; an error leaves the
-    /// table unchanged and is the client's error.
-    fn record(&mut self, table: &Table<'_>, change: &Change<'_>) -> io::Result<()>;
-    /// After a change: the whole table, e.g. to compact the journal.
+    /// Adds a change's record to the group being written; no I/O yet.
+    fn stage(&mut self, change: &Change<'_>);
+    /// Writes the staged records and empties the stage. On error none of
+    /// them is in the journal, and the error is the clients'.
+    fn commit(&mut self, table: &Table<'_>) -> io::Result<()>;
+    /// Empties the stage without writing it (the group was undone).
+    fn discard(&mut self);
+    /// After a group: the whole table, e.g. to compact the journal.
     fn after(&mut self, _table: &Table<'_>) {}
 }
 
@@ -89,8 +98,34 @@ pub trait Journal {
 pub struct InMemory;
 
 impl Journal for InMemory {
-    fn record(&mut self, _table: &Table<'_>, _change: &Change<'_>) -> io::Result<()> {
+    fn stage(&mut self, _change: &Change<'_>) {}
+
+    fn commit(&mut self, _table: &Table<'_>) -> io::Result<()> {
         Ok(())
+    }
+
+    fn discard(&mut self) {}
+}
+
+/// How to undo a group's changes in the table; kept from group to group so
+/// that its memory is reused.
+#[derive(Debug, Default)]
+pub struct UndoLog {
+    steps: Vec<Undo>,
+    /// The values of the pairs the group removed.
+    values: Vec<u8>,
+}
+
+#[derive(Debug)]
+enum Undo {
+    Inserted { key: i64 },
+    Removed { key: i64, value: Range<usize> },
+}
+
+impl UndoLog {
+    fn clear(&mut self) {
+        self.steps.clear();
+        self.values.clear();
     }
 }
 
@@ -390,7 +425,27 @@ impl<'a> KeyValue<'a> {
         self.table.get(key).map(f).ok_or(KvError::NotFound)
     }
 
-    /// Stores a new pair: an existing key is refused.
+    /// Takes the write lock for a group of changes.
+    pub fn begin<'k>(
+        &'k self,
+        me: Participant,
+        deadline: &Deadline<'_>,
+        journal: &'k mut dyn Journal,
+        undo: &'k mut UndoLog,
+    ) -> Result<ChangeGroup<'k, 'a>, KvError> {
+        let guard = self.lock.write(me, deadline)?;
+        undo.clear();
+        Ok(ChangeGroup {
+            table: &self.table,
+            me,
+            journal,
+            undo,
+            _abort: AbortOnUnwind,
+            _guard: guard,
+        })
+    }
+
+    /// Stores a new pair (a group of one): an existing key is refused.
     pub fn put(
         &self,
         me: Participant,
@@ -399,25 +454,13 @@ impl<'a> KeyValue<'a> {
         value: &[u8],
         journal: &mut dyn Journal,
     ) -> Result<(), KvError> {
-        if value.len() > self.table.value_size {
-            return Err(KvError::TooLong {
-                len: value.len(),
-                limit: self.table.value_size,
-            });
-        }
-        let _guard = self.lock.write(me, deadline)?;
-        if self.table.contains(key) {
-            return Err(KvError::Exists);
-        }
-        if self.table.len() >= self.table.capacity() {
-            return Err(KvError::Full {
-                capacity: self.table.capacity(),
-            });
-        }
-        self.change(me, Change::Put { key, value }, journal)
+        let mut undo = UndoLog::default();
+        let mut group = self.begin(me, deadline, journal, &mut undo)?;
+        group.put(key, value)?;
+        group.commit()
     }
 
-    /// Removes a pair.
+    /// Removes a pair (a group of one).
     pub fn del(
         &self,
         me: Participant,
@@ -425,40 +468,10 @@ impl<'a> KeyValue<'a> {
         key: i64,
         journal: &mut dyn Journal,
     ) -> Result<(), KvError> {
-        let _guard = self.lock.write(me, deadline)?;
-        if !self.table.contains(key) {
-            return Err(KvError::NotFound);
-        }
-        self.change(me, Change::Del { key }, journal)
-    }
-
-    /// Journal first, then the table, with `changing` naming the writer in
-    /// between (see the module comment). The caller holds the write lock.
-    fn change(
-        &self,
-        me: Participant,
-        change: Change<'_>,
-        journal: &mut dyn Journal,
-    ) -> Result<(), KvError> {
-        let changing = &self.table.header.changing;
-        // A panic in here would unwind through the lock guard and let others
-        // into a half-changed table: the process aborts instead, and whoever
-        // reaps it rebuilds the table.
-        let _abort = AbortOnUnwind;
-        changing.store(me.0 as u32 + 1, Ordering::SeqCst);
-        if let Err(e) = journal.record(&self.table, &change) {
-            changing.store(0, Ordering::SeqCst);
-            return Err(KvError::Journal(e));
-        }
-        match change {
-            Change::Put { key, value } => self.table.insert(key, value),
-            Change::Del { key } => {
-                self.table.remove(key);
-            }
-        }
-        changing.store(0, Ordering::SeqCst);
-        journal.after(&self.table);
-        Ok(())
+        let mut undo = UndoLog::default();
+        let mut group = self.begin(me, deadline, journal, &mut undo)?;
+        group.del(key)?;
+        group.commit()
     }
 
     /// The participant that died (or may have) inside a change, if any.
@@ -486,6 +499,123 @@ impl<'a> KeyValue<'a> {
     /// Clears a dead participant's state from the store's lock.
     pub(crate) fn repair(&self, dead: Participant) -> bool {
         self.lock.repair(dead)
+    }
+}
+
+/// Changes made under one hold of the store's write lock and written to
+/// the journal in one append by [`ChangeGroup::commit`]. Until then they
+/// are in the table but nobody else can see them; dropped without a
+/// commit, the group undoes them.
+pub struct ChangeGroup<'k, 'a> {
+    table: &'k Table<'a>,
+    me: Participant,
+    journal: &'k mut dyn Journal,
+    undo: &'k mut UndoLog,
+    // Declared before the guard, so dropped before it: a panic in a change
+    // aborts the process while the lock is still held, and whoever reaps it
+    // rebuilds the table, instead of unwinding through the guard and
+    // letting others into a half-changed table.
+    _abort: AbortOnUnwind,
+    _guard: LockGuard<'a>,
+}
+
+impl ChangeGroup<'_, '_> {
+    /// Stores a new pair: an existing key is refused.
+    pub fn put(&mut self, key: i64, value: &[u8]) -> Result<(), KvError> {
+        let table = self.table;
+        if value.len() > table.value_size {
+            return Err(KvError::TooLong {
+                len: value.len(),
+                limit: table.value_size,
+            });
+        }
+        if table.contains(key) {
+            return Err(KvError::Exists);
+        }
+        if table.len() >= table.capacity() {
+            return Err(KvError::Full {
+                capacity: table.capacity(),
+            });
+        }
+        self.mark_changing();
+        self.journal.stage(&Change::Put { key, value });
+        table.insert(key, value);
+        self.undo.steps.push(Undo::Inserted { key });
+        Ok(())
+    }
+
+    /// Removes a pair.
+    pub fn del(&mut self, key: i64) -> Result<(), KvError> {
+        let table = self.table;
+        let Some(value) = table.get(key) else {
+            return Err(KvError::NotFound);
+        };
+        self.mark_changing();
+        self.journal.stage(&Change::Del { key });
+        let start = self.undo.values.len();
+        self.undo.values.extend_from_slice(value);
+        let value = start..self.undo.values.len();
+        self.undo.steps.push(Undo::Removed { key, value });
+        table.remove(key);
+        Ok(())
+    }
+
+    /// How many changes the group holds.
+    pub fn len(&self) -> usize {
+        self.undo.steps.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.undo.steps.is_empty()
+    }
+
+    fn mark_changing(&self) {
+        if self.undo.steps.is_empty() {
+            let marker = self.me.0 as u32 + 1;
+            self.table.header.changing.store(marker, Ordering::SeqCst);
+        }
+    }
+
+    /// Writes the group's records to the journal, then releases the lock.
+    /// On error every change of the group is undone: the store is as it
+    /// was before the group.
+    pub fn commit(mut self) -> Result<(), KvError> {
+        if self.undo.steps.is_empty() {
+            return Ok(());
+        }
+        if let Err(e) = self.journal.commit(self.table) {
+            self.undo_all();
+            return Err(KvError::Journal(e));
+        }
+        self.undo.clear();
+        self.table.header.changing.store(0, Ordering::SeqCst);
+        self.journal.after(self.table);
+        Ok(())
+    }
+
+    /// Undoes the group's changes, newest first.
+    fn undo_all(&mut self) {
+        self.journal.discard();
+        while let Some(step) = self.undo.steps.pop() {
+            match step {
+                Undo::Inserted { key } => {
+                    self.table.remove(key);
+                }
+                Undo::Removed { key, value } => {
+                    self.table.insert(key, &self.undo.values[value]);
+                }
+            }
+        }
+        self.undo.clear();
+        self.table.header.changing.store(0, Ordering::SeqCst);
+    }
+}
+
+impl Drop for ChangeGroup<'_, '_> {
+    fn drop(&mut self) {
+        if !self.undo.steps.is_empty() && !std::thread::panicking() {
+            self.undo_all();
+        }
     }
 }
 

@@ -31,10 +31,12 @@ pub mod owner;
 mod segment;
 
 #[cfg(not(loom))]
-pub use database::{remove_stale_lock, Database, DbError, FsyncPolicy, LoadReport};
+pub use database::{
+    remove_stale_lock, Database, DatabaseJournal, DbError, FsyncPolicy, JournalOptions, LoadReport,
+};
 pub use error::{LockError, ShmError};
 #[cfg(not(loom))]
-pub use kv::{KeyValue, KvError};
+pub use kv::{ChangeGroup, KeyValue, KvError, UndoLog};
 #[cfg(not(loom))]
 pub use layout::{default_keys, Geometry, GeometryError, Limits, LIMITS};
 #[cfg(not(loom))]

@@ -11,7 +11,10 @@ use std::time::Duration;
 use nix::sys::wait::{waitpid, WaitStatus};
 use nix::unistd::{fork, ForkResult};
 use shmlib::kv::{Change, InMemory, Journal, Table};
-use shmlib::{Database, DbError, Deadline, FsyncPolicy, KvError, Participant, Segment};
+use shmlib::{
+    Database, DatabaseJournal, DbError, Deadline, FsyncPolicy, JournalOptions, KvError,
+    Participant, Segment, UndoLog,
+};
 
 mod support;
 use support::scratch_segment;
@@ -37,10 +40,18 @@ fn db_file(dir: &tempfile::TempDir) -> PathBuf {
     dir.path().join("database.txt")
 }
 
+/// Compacted from 64 KiB on, so that a test reaches it quickly.
+fn small_journal() -> JournalOptions {
+    JournalOptions {
+        fsync: FsyncPolicy::No,
+        compact_min_bytes: 64 * 1024,
+    }
+}
+
 fn open(seg: &Segment, path: &Path) -> (Database, shmlib::LoadReport) {
     let kv = seg.key_value().expect("store");
     // SAFETY: the test is the only user of the scratch segment's store.
-    unsafe { Database::open(path, FsyncPolicy::No, &kv) }.expect("open the database")
+    unsafe { Database::open(path, small_journal(), &kv) }.expect("open the database")
 }
 
 #[test]
@@ -148,11 +159,13 @@ fn the_journal_is_text_and_loads_again() {
         assert_eq!(report.pairs, 0);
         let kv = seg.key_value().expect("store");
         let me = who(&seg, 0);
-        kv.put(me, &soon(), 1, b"one", &mut &db).expect("put");
-        kv.put(me, &soon(), -2, b"minus two  ", &mut &db)
+        kv.put(me, &soon(), 1, b"one", &mut db.journal())
             .expect("put");
-        kv.put(me, &soon(), 3, b"three", &mut &db).expect("put");
-        kv.del(me, &soon(), 1, &mut &db).expect("del");
+        kv.put(me, &soon(), -2, b"minus two  ", &mut db.journal())
+            .expect("put");
+        kv.put(me, &soon(), 3, b"three", &mut db.journal())
+            .expect("put");
+        kv.del(me, &soon(), 1, &mut db.journal()).expect("del");
     }
     let text = fs::read_to_string(&path).expect("read database.txt");
     let records: Vec<&str> = text.lines().filter(|l| !l.starts_with('#')).collect();
@@ -186,7 +199,7 @@ fn a_torn_last_line_is_cut_off_and_the_rest_loads() {
     );
     // The next append starts on a line of its own.
     let kv = seg.key_value().expect("store");
-    kv.put(who(&seg, 0), &soon(), 3, b"three", &mut &db)
+    kv.put(who(&seg, 0), &soon(), 3, b"three", &mut db.journal())
         .expect("put");
     assert_eq!(
         fs::read_to_string(&path).expect("read"),
@@ -202,7 +215,7 @@ fn a_corrupt_line_is_an_error_that_names_it() {
     let seg = scratch_segment(825, 1, 4, 1);
     let kv = seg.key_value().expect("store");
     // SAFETY: the test is the only user of the store.
-    let err = unsafe { Database::open(&path, FsyncPolicy::No, &kv) }
+    let err = unsafe { Database::open(&path, small_journal(), &kv) }
         .err()
         .expect("a corrupt line refuses the load");
     assert!(matches!(err, DbError::Corrupt { line: 2, .. }), "{err}");
@@ -217,7 +230,7 @@ fn a_second_daemon_cannot_share_the_database() {
     let second = scratch_segment(827, 1, 4, 1);
     let kv = second.key_value().expect("store");
     // SAFETY: the test is the only user of the store.
-    let err = unsafe { Database::open(&path, FsyncPolicy::No, &kv) }
+    let err = unsafe { Database::open(&path, small_journal(), &kv) }
         .err()
         .expect("the file is locked");
     assert!(matches!(err, DbError::InUse { .. }), "{err}");
@@ -231,12 +244,14 @@ fn compaction_keeps_the_journal_bounded() {
     let (db, _) = open(&seg, &path);
     let kv = seg.key_value().expect("store");
     let me = who(&seg, 0);
-    kv.put(me, &soon(), 7, b"kept", &mut &db).expect("put");
+    kv.put(me, &soon(), 7, b"kept", &mut db.journal())
+        .expect("put");
     let value = vec![b'v'; 100];
     let mut largest = 0;
     for _ in 0..5_000 {
-        kv.put(me, &soon(), 1, &value, &mut &db).expect("put");
-        kv.del(me, &soon(), 1, &mut &db).expect("del");
+        kv.put(me, &soon(), 1, &value, &mut db.journal())
+            .expect("put");
+        kv.del(me, &soon(), 1, &mut db.journal()).expect("del");
         largest = largest.max(fs::metadata(&path).expect("stat").len());
     }
     // 5,000 puts and dels would be about 570 KB uncompacted.
@@ -253,22 +268,29 @@ fn compaction_keeps_the_journal_bounded() {
 /// A journal that dies in the middle of recording: after `complete` lines
 /// written whole (true) or half a line (false).
 struct DieWhileRecording<'d> {
-    db: &'d Database,
+    inner: DatabaseJournal<'d>,
     path: PathBuf,
     whole_line: bool,
 }
 
 impl Journal for DieWhileRecording<'_> {
-    fn record(&mut self, table: &Table<'_>, change: &Change<'_>) -> std::io::Result<()> {
+    fn stage(&mut self, change: &Change<'_>) {
+        self.inner.stage(change);
+    }
+
+    fn commit(&mut self, table: &Table<'_>) -> std::io::Result<()> {
         if self.whole_line {
-            let mut db = self.db;
-            db.record(table, change)?;
+            self.inner.commit(table)?;
         } else {
             let mut file = fs::OpenOptions::new().append(true).open(&self.path)?;
             file.write_all(b"put 99 half a li")?;
         }
         // SAFETY: _exit ends the forked child at once, as SIGKILL would.
         unsafe { libc::_exit(9) }
+    }
+
+    fn discard(&mut self) {
+        self.inner.discard();
     }
 }
 
@@ -281,14 +303,14 @@ fn writer_dies_inside_a_put(
     let seg = scratch_segment(port, 1, 4, 2);
     let (db, _) = open(&seg, &path);
     let kv = seg.key_value().expect("store");
-    kv.put(who(&seg, 0), &soon(), 1, b"before", &mut &db)
+    kv.put(who(&seg, 0), &soon(), 1, b"before", &mut db.journal())
         .expect("put");
     // SAFETY: the test is single-threaded here; the child only runs the put
     // and leaves with _exit.
     match unsafe { fork() }.expect("fork") {
         ForkResult::Child => {
             let mut journal = DieWhileRecording {
-                db: &db,
+                inner: db.journal(),
                 path: path.clone(),
                 whole_line,
             };
@@ -356,14 +378,15 @@ fn the_database_stays_locked_after_a_compaction() {
     let value = vec![b'v'; 200];
     // Enough churn for a compaction: the file is renamed over.
     for _ in 0..1_000 {
-        kv.put(me, &soon(), 1, &value, &mut &db).expect("put");
-        kv.del(me, &soon(), 1, &mut &db).expect("del");
+        kv.put(me, &soon(), 1, &value, &mut db.journal())
+            .expect("put");
+        kv.del(me, &soon(), 1, &mut db.journal()).expect("del");
     }
     assert!(fs::metadata(&path).expect("stat").len() < 80 * 1024);
     let second = scratch_segment(833, 1, 4, 1);
     let kv2 = second.key_value().expect("store");
     // SAFETY: the test is the only user of this store.
-    let err = unsafe { Database::open(&path, FsyncPolicy::No, &kv2) }
+    let err = unsafe { Database::open(&path, small_journal(), &kv2) }
         .err()
         .expect("still locked after the rename");
     assert!(matches!(err, DbError::InUse { .. }), "{err}");
@@ -410,7 +433,110 @@ fn a_failed_rebuild_leaves_the_table_and_the_change_marker() {
     let err = unsafe { db.recover(&kv, dead) }.expect_err("a corrupt line");
     assert!(matches!(err, DbError::Corrupt { .. }), "{err}");
     assert_eq!(kv.changing(), Some(dead), "still marked as inside a change");
-    // The table is as the dead writer left it (its put had not reached the
-    // table): untouched by the failed rebuild.
-    assert_eq!(kv.table().len(), 1);
+    // The table is as the dead writer left it (a group changes the table
+    // before its append, so its put is there): untouched by the failed
+    // rebuild.
+    assert_eq!(kv.table().len(), 2);
+}
+
+/// Counts what a group stages and commits; fails its commits when told.
+#[derive(Default)]
+struct CountingJournal {
+    staged: Vec<String>,
+    commits: Vec<Vec<String>>,
+    fail: bool,
+}
+
+impl Journal for CountingJournal {
+    fn stage(&mut self, change: &Change<'_>) {
+        self.staged.push(match change {
+            Change::Put { key, value } => format!("put {key} {}", String::from_utf8_lossy(value)),
+            Change::Del { key } => format!("del {key}"),
+        });
+    }
+
+    fn commit(&mut self, _table: &Table<'_>) -> std::io::Result<()> {
+        let staged = std::mem::take(&mut self.staged);
+        if self.fail {
+            return Err(std::io::Error::other("disk full"));
+        }
+        self.commits.push(staged);
+        Ok(())
+    }
+
+    fn discard(&mut self) {
+        self.staged.clear();
+    }
+}
+
+#[test]
+fn a_group_is_one_commit_and_sees_its_own_changes() {
+    let seg = scratch_segment(836, 1, 4, 1);
+    let kv = seg.key_value().expect("store");
+    let me = who(&seg, 0);
+    let mut journal = CountingJournal::default();
+    let mut undo = UndoLog::default();
+    let mut group = kv
+        .begin(me, &soon(), &mut journal, &mut undo)
+        .expect("lock");
+    group.put(1, b"one").expect("put 1");
+    group
+        .del(1)
+        .expect("the group's own put is there to delete");
+    group.put(2, b"two").expect("put 2");
+    assert!(matches!(group.put(2, b"again"), Err(KvError::Exists)));
+    assert!(matches!(group.del(3), Err(KvError::NotFound)));
+    assert_eq!(group.len(), 3, "refusals are not changes");
+    assert_eq!(kv.changing(), Some(me));
+    group.commit().expect("commit");
+    assert_eq!(kv.changing(), None);
+    assert_eq!(
+        journal.commits,
+        vec![vec!["put 1 one", "del 1", "put 2 two"]],
+        "one append for the group, in order"
+    );
+    assert_eq!(get(&seg, 1), None);
+    assert_eq!(get(&seg, 2).as_deref(), Some(&b"two"[..]));
+}
+
+#[test]
+fn a_group_that_cannot_be_written_is_undone() {
+    let seg = scratch_segment(837, 1, 4, 1);
+    let kv = seg.key_value().expect("store");
+    let me = who(&seg, 0);
+    kv.put(me, &soon(), 1, b"one", &mut InMemory).expect("put");
+    kv.put(me, &soon(), 2, b"two", &mut InMemory).expect("put");
+    let mut journal = CountingJournal {
+        fail: true,
+        ..CountingJournal::default()
+    };
+    let mut undo = UndoLog::default();
+    let mut group = kv
+        .begin(me, &soon(), &mut journal, &mut undo)
+        .expect("lock");
+    group.del(1).expect("del 1");
+    group.put(1, b"new one").expect("put 1");
+    group.put(3, b"three").expect("put 3");
+    group.del(2).expect("del 2");
+    let err = group.commit().expect_err("the journal fails");
+    assert!(matches!(err, KvError::Journal(_)), "{err}");
+    assert_eq!(kv.changing(), None);
+    assert_eq!(get(&seg, 1).as_deref(), Some(&b"one"[..]));
+    assert_eq!(get(&seg, 2).as_deref(), Some(&b"two"[..]));
+    assert_eq!(get(&seg, 3), None);
+    assert_eq!(kv.table().len(), 2);
+    assert_eq!(kv.table().value_bytes(), 6);
+
+    // Dropped without a commit, a group is undone too, and the lock is free.
+    let mut group = kv
+        .begin(me, &soon(), &mut journal, &mut undo)
+        .expect("lock");
+    group.del(2).expect("del 2");
+    group.put(4, b"four").expect("put 4");
+    drop(group);
+    assert_eq!(get(&seg, 2).as_deref(), Some(&b"two"[..]));
+    assert_eq!(get(&seg, 4), None);
+    assert_eq!(kv.changing(), None);
+    kv.put(me, &soon(), 5, b"five", &mut InMemory)
+        .expect("the lock was released");
 }

@@ -165,6 +165,12 @@ pub fn is_put(head: &[u8]) -> bool {
     split_command(head).0.eq_ignore_ascii_case(b"put")
 }
 
+/// Whether a line starts with `put` or `del`: a change to the store.
+pub fn is_change(head: &[u8]) -> bool {
+    let command = split_command(head).0;
+    command.eq_ignore_ascii_case(b"put") || command.eq_ignore_ascii_case(b"del")
+}
+
 /// Whether a line starts with `get` or `del`: an overlong one gets a short
 /// refusal, like every reply of the store (see [`key`]).
 pub fn is_get_or_del(head: &[u8]) -> bool {

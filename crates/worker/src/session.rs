@@ -11,10 +11,10 @@
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
-use shmlib::kv::{InMemory, Journal};
+use shmlib::kv::{ChangeGroup, InMemory, Journal};
 use shmlib::{
-    Database, Deadline, KeyValue, KvError, LockError, Participant, Segment, Stats, WorkerSlot,
-    WorkerState,
+    Database, DatabaseJournal, Deadline, KeyValue, KvError, LockError, Participant, Segment, Stats,
+    UndoLog, WorkerSlot, WorkerState,
 };
 
 use crate::request::{self, Bounds, Request};
@@ -40,6 +40,11 @@ pub enum Flow {
 
 /// Bytes of an overlong line kept to report what it was.
 const HEAD_KEPT: usize = 64;
+
+/// The most changes made under one hold of the store's write lock.
+const MAX_GROUP: usize = 256;
+
+const CANNOT_WRITE: &str = "cannot write database";
 
 /// Replies buffered before [`Session::feed_some`] stops to let them be sent.
 pub const OUT_HIGH_WATER: usize = 64 * 1024;
@@ -70,7 +75,10 @@ pub struct Session<'s> {
     store: Option<KeyValue<'s>>,
     /// Where the store's changes are recorded; without it they live in the
     /// segment only (tests).
-    database: Option<&'s Database>,
+    journal: Option<DatabaseJournal<'s>>,
+    /// A change group's undo log and its outcomes, kept for their memory.
+    undo: UndoLog,
+    outcomes: Vec<Result<(), KvError>>,
     me: Participant,
     /// This worker's row in the worker table.
     row: &'s WorkerSlot,
@@ -118,7 +126,9 @@ impl<'s> Session<'s> {
         Session {
             segment,
             store: segment.key_value(),
-            database: None,
+            journal: None,
+            undo: UndoLog::default(),
+            outcomes: Vec::new(),
             me,
             row: &segment.worker_slots()[config.worker_slot],
             stop,
@@ -135,7 +145,7 @@ impl<'s> Session<'s> {
 
     /// Records the store's changes in `database` (the daemon's journal).
     pub fn with_database(mut self, database: Option<&'s Database>) -> Session<'s> {
-        self.database = database;
+        self.journal = database.map(Database::journal);
         self
     }
 
@@ -147,8 +157,12 @@ impl<'s> Session<'s> {
     /// Counts a request in this session and in the worker's row of the
     /// worker table (its own cache line: no sharing between workers).
     fn count_request(&mut self) {
-        self.requests += 1;
-        self.row.count_requests(1);
+        self.count_requests(1);
+    }
+
+    fn count_requests(&mut self, n: u64) {
+        self.requests += n;
+        self.row.count_requests(n);
     }
 
     /// True in the middle of a request: part of a line, a two-step write's
@@ -242,7 +256,7 @@ impl<'s> Session<'s> {
                     if let (true, Some(pos)) = (self.line.is_empty(), end) {
                         if piece.len() <= self.line_limit + 1 {
                             input = &input[pos + 1..];
-                            let flow = self.handle_line(piece, out);
+                            let flow = self.handle_line(piece, &mut input, out);
                             if flow == Flow::Close {
                                 return (given - input.len(), Flow::Close);
                             }
@@ -367,14 +381,16 @@ impl<'s> Session<'s> {
     /// The buffered line is complete.
     fn complete_line(&mut self, out: &mut Vec<u8>) -> Flow {
         let mut line = std::mem::take(&mut self.line);
-        let flow = self.handle_line(&line, out);
+        let flow = self.handle_line(&line, &mut &[][..], out);
         line.clear();
         self.line = line;
         flow
     }
 
-    /// Executes one complete line (its terminator removed).
-    fn handle_line(&mut self, line: &[u8], out: &mut Vec<u8>) -> Flow {
+    /// Executes one complete line (its terminator removed). `rest` is the
+    /// input after it, from which a put or del takes the changes that
+    /// follow it (see [`Session::changes`]).
+    fn handle_line(&mut self, line: &[u8], rest: &mut &[u8], out: &mut Vec<u8>) -> Flow {
         let line = line.strip_suffix(b"\r").unwrap_or(line);
         let data_for = match self.mode {
             Mode::AwaitData { mailbox } => Some(mailbox),
@@ -396,12 +412,12 @@ impl<'s> Session<'s> {
                     self.write(mailbox, line, out);
                     Flow::Continue
                 }
-                _ => self.execute_line(line, out),
+                _ => self.execute_line(line, rest, out),
             }
         }
     }
 
-    fn execute_line(&mut self, line: &[u8], out: &mut Vec<u8>) -> Flow {
+    fn execute_line(&mut self, line: &[u8], rest: &mut &[u8], out: &mut Vec<u8>) -> Flow {
         let stats = self.segment.stats();
         let request = match request::parse(line, &self.bounds) {
             Ok(r) => r,
@@ -477,8 +493,7 @@ impl<'s> Session<'s> {
             } => self.stat(mailbox, out),
             Request::StatWorkers => self.stat_workers(out),
             Request::Get { key } => self.get(key, out),
-            Request::Put { key, value } => self.put(key, value, out),
-            Request::Del { key } => self.del(key, out),
+            Request::Put { .. } | Request::Del { .. } => self.changes(request, rest, out),
         }
         Flow::Continue
     }
@@ -497,38 +512,72 @@ impl<'s> Session<'s> {
         }
     }
 
-    fn put(&mut self, key: i64, value: &[u8], out: &mut Vec<u8>) {
-        let deadline = self.deadline();
-        self.change(out, |store, me, journal| {
-            store.put(me, &deadline, key, value, journal)
-        });
-    }
-
-    fn del(&mut self, key: i64, out: &mut Vec<u8>) {
-        let deadline = self.deadline();
-        self.change(out, |store, me, journal| {
-            store.del(me, &deadline, key, journal)
-        });
-    }
-
-    /// A put or del, recorded in the daemon's journal (or, without one, in
-    /// the segment only); `OK` once both hold it.
-    fn change(
-        &self,
-        out: &mut Vec<u8>,
-        op: impl FnOnce(&KeyValue<'s>, Participant, &mut dyn Journal) -> Result<(), KvError>,
-    ) {
+    /// A put or del, and the put and del lines right behind it in the input
+    /// (a pipelined run, at most [`MAX_GROUP`]): made as one group under one
+    /// hold of the store's write lock and recorded in the daemon's journal
+    /// (or, without one, in the segment only) in one append; then each gets
+    /// its reply, `OK` or its refusal, in order.
+    fn changes(&mut self, first: Request<'_>, rest: &mut &[u8], out: &mut Vec<u8>) {
         let Some(store) = &self.store else {
             return self.store_off(out);
         };
-        let result = match self.database {
-            Some(mut db) => op(store, self.me, &mut db),
-            None => op(store, self.me, &mut InMemory),
+        let deadline = self.deadline();
+        let mut outcomes = std::mem::take(&mut self.outcomes);
+        outcomes.clear();
+        let mut in_memory = InMemory;
+        let made = {
+            let journal: &mut dyn Journal = match &mut self.journal {
+                Some(journal) => journal,
+                None => &mut in_memory,
+            };
+            match store.begin(self.me, &deadline, journal, &mut self.undo) {
+                Err(e) => Err(e),
+                Ok(mut group) => {
+                    outcomes.push(make_change(&mut group, first));
+                    let stats = self.segment.stats();
+                    while outcomes.len() < MAX_GROUP {
+                        let Some((next, after)) = next_change(rest, &self.bounds, self.line_limit)
+                        else {
+                            break;
+                        };
+                        Stats::count(match next {
+                            Request::Put { .. } => &stats.puts,
+                            _ => &stats.dels,
+                        });
+                        outcomes.push(make_change(&mut group, next));
+                        *rest = after;
+                    }
+                    group.commit()
+                }
+            }
         };
-        match result {
-            Ok(()) => out.extend_from_slice(b"OK\n"),
-            Err(e) => self.store_error(e, out),
+        // The first line was counted by the caller.
+        self.count_requests(outcomes.len().saturating_sub(1) as u64);
+        match made {
+            Ok(()) => {
+                for outcome in outcomes.drain(..) {
+                    match outcome {
+                        Ok(()) => out.extend_from_slice(b"OK\n"),
+                        Err(e) => self.store_error(e, out),
+                    }
+                }
+            }
+            // The lock was not granted: nothing was tried.
+            Err(e) if outcomes.is_empty() => self.store_error(e, out),
+            Err(e) => {
+                // The journal failed and every change of the group was
+                // undone: the refusals stand, and the changes fail.
+                let changes = outcomes.iter().filter(|o| o.is_ok()).count();
+                log::error!("key-value store: cannot record {changes} change(s): {e}");
+                for outcome in outcomes.drain(..) {
+                    match outcome {
+                        Ok(()) => self.error(out, CANNOT_WRITE),
+                        Err(e) => self.store_error(e, out),
+                    }
+                }
+            }
         }
+        self.outcomes = outcomes;
     }
 
     fn store_off(&self, out: &mut Vec<u8>) {
@@ -558,7 +607,7 @@ impl<'s> Session<'s> {
             }
             KvError::Journal(e) => {
                 log::error!("key-value store: cannot record a change: {e}");
-                "cannot write database".to_string()
+                CANNOT_WRITE.to_string()
             }
         };
         self.error(out, &message);
@@ -773,4 +822,33 @@ fn put(out: &mut Vec<u8>, args: std::fmt::Arguments<'_>) {
 
 fn find_terminator(bytes: &[u8]) -> Option<usize> {
     memchr::memchr2(b'\n', 0, bytes)
+}
+
+fn make_change(group: &mut ChangeGroup<'_, '_>, request: Request<'_>) -> Result<(), KvError> {
+    match request {
+        Request::Put { key, value } => group.put(key, value),
+        Request::Del { key } => group.del(key),
+        _ => unreachable!("only put and del join a change group"),
+    }
+}
+
+/// The next line of `input` if it is a whole put or del line within the
+/// line limit, and the input after it.
+fn next_change<'a>(
+    input: &'a [u8],
+    bounds: &Bounds,
+    line_limit: usize,
+) -> Option<(Request<'a>, &'a [u8])> {
+    let end = find_terminator(input)?;
+    let line = &input[..end];
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    if line.len() > line_limit || !request::is_change(line) {
+        return None;
+    }
+    match request::parse(line, bounds) {
+        Ok(change @ (Request::Put { .. } | Request::Del { .. })) => {
+            Some((change, &input[end + 1..]))
+        }
+        _ => None,
+    }
 }

@@ -53,6 +53,20 @@ fn run(session: &mut Session<'_>, chunks: &[&[u8]]) -> (Vec<u8>, Flow) {
     (out, flow)
 }
 
+/// `stream` cut at `cuts` (sorted, clamped to its length).
+fn split_at(stream: &[u8], cuts: Vec<usize>) -> Vec<&[u8]> {
+    let mut points: Vec<usize> = cuts.into_iter().map(|c| c.min(stream.len())).collect();
+    points.sort_unstable();
+    let mut pieces = Vec::new();
+    let mut last = 0;
+    for p in points {
+        pieces.push(&stream[last..p]);
+        last = p;
+    }
+    pieces.push(&stream[last..]);
+    pieces
+}
+
 #[test]
 fn write_then_read_with_crlf() {
     let seg = segment(901, 4, 8, 2);
@@ -184,15 +198,7 @@ proptest! {
         let whole = run(&mut Session::new(&seg, config(910), &NO_STOP), &[stream]).0;
         let seg2 = segment(911, 4, 8, 2);
         let mut s = Session::new(&seg2, config(911), &NO_STOP);
-        let mut points: Vec<usize> = cuts.into_iter().map(|c| c.min(stream.len())).collect();
-        points.sort_unstable();
-        let mut pieces = Vec::new();
-        let mut last = 0;
-        for p in points {
-            pieces.push(&stream[last..p]);
-            last = p;
-        }
-        pieces.push(&stream[last..]);
+        let pieces = split_at(stream, cuts);
         let split = run(&mut s, &pieces).0;
         prop_assert_eq!(String::from_utf8_lossy(&split), String::from_utf8_lossy(&whole));
     }
@@ -350,4 +356,55 @@ fn key_value_session_and_short_refusals() {
         ]
     );
     assert!(replies.iter().all(|r| r.len() <= 31), "{replies:?}");
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    /// A pipelined run of puts and dels is made as one group under one
+    /// hold of the store's lock; its replies, and the store it leaves, are
+    /// those of the same lines sent one at a time, however the stream is
+    /// split.
+    #[test]
+    fn pipelined_changes_answer_as_one_at_a_time(
+        ops in proptest::collection::vec((0u8..4, -2i64..3), 1..400),
+        cuts in proptest::collection::vec(0usize..=6000, 0..8),
+    ) {
+        let lines: Vec<String> = ops
+            .iter()
+            .enumerate()
+            .map(|(n, (op, key))| match op {
+                0 | 1 => format!("put {key} v{n}\n"),
+                2 => format!("del {key}\n"),
+                _ => format!("get {key}\r\n"),
+            })
+            .chain(["stat\n".to_string()])
+            .collect();
+        let stream = lines.concat().into_bytes();
+
+        let seg = segment(919, 2, 4, 1);
+        let mut alone = Session::new(&seg, config(919), &NO_STOP);
+        let mut one_at_a_time = Vec::new();
+        for line in &lines {
+            alone.feed(line.as_bytes(), &mut one_at_a_time);
+        }
+
+        let seg2 = segment(920, 2, 4, 1);
+        let mut s = Session::new(&seg2, config(920), &NO_STOP);
+        let pieces = split_at(&stream, cuts);
+        let grouped = run(&mut s, &pieces).0;
+        // The replies, and the store's figures from the final stat.
+        let figures = |out: &[u8]| {
+            let text = String::from_utf8_lossy(out).into_owned();
+            let (replies, stat) = text.trim_end().rsplit_once('\n').unwrap_or(("", &text));
+            let store: Vec<String> = stat
+                .split(' ')
+                .filter(|f| ["keys=", "gets=", "puts=", "dels="].iter().any(|p| f.starts_with(p)))
+                .map(str::to_string)
+                .collect();
+            (replies.to_string(), store)
+        };
+        prop_assert_eq!(figures(&grouped), figures(&one_at_a_time));
+        prop_assert_eq!(s.requests(), lines.len() as u64);
+    }
 }

@@ -628,16 +628,14 @@ impl<'s> Session<'s> {
         // Header, content and newline straight into the output, inside the
         // read lock: one copy of the content and no allocation.
         let read = mailbox.read_with(self.me, &self.deadline(), |read, content| {
-            // `OK <len> bytes from mailbox <m>, version <v>`, with itoa: the
-            // formatting machinery was a tenth of a pipelined read's cost.
-            let mut number = itoa::Buffer::new();
-            out.extend_from_slice(b"OK ");
-            out.extend_from_slice(number.format(read.len).as_bytes());
-            out.extend_from_slice(b" bytes from mailbox ");
-            out.extend_from_slice(number.format(index + 1).as_bytes());
-            out.extend_from_slice(b", version ");
-            out.extend_from_slice(number.format(read.version).as_bytes());
-            out.push(b'\n');
+            let head = MailboxReply {
+                lead: b"OK ",
+                len: read.len,
+                middle: b" bytes from mailbox ",
+                mailbox: index + 1,
+                version: read.version,
+            };
+            head.put(out);
             out.extend_from_slice(content);
             out.push(b'\n');
         });
@@ -653,15 +651,14 @@ impl<'s> Session<'s> {
             return self.error(out, &self.bounds.too_much_data(data.len()));
         }
         match mailbox.write(self.me, &self.deadline(), data) {
-            Ok(version) => put(
-                out,
-                format_args!(
-                    "OK wrote {} bytes to mailbox {}, version {}\n",
-                    data.len(),
-                    index + 1,
-                    version
-                ),
-            ),
+            Ok(version) => MailboxReply {
+                lead: b"OK wrote ",
+                len: data.len(),
+                middle: b" bytes to mailbox ",
+                mailbox: index + 1,
+                version,
+            }
+            .put(out),
             Err(e) => self.lock_error(index, e, out),
         }
     }
@@ -822,6 +819,30 @@ fn put(out: &mut Vec<u8>, args: std::fmt::Arguments<'_>) {
 
 fn find_terminator(bytes: &[u8]) -> Option<usize> {
     memchr::memchr2(b'\n', 0, bytes)
+}
+
+/// `<lead><len><middle><mailbox>, version <version>` and a newline: the
+/// first line of a read's or a write's reply. Built with itoa: the
+/// formatting machinery was a tenth of a pipelined request's cost.
+struct MailboxReply {
+    lead: &'static [u8],
+    len: usize,
+    middle: &'static [u8],
+    mailbox: usize,
+    version: u64,
+}
+
+impl MailboxReply {
+    fn put(&self, out: &mut Vec<u8>) {
+        let mut number = itoa::Buffer::new();
+        out.extend_from_slice(self.lead);
+        out.extend_from_slice(number.format(self.len).as_bytes());
+        out.extend_from_slice(self.middle);
+        out.extend_from_slice(number.format(self.mailbox).as_bytes());
+        out.extend_from_slice(b", version ");
+        out.extend_from_slice(number.format(self.version).as_bytes());
+        out.push(b'\n');
+    }
 }
 
 fn make_change(group: &mut ChangeGroup<'_, '_>, request: Request<'_>) -> Result<(), KvError> {

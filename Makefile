@@ -1,4 +1,4 @@
-# make        build release binaries and place ./dipc and ./dipcrm here
+# make        build release binaries and place ./dipc, ./dipcrm, ./gateway and ./client here
 # make test   every test: unit, model and end-to-end (real daemon, sockets, /dev/shm)
 # make lint   rustfmt and clippy, warnings denied
 # make bench  microbenchmarks, fairness, the models' connection rates, and dipc beside Redis,
@@ -8,7 +8,7 @@
 # make clean  remove build output and the placed binaries
 
 CARGO ?= cargo
-BINARIES := dipc dipcrm client
+BINARIES := dipc dipcrm gateway client
 
 .PHONY: all build test lint clean bench bench-quick model chaos
 

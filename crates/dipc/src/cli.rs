@@ -1,5 +1,6 @@
 //! The command line, checked into a [`Config`].
 
+use std::net::{Ipv4Addr, SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -87,6 +88,14 @@ pub struct Args {
     /// auto-aof-rewrite-min-size)
     #[arg(long, default_value_t = 16384, value_name = "KiB")]
     pub db_compact_min: u64,
+    /// Announce this daemon to the gateway at HOST:PORT (UDP): heartbeats,
+    /// busy and free reports, and a withdrawal when it stops
+    #[arg(long, value_name = "HOST:PORT")]
+    pub gateway: Option<String>,
+    /// The IPv4 address the gateway hands to clients for this daemon
+    /// [default: the address the gateway sees the announcements come from]
+    #[arg(long, value_name = "ADDR", requires = "gateway")]
+    pub advertise: Option<Ipv4Addr>,
 }
 
 /// Redis's appendfsync choices.
@@ -169,6 +178,20 @@ pub struct Config {
     /// The key-value store's database (unused with no store).
     pub db_path: PathBuf,
     pub journal: JournalOptions,
+    /// Where to announce this daemon, and the address to announce.
+    pub gateway: Option<SocketAddr>,
+    pub advertise: Option<Ipv4Addr>,
+}
+
+/// HOST:PORT to the gateway's IPv4 socket address.
+fn resolve_gateway(target: &str) -> Result<SocketAddr, String> {
+    let addrs = target
+        .to_socket_addrs()
+        .map_err(|e| format!("--gateway {target}: {e} (expected HOST:PORT)"))?;
+    addrs
+        .into_iter()
+        .find(SocketAddr::is_ipv4)
+        .ok_or_else(|| format!("--gateway {target}: no IPv4 address"))
 }
 
 /// KiB to bytes, refusing what overflows (at most 1 TiB).
@@ -273,6 +296,8 @@ impl Args {
                 fsync: self.fsync.into(),
                 compact_min_bytes: kib("--db-compact-min", self.db_compact_min)?,
             },
+            gateway: self.gateway.as_deref().map(resolve_gateway).transpose()?,
+            advertise: self.advertise,
         })
     }
 }

@@ -2,6 +2,7 @@
 //! command line and the machine, then starts the daemon (see supervisor.rs
 //! for the process model).
 
+mod announcer;
 mod cli;
 mod logging;
 mod pool_policy;

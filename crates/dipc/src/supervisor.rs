@@ -43,6 +43,7 @@ use nix::unistd::{fork, ForkResult, Pid};
 use shmlib::{Database, Segment, WorkerState};
 use worker::{ServeContext, SessionConfig, WorkerContext};
 
+use crate::announcer::Announcer;
 use crate::cli::{Config, Model};
 use crate::pool_policy::{PoolAction, PoolSizer};
 use crate::signals::{self, SignalFlags};
@@ -106,6 +107,9 @@ pub struct Supervisor {
     killed_stragglers: bool,
     /// What `ps` shows; None where it cannot be set.
     title: Option<ProcTitle>,
+    /// `--gateway`: keeps the gateway told; None without one, or once
+    /// withdrawn.
+    announcer: Option<Announcer>,
 }
 
 /// A worker that dies sooner than this after its start counts as failing to
@@ -130,7 +134,13 @@ impl Supervisor {
         title: Option<ProcTitle>,
     ) -> Supervisor {
         let slots = config.geometry.worker_slots as usize;
+        let announcer = config.gateway.and_then(|gateway| {
+            Announcer::new(gateway, config.advertise, config.port)
+                .map_err(|e| log::error!("gateway {gateway}: cannot make a UDP socket: {e}"))
+                .ok()
+        });
         Supervisor {
+            announcer,
             sizer: PoolSizer::new(config.pool),
             config,
             segment,
@@ -169,9 +179,13 @@ impl Supervisor {
         if let Some(r) = self.readiness.take() {
             r.ready(&self.config);
         }
+        if let Some(a) = &mut self.announcer {
+            a.announce();
+        }
         loop {
             if self.flags.quit.swap(false, Ordering::SeqCst) {
                 log::info!("SIGQUIT: stopping now");
+                self.withdraw_from_gateway();
                 self.listener = None;
                 self.signal_children(Signal::SIGKILL);
                 self.stopping_since.get_or_insert_with(Instant::now);
@@ -209,6 +223,7 @@ impl Supervisor {
                 self.maintain_pool();
             }
             self.flush_journal();
+            self.tell_gateway();
             if self.wait_for_signal_or_client() {
                 self.accept_and_fork();
             }
@@ -250,12 +265,60 @@ impl Supervisor {
     }
 
     fn begin_shutdown(&mut self) {
+        self.withdraw_from_gateway();
         self.stopping_since = Some(Instant::now());
         self.segment.set_stopping();
         // Children keep their own copies of the listening socket until they
         // exit; the fork model's supervisor stops accepting here.
         self.listener = None;
         self.signal_children(Signal::SIGTERM);
+    }
+
+    /// `--gateway`: busy or free, and the heartbeat.
+    fn tell_gateway(&mut self) {
+        if self.announcer.is_none() || self.stopping_since.is_some() {
+            return;
+        }
+        let busy = self.is_busy();
+        if let Some(a) = &mut self.announcer {
+            a.tick(busy);
+        }
+    }
+
+    fn withdraw_from_gateway(&mut self) {
+        if let Some(mut a) = self.announcer.take() {
+            a.withdraw();
+        }
+    }
+
+    /// Whether no worker could take a new client now (what the gateway is
+    /// told): prefork, every worker the pool may have is serving one; fork
+    /// and thread, as many clients as --max-workers are connected. An event
+    /// loop takes every client, so an event pool is never busy.
+    fn is_busy(&self) -> bool {
+        let max = self.config.pool.max_workers;
+        match self.config.model {
+            Model::Event => false,
+            Model::Prefork => {
+                let table = self.segment.worker_slots();
+                let working = || self.children.iter().filter(|c| c.is_steady());
+                working().count() >= max
+                    && !working().any(|c| {
+                        matches!(
+                            table[c.slot()].state(),
+                            WorkerState::Idle | WorkerState::Starting
+                        )
+                    })
+            }
+            Model::Fork | Model::Thread => {
+                let open = self
+                    .segment
+                    .stats()
+                    .open_connections
+                    .load(Ordering::Relaxed);
+                open >= max as u64
+            }
+        }
     }
 
     fn signal_children(&self, signal: Signal) {

@@ -1,0 +1,369 @@
+//! The gateway end to end: the real `gateway` binary on a free UDP port,
+//! real dipc daemons registering with `--gateway`, and a client and a server
+//! in C written from seed 000's text alone, compiled here with cc.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{Ipv4Addr, TcpStream, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdout, Command, Stdio};
+use std::time::Duration;
+
+use common::*;
+use gateway::wire::{Kind, Message, MESSAGE_LEN};
+
+const HEALTH_INTERVAL: &str = "0.3";
+const TTL: &str = "1.5";
+
+/// A gateway in the foreground for one test; dropping it stops it.
+struct Gateway {
+    port: u16,
+    child: Child,
+}
+
+impl Gateway {
+    fn start() -> Gateway {
+        let bin = dipc_bin().with_file_name("gateway");
+        assert!(
+            bin.exists(),
+            "{} is missing: cargo build --workspace",
+            bin.display()
+        );
+        let mut child = Command::new(&bin)
+            .args(["0", "--foreground", "--bind", "127.0.0.1"])
+            .args(["--health-interval", HEALTH_INTERVAL, "--ttl", TTL])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start the gateway");
+        let mut line = String::new();
+        let stdout = child.stdout.take().expect("stdout");
+        BufReader::new(stdout)
+            .read_line(&mut line)
+            .expect("serving line");
+        // "gateway: serving UDP 127.0.0.1:PORT (pid N)"
+        let port = line
+            .split_whitespace()
+            .nth(3)
+            .and_then(|a| a.rsplit(':').next())
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_else(|| panic!("no port in {line:?}"));
+        Gateway { port, child }
+    }
+
+    fn target(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    fn send(&self, bytes: &[u8]) -> UdpSocket {
+        let socket = UdpSocket::bind("127.0.0.1:0").expect("udp");
+        socket
+            .set_read_timeout(Some(Duration::from_secs(2)))
+            .expect("timeout");
+        socket
+            .send_to(bytes, ("127.0.0.1", self.port))
+            .expect("send");
+        socket
+    }
+
+    /// Message A, and the server of message B (None: type 0).
+    fn ask(&self) -> Option<(Ipv4Addr, i32)> {
+        let socket = self.send(&Message::new(Kind::Request, None, 0).encode());
+        let mut buf = [0u8; 64];
+        let n = socket.recv(&mut buf).expect("the gateway's answer");
+        assert_eq!(n, MESSAGE_LEN, "message B is the whole struct");
+        let m = Message::decode(&buf[..n]).expect("message B");
+        match m.kind {
+            Kind::Announce => Some((m.address_field().expect("an address"), m.port)),
+            Kind::Request => None,
+            other => panic!("unexpected reply type {other:?}"),
+        }
+    }
+
+    /// The status text; asked again when a datagram is lost (a flood fills
+    /// the gateway's receive buffer, and UDP drops what does not fit).
+    fn status(&self) -> String {
+        for _ in 0..10 {
+            let socket = self.send(&Message::new(Kind::Status, None, 0).encode());
+            socket
+                .set_read_timeout(Some(Duration::from_millis(500)))
+                .expect("timeout");
+            let mut buf = vec![0u8; 65_536];
+            if let Ok(n) = socket.recv(&mut buf) {
+                return String::from_utf8_lossy(&buf[..n]).into_owned();
+            }
+        }
+        panic!("no status from the gateway in 10 tries");
+    }
+
+    /// The state of the server on TCP port `port`, per the status.
+    fn state_of(&self, port: u16) -> Option<String> {
+        let status = self.status();
+        let prefix = format!(":{port} state=");
+        status.lines().find_map(|l| {
+            let at = l.find(&prefix)?;
+            let rest = &l[at + prefix.len()..];
+            Some(rest.split(' ').next().unwrap_or("").to_string())
+        })
+    }
+
+    fn wait_state(&self, port: u16, state: &str) {
+        assert!(
+            wait_until(Duration::from_secs(10), || self.state_of(port).as_deref()
+                == Some(state)),
+            "server {port} never became {state}:\n{}",
+            self.status()
+        );
+    }
+
+    fn counter(&self, name: &str) -> u64 {
+        let status = self.status();
+        let first = status.lines().next().unwrap_or("");
+        first
+            .split(' ')
+            .find_map(|f| f.strip_prefix(&format!("{name}=")))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no {name} in {first:?}"))
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        // SAFETY-free: a plain signal to our own child.
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(self.child.id() as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        );
+        if !wait_until(Duration::from_secs(3), || {
+            matches!(self.child.try_wait(), Ok(Some(_)))
+        }) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+fn registered(gw: &Gateway, extra: &[&str]) -> Daemon {
+    let target = gw.target();
+    let mut args = vec!["--keys", "16", "--gateway", target.as_str()];
+    args.extend_from_slice(extra);
+    let d = Daemon::start(2, 1, 1, &args);
+    gw.wait_state(d.port, "available");
+    d
+}
+
+#[test]
+fn round_robin_across_three_daemons() {
+    let gw = Gateway::start();
+    assert_eq!(gw.ask(), None, "no server yet: type 0");
+    let daemons: Vec<Daemon> = (0..3).map(|_| registered(&gw, &[])).collect();
+    let ports: Vec<i32> = daemons.iter().map(|d| i32::from(d.port)).collect();
+    let handed: Vec<i32> = (0..6).map(|_| gw.ask().expect("a server").1).collect();
+    assert_eq!(
+        handed,
+        [ports.clone(), ports.clone()].concat(),
+        "announcement order, twice"
+    );
+    // Every address handed out serves.
+    let (address, port) = gw.ask().expect("a server");
+    let mut tcp = TcpStream::connect((address, port as u16)).expect("connect to it");
+    tcp.write_all(b"stat\n").expect("send");
+    let mut reply = [0u8; 2];
+    tcp.read_exact(&mut reply).expect("reply");
+    assert_eq!(&reply, b"OK");
+    // A daemon that stops withdraws at once.
+    let mut daemons = daemons;
+    let first = daemons.remove(0);
+    let first_port = first.port;
+    first.stop();
+    assert!(
+        wait_until(Duration::from_secs(5), || gw.state_of(first_port).is_none()),
+        "still listed after its withdrawal:\n{}",
+        gw.status()
+    );
+    let handed: Vec<i32> = (0..4).map(|_| gw.ask().expect("a server").1).collect();
+    assert!(!handed.contains(&i32::from(first_port)), "{handed:?}");
+}
+
+#[test]
+fn a_busy_daemon_is_skipped_until_it_is_free() {
+    let gw = Gateway::start();
+    let busy = registered(&gw, &["--model", "prefork", "--workers", "1"]);
+    let other = registered(&gw, &[]);
+    // Its only worker serves this client: no worker for another.
+    let held = busy.client();
+    gw.wait_state(busy.port, "busy");
+    for _ in 0..4 {
+        assert_eq!(gw.ask().map(|s| s.1), Some(i32::from(other.port)));
+    }
+    drop(held);
+    gw.wait_state(busy.port, "available");
+    let handed: Vec<i32> = (0..4).map(|_| gw.ask().expect("a server").1).collect();
+    assert!(handed.contains(&i32::from(busy.port)), "{handed:?}");
+}
+
+#[test]
+fn a_sigkilled_daemon_stops_being_handed_out() {
+    let gw = Gateway::start();
+    let killed = registered(&gw, &[]);
+    let alive = registered(&gw, &[]);
+    killed.sigkill_everything();
+    // Its port refuses at the next health check, and its heartbeats stop.
+    gw.wait_state(killed.port, "down");
+    for _ in 0..4 {
+        assert_eq!(gw.ask().map(|s| s.1), Some(i32::from(alive.port)));
+    }
+    drop(killed);
+    drop(alive);
+}
+
+#[test]
+fn garbage_datagrams_are_counted_and_dropped() {
+    let gw = Gateway::start();
+    let d = registered(&gw, &[]);
+    let mut unknown = Message::new(Kind::Request, None, 0).encode();
+    unknown[..4].copy_from_slice(&77i32.to_ne_bytes());
+    let mut no_nul = Message::new(Kind::Announce, None, 4242).encode();
+    no_nul[4..24].fill(b'z');
+    let garbage: Vec<Vec<u8>> = vec![
+        vec![],
+        vec![1, 2, 3],
+        vec![0; 27],
+        vec![0; 29],
+        vec![0xff; 400],
+        unknown.to_vec(),
+        no_nul.to_vec(),
+    ];
+    for g in &garbage {
+        gw.send(g);
+    }
+    // A flood from one socket, as fast as it goes.
+    let flood = UdpSocket::bind("127.0.0.1:0").expect("udp");
+    for i in 0..20_000u32 {
+        let _ = flood.send_to(&i.to_ne_bytes(), ("127.0.0.1", gw.port));
+    }
+    assert!(
+        wait_until(Duration::from_secs(5), || gw.counter("bad_datagrams")
+            >= garbage.len() as u64),
+        "{}",
+        gw.status()
+    );
+    assert!(
+        gw.status().lines().all(|l| !l.contains(":4242 ")),
+        "{}",
+        gw.status()
+    );
+    assert_eq!(
+        gw.ask().map(|s| s.1),
+        Some(i32::from(d.port)),
+        "still answering"
+    );
+}
+
+/// Compiles one of the C programs of tests/gateway_c into `dir`.
+fn compile(name: &str, dir: &Path) -> PathBuf {
+    let source = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/gateway_c")
+        .join(format!("{name}.c"));
+    let out = dir.join(name);
+    let status = Command::new("cc")
+        .arg("-o")
+        .arg(&out)
+        .arg(&source)
+        .status()
+        .expect("run cc");
+    assert!(status.success(), "cc {} failed", source.display());
+    out
+}
+
+/// A C server's process, killed when dropped.
+struct CServer {
+    child: Child,
+    _stdout: BufReader<ChildStdout>,
+}
+
+impl CServer {
+    fn start(bin: &Path, gateway_port: u16, port: u16) -> CServer {
+        let mut child = Command::new(bin)
+            .args([gateway_port.to_string(), port.to_string()])
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("start the C server");
+        let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
+        let mut line = String::new();
+        stdout.read_line(&mut line).expect("its first line");
+        assert_eq!(line.trim(), format!("announced {port}"));
+        CServer {
+            child,
+            _stdout: stdout,
+        }
+    }
+}
+
+impl Drop for CServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn c_programs_written_from_the_seed_interoperate() {
+    let dir = temp_dir();
+    let c_client = compile("client", dir.path());
+    let c_server = compile("server", dir.path());
+    let gw = Gateway::start();
+
+    // The C server registers (zeros in its address field) and is handed out;
+    // it echoes in upper case, NUL included.
+    let port = free_port();
+    let server = CServer::start(&c_server, gw.port, port);
+    gw.wait_state(port, "available");
+    let (address, handed) = gw.ask().expect("the C server");
+    assert_eq!((address, handed), (Ipv4Addr::LOCALHOST, i32::from(port)));
+    let mut tcp = TcpStream::connect((address, handed as u16)).expect("connect");
+    tcp.write_all(b"hello gateway\0").expect("send");
+    let mut reply = [0u8; 14];
+    tcp.read_exact(&mut reply).expect("reply");
+    assert_eq!(&reply, b"HELLO GATEWAY\0");
+    drop(tcp);
+
+    // Killed without a word (it never heartbeats), it is found down by the
+    // health check; started again, it is handed out again.
+    drop(server);
+    gw.wait_state(port, "down");
+    assert_eq!(gw.ask(), None, "no server available: type 0");
+    let server = CServer::start(&c_server, gw.port, port);
+    gw.wait_state(port, "available");
+    assert_eq!(gw.ask().map(|s| s.1), Some(i32::from(port)));
+
+    // A dipc daemon handed to the C client (the only server available once
+    // the C server is gone again), which talks to it.
+    let d = registered(&gw, &[]);
+    drop(server);
+    gw.wait_state(port, "down");
+    let mut client = Command::new(&c_client)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("start the C client");
+    let input = format!("127.0.0.1 {}\nput 7 from C\nget 7\n", gw.port);
+    client
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(input.as_bytes())
+        .expect("type");
+    let out = client.wait_with_output().expect("the C client");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "C client failed:\n{text}");
+    assert!(
+        text.starts_with(&format!("server 127.0.0.1 {}\n", d.port)),
+        "{text}"
+    );
+    assert!(
+        text.contains("reply OK\n") && text.contains("reply from C\n"),
+        "{text}"
+    );
+}

@@ -8,12 +8,19 @@ use clap::{Parser, Subcommand};
 use crate::bench::BenchArgs;
 use crate::ceiling::CeilingArgs;
 
-/// dipc's client tools.
+/// dipc's client tools. Without a subcommand: a session with one server,
+/// given by --server, or by a gateway (--gateway, or asked on the keyboard).
 #[derive(Debug, Parser)]
 #[command(name = "client", version, about)]
 pub struct Cli {
+    /// The server to talk to
+    #[arg(short, long, value_name = "HOST:PORT", conflicts_with = "gateway")]
+    pub server: Option<String>,
+    /// The gateway that hands out a server (seed 000)
+    #[arg(short, long, value_name = "HOST:PORT")]
+    pub gateway: Option<String>,
     #[command(subcommand)]
-    pub command: Command,
+    pub command: Option<Command>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -37,10 +44,16 @@ impl Command {
 }
 
 impl Cli {
+    /// What error messages call this run.
+    pub fn name(&self) -> &'static str {
+        self.command.as_ref().map_or("session", Command::name)
+    }
+
     pub fn run(self) -> anyhow::Result<ExitCode> {
         match self.command {
-            Command::Bench(args) => crate::bench::run(&args),
-            Command::Ceiling(args) => crate::ceiling::run(&args).map(|()| ExitCode::SUCCESS),
+            Some(Command::Bench(args)) => crate::bench::run(&args),
+            Some(Command::Ceiling(args)) => crate::ceiling::run(&args).map(|()| ExitCode::SUCCESS),
+            None => crate::session::run(self.server.as_deref(), self.gateway.as_deref()),
         }
     }
 }

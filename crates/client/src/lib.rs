@@ -8,3 +8,4 @@ pub mod ceiling;
 pub mod cli;
 pub mod limits;
 pub mod protocol;
+pub mod session;

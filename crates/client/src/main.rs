@@ -7,7 +7,7 @@ use clap::Parser;
 
 fn main() -> ExitCode {
     let cli = client::cli::Cli::parse();
-    let name = cli.command.name();
+    let name = cli.name();
     match cli.run() {
         Ok(code) => code,
         Err(error) => {

@@ -261,6 +261,31 @@ fn garbage_datagrams_are_counted_and_dropped() {
     );
 }
 
+/// Runs `client <args>` with `keyboard` as its input: exit code, stdout,
+/// stderr.
+fn rust_client(args: &[&str], keyboard: &str) -> (Option<i32>, String, String) {
+    let bin = dipc_bin().with_file_name("client");
+    let mut child = Command::new(&bin)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{}: {e}", bin.display()));
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(keyboard.as_bytes())
+        .expect("type");
+    let out = child.wait_with_output().expect("the client");
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
 /// Compiles one of the C programs of tests/gateway_c into `dir`.
 fn compile(name: &str, dir: &Path) -> PathBuf {
     let source = Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -334,9 +359,23 @@ fn c_programs_written_from_the_seed_interoperate() {
     drop(server);
     gw.wait_state(port, "down");
     assert_eq!(gw.ask(), None, "no server available: type 0");
+    let (code, _, stderr) = rust_client(&["--gateway", &gw.target()], "");
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(stderr.contains("no server available"), "{stderr}");
     let server = CServer::start(&c_server, gw.port, port);
     gw.wait_state(port, "available");
     assert_eq!(gw.ask().map(|s| s.1), Some(i32::from(port)));
+
+    // The Rust client, the gateway's address and port typed on the
+    // keyboard as the seed's client asks for them, is handed the C server.
+    let keyboard = format!("127.0.0.1\n{}\nhello from rust\n", gw.port);
+    let (code, stdout, stderr) = rust_client(&[], &keyboard);
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
+    assert!(
+        stdout.contains(&format!("handed out server 127.0.0.1:{port}")),
+        "{stdout}"
+    );
+    assert!(stdout.contains("HELLO FROM RUST\n"), "{stdout}");
 
     // A dipc daemon handed to the C client (the only server available once
     // the C server is gone again), which talks to it.

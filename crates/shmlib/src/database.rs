@@ -635,6 +635,7 @@ impl Journal for DatabaseJournal<'_> {
     fn commit(&mut self, table: &Table<'_>) -> io::Result<()> {
         let written = self.db.append(table, &self.staged);
         self.staged.clear();
+        self.staged.shrink_to(crate::kv::KEPT_BUFFER);
         written
     }
 

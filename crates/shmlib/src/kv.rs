@@ -122,10 +122,15 @@ enum Undo {
     Removed { key: i64, value: Range<usize> },
 }
 
+/// Bytes of buffer a session keeps between groups; a larger group's
+/// buffers are given back, so an idle connection costs little.
+pub const KEPT_BUFFER: usize = 64 * 1024;
+
 impl UndoLog {
     fn clear(&mut self) {
         self.steps.clear();
         self.values.clear();
+        self.values.shrink_to(KEPT_BUFFER);
     }
 }
 

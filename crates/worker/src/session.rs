@@ -41,8 +41,10 @@ pub enum Flow {
 /// Bytes of an overlong line kept to report what it was.
 const HEAD_KEPT: usize = 64;
 
-/// The most changes made under one hold of the store's write lock.
+/// The most changes made under one hold of the store's write lock, and the
+/// most bytes of their lines: bounds the hold and the group's buffers.
 const MAX_GROUP: usize = 256;
+const MAX_GROUP_BYTES: usize = 64 * 1024;
 
 const CANNOT_WRITE: &str = "cannot write database";
 
@@ -513,8 +515,8 @@ impl<'s> Session<'s> {
     }
 
     /// A put or del, and the put and del lines right behind it in the input
-    /// (a pipelined run, at most [`MAX_GROUP`]): made as one group under one
-    /// hold of the store's write lock and recorded in the daemon's journal
+    /// (a pipelined run, at most [`MAX_GROUP`] lines and [`MAX_GROUP_BYTES`]):
+    /// made as one group under one hold of the store's write lock and recorded in the daemon's journal
     /// (or, without one, in the segment only) in one append; then each gets
     /// its reply, `OK` or its refusal, in order.
     fn changes(&mut self, first: Request<'_>, rest: &mut &[u8], out: &mut Vec<u8>) {
@@ -535,11 +537,13 @@ impl<'s> Session<'s> {
                 Ok(mut group) => {
                     outcomes.push(make_change(&mut group, first));
                     let stats = self.segment.stats();
-                    while outcomes.len() < MAX_GROUP {
+                    let mut bytes = 0;
+                    while outcomes.len() < MAX_GROUP && bytes < MAX_GROUP_BYTES {
                         let Some((next, after)) = next_change(rest, &self.bounds, self.line_limit)
                         else {
                             break;
                         };
+                        bytes += rest.len() - after.len();
                         Stats::count(match next {
                             Request::Put { .. } => &stats.puts,
                             _ => &stats.dels,

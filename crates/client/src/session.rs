@@ -6,7 +6,7 @@
 //! history, is issue 8's.)
 
 use std::io::{self, BufRead, Read, Write};
-use std::net::{Ipv4Addr, SocketAddr, TcpStream, ToSocketAddrs, UdpSocket};
+use std::net::{Ipv4Addr, SocketAddr, TcpStream, UdpSocket};
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -18,7 +18,9 @@ const GATEWAY_WAIT: Duration = Duration::from_secs(2);
 const GATEWAY_TRIES: u32 = 3;
 /// A reply is complete once the server has been quiet this long.
 const REPLY_QUIET: Duration = Duration::from_millis(150);
-const FIRST_BYTE_WAIT: Duration = Duration::from_secs(5);
+/// Longer than dipc's default lock timeout (5 s), after which a request
+/// queued behind a lock gets its ERR.
+const FIRST_BYTE_WAIT: Duration = Duration::from_secs(10);
 
 pub fn run(server: Option<&str>, gateway: Option<&str>) -> anyhow::Result<ExitCode> {
     let stdin = io::stdin();
@@ -41,11 +43,7 @@ pub fn run(server: Option<&str>, gateway: Option<&str>) -> anyhow::Result<ExitCo
 }
 
 fn resolve(target: &str) -> anyhow::Result<SocketAddr> {
-    target
-        .to_socket_addrs()
-        .with_context(|| format!("{target}: expected HOST:PORT"))?
-        .find(SocketAddr::is_ipv4)
-        .with_context(|| format!("{target}: no IPv4 address"))
+    gateway::resolve_v4(target).with_context(|| format!("{target}: expected HOST:PORT"))
 }
 
 fn prompt(text: &str) {
@@ -84,10 +82,8 @@ fn server_from_gateway(
     gateway: SocketAddr,
     input: &mut impl BufRead,
 ) -> anyhow::Result<Option<SocketAddr>> {
-    let socket = UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0)).context("a UDP socket")?;
-    socket.set_read_timeout(Some(GATEWAY_WAIT))?;
     loop {
-        match ask_once(&socket, gateway)? {
+        match ask_once(gateway)? {
             Some(server) => {
                 println!("gateway {gateway} handed out server {server}");
                 return Ok(Some(server));
@@ -105,7 +101,11 @@ fn server_from_gateway(
     }
 }
 
-fn ask_once(socket: &UdpSocket, gateway: SocketAddr) -> anyhow::Result<Option<SocketAddr>> {
+/// One request, retried on silence. A socket of its own: a late answer to
+/// an earlier request is never taken for this one's.
+fn ask_once(gateway: SocketAddr) -> anyhow::Result<Option<SocketAddr>> {
+    let socket = UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0)).context("a UDP socket")?;
+    socket.set_read_timeout(Some(GATEWAY_WAIT))?;
     let request = Message::new(Kind::Request, None, 0).encode();
     let mut buf = [0u8; 512];
     for _ in 0..GATEWAY_TRIES {
@@ -177,7 +177,8 @@ fn talk(server: SocketAddr, input: &mut impl BufRead) -> anyhow::Result<ExitCode
 }
 
 /// Whatever the server sends until it is quiet for a moment (the protocol
-/// of a server handed out by a gateway is not known here).
+/// of a server handed out by a gateway is not known here); empty when the
+/// server closed the connection.
 fn read_reply(stream: &mut TcpStream) -> io::Result<Vec<u8>> {
     let mut reply = Vec::new();
     let mut buf = [0u8; 8192];
@@ -195,7 +196,13 @@ fn read_reply(stream: &mut TcpStream) -> io::Result<Vec<u8>> {
                     io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
                 ) =>
             {
-                return Ok(reply)
+                if reply.is_empty() {
+                    return Err(io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        format!("no reply within {} s", FIRST_BYTE_WAIT.as_secs()),
+                    ));
+                }
+                return Ok(reply);
             }
             Err(e) => return Err(e),
         }

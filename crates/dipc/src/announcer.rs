@@ -83,6 +83,11 @@ impl Announcer {
         }
     }
 
+    /// When the next heartbeat is due.
+    pub fn next_due(&self) -> Instant {
+        self.next_heartbeat
+    }
+
     /// When the daemon stops: the gateway forgets it at once.
     pub fn withdraw(&mut self) {
         self.send(Kind::Withdraw);

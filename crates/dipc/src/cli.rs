@@ -1,6 +1,6 @@
 //! The command line, checked into a [`Config`].
 
-use std::net::{Ipv4Addr, SocketAddr, ToSocketAddrs};
+use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -183,15 +183,9 @@ pub struct Config {
     pub advertise: Option<Ipv4Addr>,
 }
 
-/// HOST:PORT to the gateway's IPv4 socket address.
+/// `--gateway HOST:PORT` to the gateway's IPv4 socket address.
 fn resolve_gateway(target: &str) -> Result<SocketAddr, String> {
-    let addrs = target
-        .to_socket_addrs()
-        .map_err(|e| format!("--gateway {target}: {e} (expected HOST:PORT)"))?;
-    addrs
-        .into_iter()
-        .find(SocketAddr::is_ipv4)
-        .ok_or_else(|| format!("--gateway {target}: no IPv4 address"))
+    gateway::resolve_v4(target).map_err(|e| format!("--gateway {target}: {e} (expected HOST:PORT)"))
 }
 
 /// KiB to bytes, refusing what overflows (at most 1 TiB).

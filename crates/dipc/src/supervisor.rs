@@ -15,7 +15,8 @@
 //!   handlers only raise flags; the loop acts on them in a fixed order:
 //!   quit, terminate, child deaths, log reopening (then SIGHUP to every
 //!   child, which reopens its own between requests), respawns, pool
-//!   maintenance, and (fork model) accepting.
+//!   maintenance, the journal's once-a-second flush and check, the
+//!   gateway's busy/free and heartbeat, and (fork model) accepting.
 //! - Children are forked with those signals blocked and unblock them only
 //!   once their own state is set up, so a signal sent right after fork() is
 //!   never lost: it stays pending until the child can act on it.
@@ -90,7 +91,8 @@ pub struct Supervisor {
     segment: Segment,
     /// The key-value store's journal; the workers inherit it.
     database: Option<Database>,
-    /// When the journal is next flushed (`--fsync everysec`).
+    /// When the journal is next flushed (`--fsync everysec`) and checked
+    /// for a removal by hand.
     next_flush: Instant,
     listener: Option<TcpListener>,
     flags: SignalFlags,
@@ -229,8 +231,7 @@ impl Supervisor {
             }
         }
         // Whatever the workers appended since the last tick.
-        self.next_flush = Instant::now();
-        self.flush_journal();
+        self.flush_journal_now();
         self.remove_segment();
         log::info!("stopped");
     }
@@ -252,6 +253,11 @@ impl Supervisor {
         } else {
             Duration::from_secs(1)
         };
+        // Woken early (a child exits, a signal), it still keeps the once a
+        // second of the journal flush and the gateway's heartbeat.
+        let timed = self.announcer.as_ref().map(Announcer::next_due);
+        let next = timed.map_or(self.next_flush, |t| t.min(self.next_flush));
+        let timeout = timeout.min(next.saturating_duration_since(now));
         let timeout = TimeSpec::from_duration(timeout);
         let accepting = self.config.model == Model::Fork && self.free_slot().is_some();
         let mut fds: Vec<PollFd<'_>> = match (&self.listener, accepting) {
@@ -276,7 +282,8 @@ impl Supervisor {
 
     /// `--gateway`: busy or free, and the heartbeat.
     fn tell_gateway(&mut self) {
-        if self.announcer.is_none() || self.stopping_since.is_some() {
+        // Both ways of stopping withdraw, taking the announcer away.
+        if self.announcer.is_none() {
             return;
         }
         let busy = self.is_busy();
@@ -299,17 +306,7 @@ impl Supervisor {
         let max = self.config.pool.max_workers;
         match self.config.model {
             Model::Event => false,
-            Model::Prefork => {
-                let table = self.segment.worker_slots();
-                let working = || self.children.iter().filter(|c| c.is_steady());
-                working().count() >= max
-                    && !working().any(|c| {
-                        matches!(
-                            table[c.slot()].state(),
-                            WorkerState::Idle | WorkerState::Starting
-                        )
-                    })
-            }
+            Model::Prefork => self.pool_workers() >= max && self.idle_workers() == 0,
             Model::Fork | Model::Thread => {
                 let open = self
                     .segment
@@ -344,6 +341,21 @@ impl Supervisor {
     /// Pool workers (or the thread server) running and not retiring.
     fn pool_workers(&self) -> usize {
         self.children.iter().filter(|c| c.is_steady()).count()
+    }
+
+    /// Pool workers free to take a client (or about to be).
+    fn idle_workers(&self) -> usize {
+        let table = self.segment.worker_slots();
+        self.children
+            .iter()
+            .filter(|c| c.is_steady())
+            .filter(|c| {
+                matches!(
+                    table[c.slot()].state(),
+                    WorkerState::Idle | WorkerState::Starting
+                )
+            })
+            .count()
     }
 
     fn spawn(
@@ -575,11 +587,10 @@ impl Supervisor {
         let Some(dead) = self.segment.participant(slot) else {
             return;
         };
-        let repaired = if self.rebuild_store_after(slot) {
-            self.segment.repair_participant(dead)
-        } else {
-            self.segment.repair_mailbox_locks(dead)
-        };
+        // A store that could not be rebuilt keeps its lock: the repair
+        // leaves a writer that died inside a change in place.
+        self.rebuild_store_after(slot);
+        let repaired = self.segment.repair_participant(dead);
         if repaired > 0 {
             log::warn!(
                 "worker slot {slot} died holding or awaiting {repaired} lock(s); released them"
@@ -588,20 +599,20 @@ impl Supervisor {
     }
 
     /// If the worker in `slot` died inside a key-value change, rebuilds the
-    /// store from its database; false when that failed.
-    fn rebuild_store_after(&mut self, slot: usize) -> bool {
+    /// store from its database; when that fails, the daemon stops.
+    fn rebuild_store_after(&mut self, slot: usize) {
         let (Some(db), Some(kv), Some(dead)) = (
             &self.database,
             self.segment.key_value(),
             self.segment.participant(slot),
         ) else {
-            return true;
+            return;
         };
         let path = db.path().display();
         // SAFETY: the child was reaped just now, and its lock entries are
         // repaired only after this returns.
         match unsafe { db.recover(&kv, dead) } {
-            Ok(None) => true,
+            Ok(None) => {}
             Ok(Some(report)) => {
                 log::warn!(
                     "worker slot {slot} died in the middle of a key-value change; rebuilt the \
@@ -613,7 +624,6 @@ impl Supervisor {
                         ""
                     }
                 );
-                true
             }
             Err(e) => {
                 log::error!(
@@ -624,7 +634,6 @@ impl Supervisor {
                 if self.stopping_since.is_none() {
                     self.begin_shutdown();
                 }
-                false
             }
         }
     }
@@ -662,18 +671,23 @@ impl Supervisor {
             return;
         }
         self.next_flush = now + FLUSH_INTERVAL;
-        if let (Some(db), Some(kv)) = (&self.database, self.segment.key_value()) {
-            if let Err(e) = db.flush_if_written(&kv) {
-                log::error!("flushing the key-value store's database: {e}");
-            }
-            match db.notice_removal(&kv) {
-                Ok(false) => {}
-                Ok(true) => log::warn!(
-                    "{} was removed while the daemon ran: the next change writes it whole again",
-                    db.path().display()
-                ),
-                Err(e) => log::error!("checking the key-value store's database: {e}"),
-            }
+        self.flush_journal_now();
+    }
+
+    fn flush_journal_now(&self) {
+        let (Some(db), Some(kv)) = (&self.database, self.segment.key_value()) else {
+            return;
+        };
+        if let Err(e) = db.flush_if_written(&kv) {
+            log::error!("flushing the key-value store's database: {e}");
+        }
+        match db.notice_removal(&kv) {
+            Ok(false) => {}
+            Ok(true) => log::warn!(
+                "{} was removed while the daemon ran: the next change writes it whole again",
+                db.path().display()
+            ),
+            Err(e) => log::error!("checking the key-value store's database: {e}"),
         }
     }
 
@@ -684,16 +698,8 @@ impl Supervisor {
             return;
         }
         self.next_maintenance = now + MAINTENANCE_TICK;
-        let table = self.segment.worker_slots();
-        let available = |c: &&Child| {
-            matches!(
-                table[c.slot()].state(),
-                WorkerState::Idle | WorkerState::Starting
-            )
-        };
-        let working = || self.children.iter().filter(|c| c.is_steady());
-        let idle = working().filter(available).count();
-        match self.sizer.tick(working().count(), idle) {
+        let idle = self.idle_workers();
+        match self.sizer.tick(self.pool_workers(), idle) {
             PoolAction::Hold => {}
             PoolAction::Grow(n) => {
                 log::info!(

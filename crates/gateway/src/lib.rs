@@ -5,3 +5,15 @@
 
 pub mod registry;
 pub mod wire;
+
+use std::io;
+use std::net::{SocketAddr, ToSocketAddrs};
+
+/// `HOST:PORT` to its first IPv4 address: the gateway's protocol carries
+/// IPv4 addresses only. Callers word the error for their own option.
+pub fn resolve_v4(target: &str) -> io::Result<SocketAddr> {
+    target
+        .to_socket_addrs()?
+        .find(SocketAddr::is_ipv4)
+        .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "no IPv4 address for that name"))
+}

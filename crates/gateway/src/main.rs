@@ -60,6 +60,9 @@ struct Cli {
 
 /// At most this many servers are registered (announcement floods).
 const MAX_SERVERS: usize = 4096;
+/// Server lines in a status reply: one datagram of a few KiB, so that a
+/// 28-byte request cannot draw a reply many times its size.
+const STATUS_SERVERS: usize = 64;
 /// How long the loop waits for a datagram before its timed work.
 const TICK: Duration = Duration::from_millis(200);
 
@@ -188,6 +191,7 @@ fn lock(registry: &Mutex<Registry>) -> MutexGuard<'_, Registry> {
 fn serve_datagrams(socket: &UdpSocket, registry: &Mutex<Registry>, stop: &AtomicBool) {
     // Room for more than a message, so that a long datagram is seen as long.
     let mut buf = [0u8; 512];
+    let mut next_expiry = Instant::now();
     while !stop.load(Ordering::Relaxed) {
         match socket.recv_from(&mut buf) {
             Ok((n, from)) => handle(socket, registry, &buf[..n], from),
@@ -203,7 +207,13 @@ fn serve_datagrams(socket: &UdpSocket, registry: &Mutex<Registry>, stop: &Atomic
                 std::thread::sleep(Duration::from_millis(10));
             }
         }
-        lock(registry).expire(Instant::now());
+        // Once a tick, not per datagram: a flood must not cost a walk of
+        // every server each.
+        let now = Instant::now();
+        if now >= next_expiry {
+            next_expiry = now + TICK;
+            lock(registry).expire(now);
+        }
     }
 }
 
@@ -216,12 +226,12 @@ fn handle(socket: &UdpSocket, registry: &Mutex<Registry>, datagram: &[u8], from:
             return;
         }
     };
-    let source = match from {
-        SocketAddr::V4(v4) => *v4.ip(),
-        SocketAddr::V6(_) => Ipv4Addr::UNSPECIFIED,
-    };
-    let id = ServerId {
-        address: message.address_field().unwrap_or(source),
+    // A server names itself: the address field, or else the source.
+    let id = || ServerId {
+        address: message.address_field().unwrap_or(match from {
+            SocketAddr::V4(v4) => *v4.ip(),
+            SocketAddr::V6(_) => Ipv4Addr::UNSPECIFIED,
+        }),
         port: message.port,
     };
     let now = Instant::now();
@@ -237,30 +247,26 @@ fn handle(socket: &UdpSocket, registry: &Mutex<Registry>, datagram: &[u8], from:
                 .to_vec(),
             ),
             Kind::Announce => {
-                registry.announce(id, now);
+                registry.announce(id(), now);
                 None
             }
             Kind::Heartbeat => {
-                registry.heartbeat(id, now);
+                registry.heartbeat(id(), now);
                 None
             }
             Kind::Busy => {
-                registry.set_busy(id, true, now);
+                registry.set_busy(id(), true, now);
                 None
             }
             Kind::Free => {
-                registry.set_busy(id, false, now);
+                registry.set_busy(id(), false, now);
                 None
             }
             Kind::Withdraw => {
-                registry.withdraw(id);
+                registry.withdraw(id());
                 None
             }
-            Kind::Status => {
-                let mut text = registry.status(now).into_bytes();
-                text.truncate(60_000);
-                Some(text)
-            }
+            Kind::Status => Some(registry.status(now, STATUS_SERVERS).into_bytes()),
         }
     };
     if let Some(reply) = reply {

@@ -224,8 +224,9 @@ impl Registry {
         }
     }
 
-    /// The status reply: the counters, then one line per server.
-    pub fn status(&self, now: Instant) -> String {
+    /// The status reply: the counters, then one line per server, at most
+    /// `max_servers` of them (then how many more there are).
+    pub fn status(&self, now: Instant, max_servers: usize) -> String {
         let c = &self.counters;
         let mut text = format!(
             "gateway servers={} available={} requests={} handed={} none_available={} \
@@ -239,7 +240,7 @@ impl Registry {
             c.bad_datagrams,
             c.refused_full
         );
-        for s in &self.servers {
+        for s in self.servers.iter().take(max_servers) {
             let _ = writeln!(
                 text,
                 "server {}:{} state={} handed={} messages={} heartbeats={} last_heard_ms={} checks_failed={}",
@@ -251,6 +252,13 @@ impl Registry {
                 if s.heartbeats { "yes" } else { "no" },
                 now.duration_since(s.last_heard).as_millis(),
                 s.checks_failed
+            );
+        }
+        if self.servers.len() > max_servers {
+            let _ = writeln!(
+                text,
+                "... {} more servers",
+                self.servers.len() - max_servers
             );
         }
         text
@@ -320,7 +328,15 @@ mod tests {
         assert_eq!(r.pick().map(|s| s.port), Some(20));
         assert_eq!(r.pick().map(|s| s.port), Some(20));
         assert!(r
-            .status(now)
+            .status(now, 8)
             .contains("server 127.0.0.2:20 state=available handed=2"));
+        // The status names at most as many servers as asked, then a count.
+        r.announce(id(4, 40), now);
+        let capped = r.status(now, 1);
+        assert_eq!(
+            capped.lines().filter(|l| l.starts_with("server ")).count(),
+            1
+        );
+        assert!(capped.ends_with("... 1 more servers\n"), "{capped}");
     }
 }

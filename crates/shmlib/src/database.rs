@@ -39,8 +39,8 @@ use crate::mailbox_lock::Participant;
 /// When the journal is flushed to disk (Redis's appendfsync meanings).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FsyncPolicy {
-    /// After every change, before `OK`: a power cut loses nothing
-    /// acknowledged.
+    /// After every group of changes (one, or a pipelined run), before its
+    /// `OK`s: a power cut loses nothing acknowledged.
     Always,
     /// Once a second, by the supervisor: a power cut loses at most the last
     /// second.
@@ -424,10 +424,10 @@ impl Database {
         }
     }
 
-    /// After a writer died inside a change (the store's `changing` names
-    /// it), rebuilds the table from the journal: the table then holds
-    /// exactly what the file holds, the dead writer's change included if its
-    /// line was complete. Returns None when `dead` was not inside a change.
+    /// After a writer died inside a group of changes (the store's `changing`
+    /// names it), rebuilds the table from the journal: the table then holds
+    /// exactly what the file holds, the dead writer's group as far as its
+    /// lines were complete. Returns None when `dead` was not inside one.
     ///
     /// # Safety
     /// `dead` is gone (reaped, or its thread ended) and its entry in the
@@ -549,11 +549,23 @@ impl Database {
         drop(out);
         // The new content on disk before its name, the name after.
         fresh.sync_all()?;
+        let bytes = fresh.metadata()?.len();
         std::fs::rename(&self.temp, &self.path)?;
-        sync_parent(&self.path)?;
-        table.set_journal_bytes(fresh.metadata()?.len());
+        // From the rename on, the new file is the journal: switch to it
+        // before anything else can fail, so no change is appended to the
+        // old one, which has no name any more.
+        table.set_journal_bytes(bytes);
         journal.file = fresh;
         journal.generation = table.next_generation();
+        table.set_compact_after(0);
+        if let Err(e) = sync_parent(&self.path) {
+            // The rename stands; only its survival of a power cut waits for
+            // the kernel's writeback.
+            log::warn!(
+                "{}: compacted, but flushing its directory failed: {e}",
+                self.path.display()
+            );
+        }
         Ok(())
     }
 

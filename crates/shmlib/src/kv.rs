@@ -501,9 +501,12 @@ impl<'a> KeyValue<'a> {
         self.table.header.changing.store(0, Ordering::SeqCst);
     }
 
-    /// Clears a dead participant's state from the store's lock.
+    /// Clears a dead participant's state from the store's lock, unless it
+    /// died inside a change that no rebuild has undone yet
+    /// ([`crate::Database::recover`] clears the marker): the store then
+    /// stays locked rather than show a table the journal does not hold.
     pub(crate) fn repair(&self, dead: Participant) -> bool {
-        self.lock.repair(dead)
+        self.changing() != Some(dead) && self.lock.repair(dead)
     }
 }
 

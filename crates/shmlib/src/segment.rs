@@ -189,7 +189,8 @@ pub struct Stats {
     pub other: AtomicU64,
     /// `ERR` replies of every kind.
     pub errors: AtomicU64,
-    /// Mailbox lock acquisitions that had to wait for someone.
+    /// Lock acquisitions (mailboxes' and the store's) that had to wait for
+    /// someone.
     pub lock_waits: AtomicU64,
     pub lock_timeouts: AtomicU64,
     /// Key-value requests.
@@ -200,7 +201,14 @@ pub struct Stats {
 
 impl Stats {
     pub fn count(counter: &AtomicU64) {
-        counter.fetch_add(1, Ordering::Relaxed);
+        Stats::add(counter, 1);
+    }
+
+    /// Counts `n` at once: one shared-cache-line write for a batch.
+    pub fn add(counter: &AtomicU64, n: u64) {
+        if n > 0 {
+            counter.fetch_add(n, Ordering::Relaxed);
+        }
     }
 }
 
@@ -530,24 +538,18 @@ impl Segment {
         }
     }
 
-    /// Clears every trace of a dead participant from every mailbox lock, so
+    /// Clears every trace of a dead participant from every mailbox lock and
+    /// the store's (see [`KeyValue::repair`] for the one exception), so
     /// that its slot can be reused and nobody waits for it. The caller must
     /// know the process is gone (reaped). Returns how many locks it held or
     /// was waiting for.
     pub fn repair_participant(&self, dead: Participant) -> usize {
         let store = self.key_value().is_some_and(|kv| kv.repair(dead));
-        self.repair_mailbox_locks(dead) + usize::from(store)
-    }
-
-    /// Like [`Segment::repair_participant`], but leaves the key-value
-    /// store's lock as it is: after a writer died inside a change and the
-    /// store could not be rebuilt, it stays locked rather than show a
-    /// half-changed table.
-    pub fn repair_mailbox_locks(&self, dead: Participant) -> usize {
-        (0..self.geometry.mailboxes as usize)
+        let mailboxes = (0..self.geometry.mailboxes as usize)
             .filter_map(|i| self.mailbox_lock(i))
             .filter(|lock| lock.repair(dead))
-            .count()
+            .count();
+        mailboxes + usize::from(store)
     }
 
     /// The key-value store, or None when the daemon has none (`--keys 0`).

@@ -105,15 +105,18 @@ def process(args, port):
             proc.wait()
 
 
+# Room for the keys a churn run that stops between a put and its del leaves
+# behind.
+BENCH_KEYS = 8192
+
+
 @contextmanager
-def dipc_daemon(options, port, workdir, mailboxes=MAILBOXES, kib=8):
+def dipc_daemon(options, port, workdir, mailboxes=MAILBOXES, kib=8, keys=BENCH_KEYS):
     args = [DIPC, str(mailboxes), str(kib), str(port), "2", *options,
             "--log", os.path.join(workdir, f"dipc-{port}.log"),
             "--pid-file", os.path.join(workdir, f"dipc-{port}.pid"),
             "--db", os.path.join(workdir, f"database-{port}.txt"),
-            # Room for the keys a churn run that stops between a put and its
-            # del leaves behind.
-            "--keys", "8192"]
+            "--keys", str(keys)]
     subprocess.run(args, check=True, stdout=subprocess.DEVNULL)
     try:
         yield
@@ -308,7 +311,9 @@ def measure_segments(workdir):
     for mailboxes in (4, 64, 1024):
         for kib in (1, 8, 64):
             port = free_port()
-            with dipc_daemon(["--workers", "1"], port, workdir, mailboxes=mailboxes, kib=kib):
+            # Without the key-value store: the mailboxes' cost alone.
+            with dipc_daemon(["--workers", "1"], port, workdir, mailboxes=mailboxes, kib=kib,
+                             keys=0):
                 size = os.stat(f"/dev/shm/dipc.{port}").st_size
             data = 2 * mailboxes * kib * 1024
             rows.append((mailboxes, kib, size, size - data))
@@ -326,7 +331,8 @@ def write_doc(opts, results, rows, growth, segments, runs, seconds, elapsed, red
     out("")
     out(f"- Machine: {machine()}; loopback TCP; the load generator (`./client bench`, one epoll "
         "loop) runs on the same machine.")
-    out(f"- Servers: dipc (`./dipc {MAILBOXES} 8 <port> 2 --model <m>`, default pool sizes); "
+    out(f"- Servers: dipc (`./dipc {MAILBOXES} 8 <port> 2 --model <m> --keys {BENCH_KEYS}`, "
+        "default pool sizes); "
         f"{version_of([redis, '--version']) if redis else 'Redis: not installed'} "
         "(`--save '' --appendonly no`); "
         f"{version_of([memcached, '--version']) if memcached else 'memcached: not installed'} "
@@ -396,7 +402,7 @@ def write_doc(opts, results, rows, growth, segments, runs, seconds, elapsed, red
     out("")
     out("Segment size (`/dev/shm/dipc.<port>`) against the mailbox count and size; each "
         "mailbox has two halves, the rest is the header, worker table, lock entries and "
-        "mailbox slots.")
+        "mailbox slots (dipc run with `--keys 0`: no key-value store).")
     out("")
     out("| mailboxes | mailbox KiB | segment bytes | beyond the two halves |")
     out("|---|---|---|---|")

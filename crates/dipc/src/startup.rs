@@ -272,7 +272,8 @@ fn run_daemon(
         }
         return ExitCode::FAILURE;
     }
-    // SAFETY: the daemon is single-threaded (it never starts a thread), and
+    // SAFETY: the supervisor is single-threaded (it never starts a thread;
+    // `--model thread`'s threads live in a forked child), and
     // nothing holds pointers into the original argv or environment: clap
     // and the logger copied what they read.
     let title = unsafe { crate::title::ProcTitle::claim() };

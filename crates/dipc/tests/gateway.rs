@@ -30,26 +30,28 @@ impl Gateway {
             "{} is missing: cargo build --workspace",
             bin.display()
         );
-        let mut child = Command::new(&bin)
+        let child = Command::new(&bin)
             .args(["0", "--foreground", "--bind", "127.0.0.1"])
             .args(["--health-interval", HEALTH_INTERVAL, "--ttl", TTL])
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
             .expect("start the gateway");
+        // In its guard before anything can fail.
+        let mut gateway = Gateway { port: 0, child };
         let mut line = String::new();
-        let stdout = child.stdout.take().expect("stdout");
+        let stdout = gateway.child.stdout.take().expect("stdout");
         BufReader::new(stdout)
             .read_line(&mut line)
             .expect("serving line");
         // "gateway: serving UDP 127.0.0.1:PORT (pid N)"
-        let port = line
+        gateway.port = line
             .split_whitespace()
             .nth(3)
             .and_then(|a| a.rsplit(':').next())
             .and_then(|p| p.parse().ok())
             .unwrap_or_else(|| panic!("no port in {line:?}"));
-        Gateway { port, child }
+        gateway
     }
 
     fn target(&self) -> String {
@@ -238,14 +240,23 @@ fn garbage_datagrams_are_counted_and_dropped() {
     for g in &garbage {
         gw.send(g);
     }
-    // A flood from one socket, as fast as it goes.
+    // Each one counted, before the flood could account for any.
+    let garbage_count = garbage.len() as u64;
+    assert!(
+        wait_until(Duration::from_secs(5), || gw.counter("bad_datagrams")
+            == garbage_count),
+        "{}",
+        gw.status()
+    );
+    // A flood from one socket, as fast as it goes: what the kernel does not
+    // drop is counted too.
     let flood = UdpSocket::bind("127.0.0.1:0").expect("udp");
     for i in 0..20_000u32 {
         let _ = flood.send_to(&i.to_ne_bytes(), ("127.0.0.1", gw.port));
     }
     assert!(
         wait_until(Duration::from_secs(5), || gw.counter("bad_datagrams")
-            >= garbage.len() as u64),
+            > garbage_count),
         "{}",
         gw.status()
     );
@@ -261,29 +272,17 @@ fn garbage_datagrams_are_counted_and_dropped() {
     );
 }
 
-/// Runs `client <args>` with `keyboard` as its input: exit code, stdout,
-/// stderr.
-fn rust_client(args: &[&str], keyboard: &str) -> (Option<i32>, String, String) {
-    let bin = dipc_bin().with_file_name("client");
-    let mut child = Command::new(&bin)
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("{}: {e}", bin.display()));
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(keyboard.as_bytes())
-        .expect("type");
-    let out = child.wait_with_output().expect("the client");
-    (
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+/// Runs `program <args>` with `keyboard` as its input (killed if it
+/// outlives CMD_TIMEOUT).
+fn run_typed(program: &Path, args: &[&str], keyboard: &str, dir: &Path) -> RunOutput {
+    let input = dir.join(format!("keyboard-{}", free_port()));
+    std::fs::write(&input, keyboard).expect("write the keyboard's input");
+    try_run_with_stdin(program, args, dir, CMD_TIMEOUT, Some(&input))
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn rust_client() -> PathBuf {
+    dipc_bin().with_file_name("client")
 }
 
 /// Compiles one of the C programs of tests/gateway_c into `dir`.
@@ -305,24 +304,28 @@ fn compile(name: &str, dir: &Path) -> PathBuf {
 /// A C server's process, killed when dropped.
 struct CServer {
     child: Child,
-    _stdout: BufReader<ChildStdout>,
+    stdout: Option<BufReader<ChildStdout>>,
 }
 
 impl CServer {
     fn start(bin: &Path, gateway_port: u16, port: u16) -> CServer {
-        let mut child = Command::new(bin)
+        let child = Command::new(bin)
             .args([gateway_port.to_string(), port.to_string()])
             .stdout(Stdio::piped())
             .spawn()
             .expect("start the C server");
-        let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
+        // In its guard before anything can fail; the pipe stays open, or the
+        // server's printf would die of SIGPIPE.
+        let mut server = CServer {
+            child,
+            stdout: None,
+        };
+        let mut stdout = BufReader::new(server.child.stdout.take().expect("stdout"));
         let mut line = String::new();
         stdout.read_line(&mut line).expect("its first line");
+        server.stdout = Some(stdout);
         assert_eq!(line.trim(), format!("announced {port}"));
-        CServer {
-            child,
-            _stdout: stdout,
-        }
+        server
     }
 }
 
@@ -359,9 +362,13 @@ fn c_programs_written_from_the_seed_interoperate() {
     drop(server);
     gw.wait_state(port, "down");
     assert_eq!(gw.ask(), None, "no server available: type 0");
-    let (code, _, stderr) = rust_client(&["--gateway", &gw.target()], "");
-    assert_eq!(code, Some(1), "{stderr}");
-    assert!(stderr.contains("no server available"), "{stderr}");
+    let out = run_typed(&rust_client(), &["--gateway", &gw.target()], "", dir.path());
+    assert_eq!(out.code(), Some(1), "{}", out.describe());
+    assert!(
+        out.stderr.contains("no server available"),
+        "{}",
+        out.describe()
+    );
     let server = CServer::start(&c_server, gw.port, port);
     gw.wait_state(port, "available");
     assert_eq!(gw.ask().map(|s| s.1), Some(i32::from(port)));
@@ -369,34 +376,25 @@ fn c_programs_written_from_the_seed_interoperate() {
     // The Rust client, the gateway's address and port typed on the
     // keyboard as the seed's client asks for them, is handed the C server.
     let keyboard = format!("127.0.0.1\n{}\nhello from rust\n", gw.port);
-    let (code, stdout, stderr) = rust_client(&[], &keyboard);
-    assert_eq!(code, Some(0), "{stdout}{stderr}");
+    let out = run_typed(&rust_client(), &[], &keyboard, dir.path());
+    assert_eq!(out.code(), Some(0), "{}", out.describe());
+    let handed = format!("handed out server 127.0.0.1:{port}");
+    assert!(out.stdout.contains(&handed), "{}", out.describe());
     assert!(
-        stdout.contains(&format!("handed out server 127.0.0.1:{port}")),
-        "{stdout}"
+        out.stdout.contains("HELLO FROM RUST\n"),
+        "{}",
+        out.describe()
     );
-    assert!(stdout.contains("HELLO FROM RUST\n"), "{stdout}");
 
     // A dipc daemon handed to the C client (the only server available once
     // the C server is gone again), which talks to it.
     let d = registered(&gw, &[]);
     drop(server);
     gw.wait_state(port, "down");
-    let mut client = Command::new(&c_client)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("start the C client");
     let input = format!("127.0.0.1 {}\nput 7 from C\nget 7\n", gw.port);
-    client
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(input.as_bytes())
-        .expect("type");
-    let out = client.wait_with_output().expect("the C client");
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "C client failed:\n{text}");
+    let out = run_typed(&c_client, &[], &input, dir.path());
+    let text = &out.stdout;
+    assert!(out.status.success(), "C client failed:\n{}", out.describe());
     assert!(
         text.starts_with(&format!("server 127.0.0.1 {}\n", d.port)),
         "{text}"

@@ -44,13 +44,13 @@ fn read_text(path: &Path) -> String {
     .into_owned()
 }
 
+/// A compaction minimum (KiB) that tests reach within a second of churn.
+const COMPACT_MIN_KIB: &str = "64";
+
 /// Starts dipc again with `d`'s command line in `d`'s directory (after
 /// dipcrm, or after its supervisor died) and returns the new supervisor's
 /// pid. d's guard covers the new daemon too: its command line names d's
 /// directory, and it serves d's port.
-/// A compaction minimum (KiB) that tests reach within a second of churn.
-const COMPACT_MIN_KIB: &str = "64";
-
 fn restart(d: &Daemon) -> i32 {
     let out = run(&dipc_bin(), &d.args, d.dir.path());
     assert!(
@@ -71,6 +71,14 @@ fn dipcrm_ok(d: &mut Daemon) {
         d.port,
         out.describe()
     );
+}
+
+/// Stops the daemon with dipcrm, starts it again with the same command (it
+/// loads its database), and connects.
+fn reload(d: &mut Daemon) -> Client {
+    dipcrm_ok(d);
+    restart(d);
+    d.client()
 }
 
 /// Stops the daemon with dipcrm and checks that nothing of it is left: no
@@ -419,9 +427,7 @@ fn a_torn_last_line_loads() {
         !d.dir.path().join("database.txt").exists(),
         "--db was given, yet a database.txt appeared in the start directory"
     );
-    dipcrm_ok(&mut d);
-    restart(&d);
-    let mut c = d.client();
+    let mut c = reload(&mut d);
     assert_eq!(c.request("get 4"), "four");
     assert_eq!(c.request("get 3"), "ERR no such key");
     assert_eq!(stat_number(&mut c, "keys"), 3);
@@ -547,9 +553,7 @@ fn compaction_keeps_the_file_bounded() {
     .into();
     assert_eq!(replayed, expected, "database.txt replayed");
 
-    dipcrm_ok(&mut d);
-    restart(&d);
-    let mut c = d.client();
+    let mut c = reload(&mut d);
     assert_eq!(c.request("get -1"), "kept across every compaction");
     assert_eq!(c.request("get 5"), "final");
     assert_eq!(stat_number(&mut c, "keys"), 2);
@@ -975,11 +979,8 @@ fn check_live_then_after_restart(d: &mut Daemon, known: &BTreeMap<i64, Known>, s
         "the reloaded store differs from the live one, which must equal the file ({report}):\n{}",
         differ.join("\n")
     );
-    dipcrm_ok(d);
-    let lock = lock_of(&db_of(d));
-    assert!(!lock.exists(), "{} left behind", lock.display());
-    let left = leftovers_of(d);
-    assert!(left.is_empty(), "left behind: {left:?}");
+    let db = db_of(d);
+    stop_leaving_nothing(d, &db);
 }
 
 fn storm_seed() -> u64 {
@@ -1166,9 +1167,7 @@ fn a_database_removed_by_hand_is_written_whole_again() {
         ["put 1 before the removal", "put 3 after it"],
         "database.txt:\n{text}"
     );
-    dipcrm_ok(&mut d);
-    restart(&d);
-    let mut c = d.client();
+    let mut c = reload(&mut d);
     assert_eq!(c.request("get 1"), "before the removal");
     assert_eq!(c.request("get 2"), "ERR no such key");
     assert_eq!(c.request("get 3"), "after it");

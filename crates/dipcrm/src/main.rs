@@ -1,6 +1,7 @@
 //! `dipcrm <port>`: stops the dipc daemon of that port and removes everything
 //! it created: its workers, its segment (and with it the locks that live
-//! in it) and its pid file. Leftovers of a daemon killed with SIGKILL are
+//! in it), its pid file and its database's lock file (the database itself
+//! stays). Leftovers of a daemon killed with SIGKILL are
 //! removed all the same; running it twice is harmless.
 
 use std::path::PathBuf;

@@ -18,8 +18,8 @@ use support::scratch_segment;
 
 /// Segment names for the benchmark (ports below 1024: no daemon uses them).
 const PORT: u16 = 990;
-/// The contended group's segment, clear of `PORT + workers % 100` and of the
-/// ports the tests and the other benches use.
+/// The contended group's segment, clear of `PORT + i` and of the ports the
+/// tests and the other benches use.
 const CONTENDED_PORT: u16 = 960;
 
 /// A process-shared POSIX semaphore, destroyed on drop.

@@ -3,10 +3,12 @@
 //!
 //! Every participant (a worker slot) owns one [`Entry`] per lock, a single
 //! 64-bit word, and writes only its own word; everything the lock knows about
-//! a participant is in that word. So when a participant dies, at any instant,
-//! even inside the doorway, the supervisor repairs the lock by clearing the
-//! dead one's word ([`BakeryLock::repair`]), and a waiter that gives up clears
-//! its own: in both cases the lock is exactly as if it had never come.
+//! a participant's place in line is in that word (besides it, one bit of the
+//! shared sleep mask says whether it sleeps, set and cleared with atomic
+//! read-modify-writes). So when a participant dies, at any instant, even
+//! inside the doorway, the supervisor repairs the lock by clearing the dead
+//! one's word and bit ([`BakeryLock::repair`]), and a waiter that gives up
+//! clears its own: in both cases the lock is exactly as if it had never come.
 //!
 //! - Doorway: announce `CHOOSING` and the kind, take a ticket one above every
 //!   ticket in sight, publish it (clearing `CHOOSING` in the same store).

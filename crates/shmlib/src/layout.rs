@@ -300,9 +300,9 @@ pub(crate) struct MailboxSlot {
 pub(crate) struct KvHeader {
     /// The futex word of the store's bakery lock.
     pub wake: WakeWord,
-    /// `slot + 1` of a writer between the start and the end of a change
-    /// (journal record and table update), else 0: a writer that dies with
-    /// it set left the table to be rebuilt from the journal.
+    /// `slot + 1` of a writer from the first table change of its group
+    /// until the group's append is done (or undone), else 0: a writer that
+    /// dies with it set left the table to be rebuilt from the journal.
     pub changing: std::sync::atomic::AtomicU32,
     /// Keys stored: entries `0..count` are live.
     pub count: std::sync::atomic::AtomicU32,

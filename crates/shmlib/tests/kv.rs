@@ -8,8 +8,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use nix::sys::wait::{waitpid, WaitStatus};
-use nix::unistd::{fork, ForkResult};
+use nix::sys::wait::WaitStatus;
 use shmlib::kv::{Change, InMemory, Journal, Table};
 use shmlib::{
     Database, DatabaseJournal, DbError, Deadline, FsyncPolicy, JournalOptions, KvError,
@@ -17,7 +16,7 @@ use shmlib::{
 };
 
 mod support;
-use support::scratch_segment;
+use support::{forked, scratch_segment};
 
 fn soon() -> Deadline<'static> {
     Deadline::after(Duration::from_secs(2))
@@ -265,8 +264,8 @@ fn compaction_keeps_the_journal_bounded() {
     assert_eq!(get(&again, 1), None);
 }
 
-/// A journal that dies in the middle of recording: after `complete` lines
-/// written whole (true) or half a line (false).
+/// A journal that dies in the middle of recording: once its line is written
+/// whole (`whole_line`) or after half a line.
 struct DieWhileRecording<'d> {
     inner: DatabaseJournal<'d>,
     path: PathBuf,
@@ -305,24 +304,16 @@ fn writer_dies_inside_a_put(
     let kv = seg.key_value().expect("store");
     kv.put(who(&seg, 0), &soon(), 1, b"before", &mut db.journal())
         .expect("put");
-    // SAFETY: the test is single-threaded here; the child only runs the put
-    // and leaves with _exit.
-    match unsafe { fork() }.expect("fork") {
-        ForkResult::Child => {
-            let mut journal = DieWhileRecording {
-                inner: db.journal(),
-                path: path.clone(),
-                whole_line,
-            };
-            let _ = kv.put(who(&seg, 1), &soon(), 99, b"half a line", &mut journal);
-            // SAFETY: as above.
-            unsafe { libc::_exit(0) }
-        }
-        ForkResult::Parent { child } => {
-            let status = waitpid(child, None).expect("wait");
-            assert_eq!(status, WaitStatus::Exited(child, 9));
-        }
-    }
+    let mut child = forked(|| {
+        let mut journal = DieWhileRecording {
+            inner: db.journal(),
+            path: path.clone(),
+            whole_line,
+        };
+        let _ = kv.put(who(&seg, 1), &soon(), 99, b"half a line", &mut journal);
+    });
+    let (pid, status) = child.wait();
+    assert_eq!(status, WaitStatus::Exited(pid, 9), "it died inside the put");
     (seg, db, path, dir)
 }
 

@@ -8,13 +8,11 @@ use std::sync::{Arc, Barrier};
 use std::thread;
 use std::time::Duration;
 
-use nix::sys::signal::{kill, Signal};
-use nix::sys::wait::{waitpid, WaitStatus};
-use nix::unistd::{fork, ForkResult, Pid};
+use nix::sys::wait::WaitStatus;
 use shmlib::{Deadline, LockError, MailboxLock, Participant, Segment};
 
 mod support;
-use support::scratch_segment;
+use support::{forked, scratch_segment};
 
 fn soon(ms: u64) -> Deadline<'static> {
     Deadline::after(Duration::from_millis(ms))
@@ -127,50 +125,6 @@ fn versions_count_every_write() {
         assert_eq!(m.write(me, &soon(1000), b"x").expect("write"), n);
     }
     assert_eq!(m.stat(me, &soon(1000)).expect("stat").version, 5);
-}
-
-/// A forked child process, SIGKILLed and reaped when dropped (so also when
-/// the test panics), unless already reaped.
-struct Child(Option<Pid>);
-
-impl Child {
-    fn wait(&mut self) -> (Pid, WaitStatus) {
-        let pid = self.0.take().expect("a child not reaped yet");
-        (pid, waitpid(pid, None).expect("reap the child"))
-    }
-
-    fn kill(&mut self) {
-        if let Some(pid) = self.0 {
-            kill(pid, Signal::SIGKILL).expect("SIGKILL the child");
-        }
-        self.wait();
-    }
-}
-
-impl Drop for Child {
-    fn drop(&mut self) {
-        if let Some(pid) = self.0.take() {
-            let _ = kill(pid, Signal::SIGKILL);
-            let _ = waitpid(pid, None);
-        }
-    }
-}
-
-/// Runs `child` in a forked process that ends with `_exit(0)` unless killed
-/// (`_exit(1)` if it panics: it must never unwind into the copy of the test
-/// harness).
-fn forked(child: impl FnOnce()) -> Child {
-    // SAFETY: the child runs `child` (no locks the parent's threads might
-    // hold: it only touches the shared segment) and _exit()s without
-    // returning into the test harness.
-    match unsafe { fork() }.expect("fork") {
-        ForkResult::Child => {
-            let ok = std::panic::catch_unwind(std::panic::AssertUnwindSafe(child)).is_ok();
-            // SAFETY: ends the child at once, skipping the harness's exit.
-            unsafe { libc::_exit(if ok { 0 } else { 1 }) }
-        }
-        ForkResult::Parent { child } => Child(Some(child)),
-    }
 }
 
 #[test]

@@ -527,6 +527,8 @@ impl<'s> Session<'s> {
         let mut outcomes = std::mem::take(&mut self.outcomes);
         outcomes.clear();
         let mut in_memory = InMemory;
+        // The lines after the first (which the caller counted).
+        let (mut puts, mut dels) = (0, 0);
         let made = {
             let journal: &mut dyn Journal = match &mut self.journal {
                 Some(journal) => journal,
@@ -536,7 +538,6 @@ impl<'s> Session<'s> {
                 Err(e) => Err(e),
                 Ok(mut group) => {
                     outcomes.push(make_change(&mut group, first));
-                    let stats = self.segment.stats();
                     let mut bytes = 0;
                     while outcomes.len() < MAX_GROUP && bytes < MAX_GROUP_BYTES {
                         let Some((next, after)) = next_change(rest, &self.bounds, self.line_limit)
@@ -544,10 +545,10 @@ impl<'s> Session<'s> {
                             break;
                         };
                         bytes += rest.len() - after.len();
-                        Stats::count(match next {
-                            Request::Put { .. } => &stats.puts,
-                            _ => &stats.dels,
-                        });
+                        match next {
+                            Request::Put { .. } => puts += 1,
+                            _ => dels += 1,
+                        }
                         outcomes.push(make_change(&mut group, next));
                         *rest = after;
                     }
@@ -555,30 +556,30 @@ impl<'s> Session<'s> {
                 }
             }
         };
-        // The first line was counted by the caller.
-        self.count_requests(outcomes.len().saturating_sub(1) as u64);
-        match made {
-            Ok(()) => {
-                for outcome in outcomes.drain(..) {
-                    match outcome {
-                        Ok(()) => out.extend_from_slice(b"OK\n"),
-                        Err(e) => self.store_error(e, out),
-                    }
-                }
-            }
+        let stats = self.segment.stats();
+        Stats::add(&stats.puts, puts);
+        Stats::add(&stats.dels, dels);
+        self.count_requests(puts + dels);
+        let ok_reply = match made {
+            Ok(()) => None,
             // The lock was not granted: nothing was tried.
-            Err(e) if outcomes.is_empty() => self.store_error(e, out),
+            Err(e) if outcomes.is_empty() => {
+                self.store_error(e, out);
+                None
+            }
+            // The journal failed and every change of the group was undone:
+            // the refusals stand, and the changes fail.
             Err(e) => {
-                // The journal failed and every change of the group was
-                // undone: the refusals stand, and the changes fail.
                 let changes = outcomes.iter().filter(|o| o.is_ok()).count();
                 log::error!("key-value store: cannot record {changes} change(s): {e}");
-                for outcome in outcomes.drain(..) {
-                    match outcome {
-                        Ok(()) => self.error(out, CANNOT_WRITE),
-                        Err(e) => self.store_error(e, out),
-                    }
-                }
+                Some(CANNOT_WRITE)
+            }
+        };
+        for outcome in outcomes.drain(..) {
+            match (outcome, ok_reply) {
+                (Ok(()), None) => out.extend_from_slice(b"OK\n"),
+                (Ok(()), Some(failure)) => self.error(out, failure),
+                (Err(e), _) => self.store_error(e, out),
             }
         }
         self.outcomes = outcomes;

@@ -38,8 +38,7 @@ pub fn parse(op: Op, buf: &[u8]) -> Result<Option<Reply>, ProtocolError> {
     };
     let line = &buf[..end];
     let line_len = end + 1;
-    // Every refusal is one line, whatever the request (the daemon has no
-    // get/put/del yet: those all come back this way).
+    // Every refusal is one line, whatever the request.
     if line.starts_with(b"ERR") {
         return Ok(Some(Reply::error(line_len)));
     }

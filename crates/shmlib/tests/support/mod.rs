@@ -6,6 +6,10 @@
 
 use std::time::Duration;
 
+use nix::sys::signal::{kill, Signal};
+use nix::sys::wait::{waitpid, WaitStatus};
+use nix::unistd::{fork, ForkResult, Pid};
+
 use shmlib::{DaemonRecord, Geometry, Segment};
 
 pub fn scratch_segment(port: u16, mailboxes: u64, kib: u64, workers: u64) -> Segment {
@@ -18,4 +22,51 @@ pub fn scratch_segment(port: u16, mailboxes: u64, kib: u64, workers: u64) -> Seg
         grace: Duration::from_secs(1),
     };
     Segment::create(port, geometry, &record).expect("create a scratch segment")
+}
+
+/// A forked child process, SIGKILLed and reaped when dropped (so also when
+/// the test panics), unless already reaped.
+#[allow(dead_code)] // the benchmarks include this module and never fork
+pub struct Child(Option<Pid>);
+
+#[allow(dead_code)]
+impl Child {
+    pub fn wait(&mut self) -> (Pid, WaitStatus) {
+        let pid = self.0.take().expect("a child not reaped yet");
+        (pid, waitpid(pid, None).expect("reap the child"))
+    }
+
+    pub fn kill(&mut self) {
+        if let Some(pid) = self.0 {
+            kill(pid, Signal::SIGKILL).expect("SIGKILL the child");
+        }
+        self.wait();
+    }
+}
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        if let Some(pid) = self.0.take() {
+            let _ = kill(pid, Signal::SIGKILL);
+            let _ = waitpid(pid, None);
+        }
+    }
+}
+
+/// Runs `child` in a forked process that ends with `_exit(0)` unless killed
+/// (`_exit(1)` if it panics: it must never unwind into the copy of the test
+/// harness).
+#[allow(dead_code)]
+pub fn forked(child: impl FnOnce()) -> Child {
+    // SAFETY: the child runs `child` (no locks the parent's threads might
+    // hold: it only touches the shared segment) and _exit()s without
+    // returning into the test harness.
+    match unsafe { fork() }.expect("fork") {
+        ForkResult::Child => {
+            let ok = std::panic::catch_unwind(std::panic::AssertUnwindSafe(child)).is_ok();
+            // SAFETY: ends the child at once, skipping the harness's exit.
+            unsafe { libc::_exit(if ok { 0 } else { 1 }) }
+        }
+        ForkResult::Parent { child } => Child(Some(child)),
+    }
 }

@@ -1,4 +1,5 @@
-# make        build release binaries and place ./dipc, ./dipcrm, ./gateway and ./client here
+# make        build release binaries and place ./dipc, ./dipcrm, ./gateway, ./client and
+#             ./echo-server here
 # make test   every test: unit, model and end-to-end (real daemon, sockets, /dev/shm)
 # make lint   rustfmt and clippy, warnings denied
 # make bench  microbenchmarks, fairness, the models' connection rates, and dipc beside Redis,
@@ -8,7 +9,7 @@
 # make clean  remove build output and the placed binaries
 
 CARGO ?= cargo
-BINARIES := dipc dipcrm gateway client
+BINARIES := dipc dipcrm gateway client echo-server
 
 .PHONY: all build test lint clean bench bench-quick model chaos
 

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use shmlib::{FsyncPolicy, Geometry, JournalOptions};
+use worker::Service;
 
 use crate::pool_policy::PoolPolicy;
 
@@ -136,6 +137,9 @@ impl Config {
     /// log and the supervisor's title say it.
     pub fn shape(&self) -> String {
         let g = self.geometry;
+        if self.service == Service::UpperEcho {
+            return format!("upper-case echo, {}", self.serving());
+        }
         format!(
             "{} mailboxes of {} KiB, {} KiB packets, {}",
             g.mailboxes,
@@ -143,6 +147,14 @@ impl Config {
             g.packet_size / 1024,
             self.serving()
         )
+    }
+
+    /// The program's name, for its messages, its log and `ps`.
+    pub fn program(&self) -> &'static str {
+        match self.service {
+            Service::Mailboxes => "dipc",
+            Service::UpperEcho => "echo-server",
+        }
     }
 
     fn serving(&self) -> String {
@@ -165,6 +177,8 @@ impl Config {
 /// Everything the daemon was asked for, validated.
 #[derive(Debug, Clone)]
 pub struct Config {
+    /// What connections speak: dipc's requests, or the seed's echo.
+    pub service: Service,
     pub geometry: Geometry,
     pub model: Model,
     pub pool: PoolPolicy,
@@ -184,7 +198,7 @@ pub struct Config {
 }
 
 /// `--gateway HOST:PORT` to the gateway's IPv4 socket address.
-fn resolve_gateway(target: &str) -> Result<SocketAddr, String> {
+pub(crate) fn resolve_gateway(target: &str) -> Result<SocketAddr, String> {
     gateway::resolve_v4(target).map_err(|e| format!("--gateway {target}: {e} (expected HOST:PORT)"))
 }
 
@@ -197,7 +211,7 @@ fn kib(name: &str, value: u64) -> Result<u64, String> {
     Ok(value * 1024)
 }
 
-fn seconds(name: &str, value: f64, max: f64) -> Result<Duration, String> {
+pub(crate) fn seconds(name: &str, value: f64, max: f64) -> Result<Duration, String> {
     if !(value > 0.0 && value <= max) {
         return Err(format!(
             "{name} must be more than 0 and at most {max} seconds, got {value}"
@@ -208,7 +222,7 @@ fn seconds(name: &str, value: f64, max: f64) -> Result<Duration, String> {
 
 /// Makes a path absolute against the start directory: the daemon's working
 /// directory is fixed, but the user's relative paths mean where they typed.
-fn absolute(path: PathBuf) -> Result<PathBuf, String> {
+pub(crate) fn absolute(path: PathBuf) -> Result<PathBuf, String> {
     std::path::absolute(&path).map_err(|e| format!("{}: {e}", path.display()))
 }
 
@@ -275,6 +289,7 @@ impl Args {
             .pid_file
             .unwrap_or_else(|| shmlib::default_pid_file(port));
         Ok(Config {
+            service: Service::Mailboxes,
             geometry,
             model: self.model,
             pool,

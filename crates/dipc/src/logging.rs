@@ -12,13 +12,14 @@ pub fn set_supervisor_pid(pid: i32) {
     SUPERVISOR_PID.store(pid, Ordering::Relaxed);
 }
 
-/// Installs the logger. `DIPC_LOG` (env_logger syntax) overrides the level.
-pub fn init() {
+/// Installs the logger; each line names `program`. `DIPC_LOG` (env_logger
+/// syntax) overrides the level.
+pub fn init(program: &'static str) {
     let mut builder = env_logger::Builder::new();
     builder
         .filter_level(log::LevelFilter::Info)
         .parse_env("DIPC_LOG")
-        .format(|buf, record| {
+        .format(move |buf, record| {
             let pid = std::process::id() as i32;
             let role = if pid == SUPERVISOR_PID.load(Ordering::Relaxed) {
                 "supervisor"
@@ -27,7 +28,7 @@ pub fn init() {
             };
             writeln!(
                 buf,
-                "{} dipc[{pid}] {role} {}: {}",
+                "{} {program}[{pid}] {role} {}: {}",
                 buf.timestamp_seconds(),
                 record.level(),
                 record.args()

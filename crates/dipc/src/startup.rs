@@ -33,7 +33,8 @@ fn serving_line(config: &Config, pid: u32) -> String {
         String::new()
     };
     format!(
-        "dipc: serving port {} (pid {pid}): {}; log {log}{database}",
+        "{}: serving port {} (pid {pid}): {}; log {log}{database}",
+        config.program(),
         config.port,
         config.shape()
     )
@@ -63,13 +64,13 @@ impl Readiness {
         }
     }
 
-    pub fn failed(self, reason: &str) {
+    pub fn failed(self, config: &Config, reason: &str) {
         log::error!("{reason}");
         match self {
             Readiness::Pipe(mut pipe) => {
                 let _ = writeln!(pipe, "ERROR {reason}");
             }
-            Readiness::Terminal => eprintln!("dipc: error: {reason}"),
+            Readiness::Terminal => eprintln!("{}: error: {reason}", config.program()),
         }
     }
 }
@@ -118,6 +119,7 @@ fn names_pid(path: &Path, pid: i32) -> bool {
 
 /// Starts the daemon: detached unless `--foreground`.
 pub fn start(config: Config, listener: TcpListener, leftover: Leftover) -> ExitCode {
+    let program = config.program();
     if config.foreground {
         return run_daemon(config, listener, leftover, Readiness::Terminal);
     }
@@ -125,7 +127,7 @@ pub fn start(config: Config, listener: TcpListener, leftover: Leftover) -> ExitC
         Ok(f) => f,
         Err(e) => {
             eprintln!(
-                "dipc: error: cannot open log {}: {e}",
+                "{program}: error: cannot open log {}: {e}",
                 config.log_path.display()
             );
             return ExitCode::FAILURE;
@@ -134,7 +136,7 @@ pub fn start(config: Config, listener: TcpListener, leftover: Leftover) -> ExitC
     let (from_daemon, to_parent) = match nix::unistd::pipe() {
         Ok(p) => p,
         Err(e) => {
-            eprintln!("dipc: error: cannot create a pipe: {e}");
+            eprintln!("{program}: error: cannot create a pipe: {e}");
             return ExitCode::FAILURE;
         }
     };
@@ -149,14 +151,14 @@ pub fn start(config: Config, listener: TcpListener, leftover: Leftover) -> ExitC
             wait_until_ready(from_daemon, &config)
         }
         Outcome::Parent(Err(e)) => {
-            eprintln!("dipc: error: cannot detach: {e}");
+            eprintln!("{program}: error: cannot detach: {e}");
             ExitCode::FAILURE
         }
         Outcome::Child(result) => {
             drop(from_daemon);
             let readiness = Readiness::Pipe(File::from(to_parent));
             if let Err(e) = result {
-                readiness.failed(&format!("cannot detach: {e}"));
+                readiness.failed(&config, &format!("cannot detach: {e}"));
                 return ExitCode::FAILURE;
             }
             run_daemon(config, listener, leftover, readiness)
@@ -176,21 +178,24 @@ fn wait_until_ready(pipe: OwnedFd, config: &Config) -> ExitCode {
         let _ = File::from(pipe).take(4096).read_to_string(&mut message);
     }
     let log = config.log_path.display();
+    let program = config.program();
     match message.lines().next() {
         Some(line) if line.starts_with("READY ") => {
             say(&line["READY ".len()..]);
             ExitCode::SUCCESS
         }
         Some(line) if line.starts_with("ERROR ") => {
-            eprintln!("dipc: error: {}", &line["ERROR ".len()..]);
+            eprintln!("{program}: error: {}", &line["ERROR ".len()..]);
             ExitCode::FAILURE
         }
         _ if !got => {
-            eprintln!("dipc: error: the daemon did not report within {READY_TIMEOUT:?}; see {log}");
+            eprintln!(
+                "{program}: error: the daemon did not report within {READY_TIMEOUT:?}; see {log}"
+            );
             ExitCode::FAILURE
         }
         _ => {
-            eprintln!("dipc: error: the daemon exited during start-up; see {log}");
+            eprintln!("{program}: error: the daemon exited during start-up; see {log}");
             ExitCode::FAILURE
         }
     }
@@ -204,18 +209,18 @@ fn run_daemon(
     readiness: Readiness,
 ) -> ExitCode {
     crate::logging::set_supervisor_pid(std::process::id() as i32);
-    crate::logging::init();
+    crate::logging::init(config.program());
     let port = config.port;
     if let Leftover::StaleSegment { pid, pid_file, .. } = leftover {
         match Segment::unlink(port) {
             Ok(()) => log::warn!(
                 "reclaimed stale segment {} left by {}",
                 segment_path(port),
-                pid.map(|p| format!("dipc pid {p}, which is no longer running"))
+                pid.map(|p| format!("pid {p}, which is no longer running"))
                     .unwrap_or_else(|| "a daemon that died while starting".into())
             ),
             Err(e) => {
-                readiness.failed(&format!("cannot reclaim the stale segment: {e}"));
+                readiness.failed(&config, &format!("cannot reclaim the stale segment: {e}"));
                 return ExitCode::FAILURE;
             }
         }
@@ -226,7 +231,7 @@ fn run_daemon(
     let flags = match SignalFlags::install().and_then(|f| signals::set_blocked(true).map(|()| f)) {
         Ok(f) => f,
         Err(e) => {
-            readiness.failed(&format!("cannot set up signal handling: {e}"));
+            readiness.failed(&config, &format!("cannot set up signal handling: {e}"));
             return ExitCode::FAILURE;
         }
     };
@@ -248,25 +253,28 @@ fn run_daemon(
     let segment = match Segment::create(port, config.geometry, &record) {
         Ok(s) => s,
         Err(e) => {
-            readiness.failed(&e.to_string());
+            readiness.failed(&config, &e.to_string());
             return ExitCode::FAILURE;
         }
     };
     // From here on, a failure must remove the segment: dropping `segment`
     // (its owner) unlinks it.
     if let Err(e) = segment.reserve_memory() {
-        readiness.failed(&format!("cannot reserve the segment's memory: {e}"));
+        readiness.failed(
+            &config,
+            &format!("cannot reserve the segment's memory: {e}"),
+        );
         return ExitCode::FAILURE;
     }
     let database = match open_database(&config, &segment) {
         Ok(db) => db,
         Err(e) => {
-            readiness.failed(&e);
+            readiness.failed(&config, &e);
             return ExitCode::FAILURE;
         }
     };
     if let Err(e) = write_pid_file(&config.pid_file) {
-        readiness.failed(&format!("cannot write pid file {pid_file}: {e}"));
+        readiness.failed(&config, &format!("cannot write pid file {pid_file}: {e}"));
         if let Some(db) = &database {
             db.remove_lock_file();
         }
@@ -276,7 +284,7 @@ fn run_daemon(
     // `--model thread`'s threads live in a forked child), and
     // nothing holds pointers into the original argv or environment: clap
     // and the logger copied what they read.
-    let title = unsafe { crate::title::ProcTitle::claim() };
+    let title = unsafe { crate::title::ProcTitle::claim(config.program()) };
     Supervisor::new(config, segment, database, listener, flags, readiness, title).run();
     ExitCode::SUCCESS
 }

@@ -172,7 +172,7 @@ impl Supervisor {
         self.respawn_missing();
         if self.config.model != Model::Fork && self.children.is_empty() {
             if let Some(r) = self.readiness.take() {
-                r.failed("could not start any worker (see the log)");
+                r.failed(&self.config, "could not start any worker (see the log)");
             }
             self.remove_segment();
             return;
@@ -455,6 +455,7 @@ impl Supervisor {
             reopen: &reopen,
             grace: self.config.grace,
             database: self.database.as_ref(),
+            service: self.config.service,
         };
         let title = self.title.as_ref();
         let set_title = |activity: &str| {

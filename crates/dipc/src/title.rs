@@ -21,6 +21,8 @@ pub struct ProcTitle {
     len: usize,
     /// The command line as the user typed it, spaces between arguments.
     original: String,
+    /// `dipc` or `echo-server`.
+    program: &'static str,
 }
 
 /// The start and end addresses of the argv and environment strings, from
@@ -50,7 +52,7 @@ impl ProcTitle {
     /// The process must be single-threaded, and nothing may hold a pointer
     /// into its original argv or environment strings (such as a `CStr` from
     /// `getenv`), since both are overwritten by [`ProcTitle::set`].
-    pub unsafe fn claim() -> Option<ProcTitle> {
+    pub unsafe fn claim(program: &'static str) -> Option<ProcTitle> {
         let raw = std::fs::read("/proc/self/cmdline").ok()?;
         let original = String::from_utf8_lossy(&raw)
             .trim_end_matches('\0')
@@ -78,13 +80,14 @@ impl ProcTitle {
             area: arg_start as *mut u8,
             len: end - arg_start,
             original,
+            program,
         })
     }
 
-    /// Shows `dipc: <role> (<original command line>)` in `ps`, cut to the
-    /// room there is.
+    /// Shows `<program>: <role> (<original command line>)` in `ps`, cut to
+    /// the room there is.
     pub fn set(&self, role: &str) {
-        let title = format!("dipc: {role} ({})", self.original);
+        let title = format!("{}: {role} ({})", self.program, self.original);
         let n = title.len().min(self.len - 1);
         // SAFETY: `area..area+len` is this process's argv and environment
         // memory (from /proc/self/stat), mapped and writable for its whole

@@ -404,3 +404,80 @@ fn c_programs_written_from_the_seed_interoperate() {
         "{text}"
     );
 }
+
+/// Sends `frame` and reads back exactly as many bytes, as lab clients do,
+/// then checks that nothing more follows.
+fn echoed(tcp: &mut Client, frame: &[u8]) -> Vec<u8> {
+    tcp.send(frame);
+    let reply = tcp.read_bytes(frame.len());
+    tcp.assert_silent(Duration::from_millis(200));
+    reply
+}
+
+/// A lab frame: `text`, zero-padded to `len` bytes.
+fn frame(text: &[u8], len: usize) -> Vec<u8> {
+    let mut f = text.to_vec();
+    f.resize(len, 0);
+    f
+}
+
+#[test]
+fn the_upper_case_echo_server_through_the_gateway() {
+    let dir = temp_dir();
+    let c_client = compile("client", dir.path());
+    let gw = Gateway::start();
+    let target = gw.target();
+    let echo = Daemon::start_echo_server(&["--workers", "1", "--gateway", &target]);
+    gw.wait_state(echo.port, "available");
+    let (address, port) = gw.ask().expect("the echo server");
+    assert_eq!((address, port), (Ipv4Addr::LOCALHOST, i32::from(echo.port)));
+
+    // Every byte back, letters upper-cased, nothing added or dropped: a
+    // string with its NUL, and fixed 100- and 108-byte zero-padded frames.
+    let mut tcp = Client::connect(port as u16);
+    assert_eq!(
+        echoed(&mut tcp, b"hello, gateway 1\0"),
+        b"HELLO, GATEWAY 1\0"
+    );
+    let mixed = b"Mixed cAsE: caf\xc3\xa9 [x]\r\n";
+    let mut upper = b"MIXED CASE: CAF\xc3\xa9 [X]\r\n".to_vec();
+    assert_eq!(echoed(&mut tcp, &frame(mixed, 100)), frame(&upper, 100));
+    upper.resize(108, 0);
+    assert_eq!(echoed(&mut tcp, &frame(mixed, 108)), upper);
+    // It prints what it receives.
+    echo.assert_logged(": hello, gateway 1");
+    echo.assert_logged(": Mixed cAsE: caf\u{e9} [x]");
+
+    // Its one worker is taken: the gateway hears busy, then free.
+    gw.wait_state(echo.port, "busy");
+    assert_eq!(gw.ask(), None, "no server available while it is busy");
+    drop(tcp);
+    gw.wait_state(echo.port, "available");
+
+    // The lab's C client and the Rust client, both through the gateway.
+    let input = format!("127.0.0.1 {}\nfrom the c client\n", gw.port);
+    let out = run_typed(&c_client, &[], &input, dir.path());
+    assert!(out.status.success(), "C client failed:\n{}", out.describe());
+    assert!(
+        out.stdout.contains("reply FROM THE C CLIENT\n"),
+        "{}",
+        out.describe()
+    );
+    let out = run_typed(
+        &rust_client(),
+        &["--gateway", &target],
+        "from rust\n",
+        dir.path(),
+    );
+    assert_eq!(out.code(), Some(0), "{}", out.describe());
+    assert!(out.stdout.contains("FROM RUST"), "{}", out.describe());
+
+    // dipcrm stops it like dipc, and it withdraws from the gateway.
+    let echo_port = echo.port;
+    echo.stop();
+    assert!(
+        wait_until(Duration::from_secs(5), || gw.state_of(echo_port).is_none()),
+        "still listed after its withdrawal:\n{}",
+        gw.status()
+    );
+}

@@ -8,8 +8,9 @@ use std::time::Duration;
 
 use shmlib::{Database, Segment, WorkerState};
 
-use crate::connection::{self, Ending};
+use crate::connection::{self, Ending, Protocol};
 use crate::session::{Session, SessionConfig};
+use crate::upper_echo::UpperEcho;
 
 /// How long a reply may wait for a client that does not read.
 pub(crate) const SEND_TIMEOUT: Duration = Duration::from_secs(30);
@@ -35,6 +36,17 @@ pub struct ServeContext<'a> {
     /// supervisor's `--grace`, which also bounds a worker whose supervisor
     /// died and can no longer kill it.
     pub grace: Duration,
+    pub service: Service,
+}
+
+/// What a connection speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Service {
+    /// dipc's mailboxes and key-value store.
+    Mailboxes,
+    /// The seed's upper-case echo (`echo-server`); served by the prefork,
+    /// fork and thread models (the event model speaks only `Mailboxes`).
+    UpperEcho,
 }
 
 /// Why a worker (or the thread server) stopped taking clients.
@@ -94,11 +106,22 @@ impl ServeContext<'_> {
             worker_slot: slot,
             ..self.session.clone()
         };
-        let mut session =
-            Session::new(self.segment, config, self.stop).with_database(self.database);
+        let mut mailboxes;
+        let mut echo;
+        let session: &mut dyn Protocol = match self.service {
+            Service::Mailboxes => {
+                mailboxes =
+                    Session::new(self.segment, config, self.stop).with_database(self.database);
+                &mut mailboxes
+            }
+            Service::UpperEcho => {
+                echo = UpperEcho::new(peer);
+                &mut echo
+            }
+        };
         let ending = connection::serve(
             &mut stream,
-            &mut session,
+            session,
             self.line_pause,
             connection::Stop {
                 flag: self.stop,

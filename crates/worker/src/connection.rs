@@ -12,7 +12,27 @@ use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::socket::{send, MsgFlags};
 use std::os::fd::AsRawFd;
 
-use crate::session::{Flow, Session};
+use crate::session::Flow;
+
+/// What the connection loop needs of a protocol: dipc's
+/// [`Session`](crate::session::Session), or the seed's upper-case echo
+/// ([`UpperEcho`](crate::upper_echo::UpperEcho)). No I/O of its own: bytes
+/// in, replies appended to `out`.
+pub trait Protocol {
+    /// Takes bytes from the front of `input`, until it is used up or `out`
+    /// holds enough to send first; says how many it took.
+    fn feed_some(&mut self, input: &[u8], out: &mut Vec<u8>) -> (usize, Flow);
+    /// The client paused with bytes but no terminator.
+    fn on_pause(&mut self, out: &mut Vec<u8>) -> Flow;
+    /// The client closed its sending side.
+    fn on_eof(&mut self, out: &mut Vec<u8>);
+    /// In the middle of a request: a stopping worker lets it finish.
+    fn in_request(&self) -> bool;
+    /// Bytes wait for a terminator, so a pause would complete them.
+    fn has_partial_line(&self) -> bool;
+    /// Requests (or messages) answered so far.
+    fn requests(&self) -> u64;
+}
 
 /// How a connection ended.
 #[derive(Debug)]
@@ -43,7 +63,7 @@ const IDLE_TICK: Duration = Duration::from_secs(1);
 /// The replies to everything one read brought go out in one write.
 pub fn serve(
     stream: &mut TcpStream,
-    session: &mut Session<'_>,
+    session: &mut dyn Protocol,
     line_pause: Duration,
     stopping: Stop<'_>,
     housekeeping: &dyn Fn(),

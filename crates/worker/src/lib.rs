@@ -9,6 +9,8 @@
 //! - [`pool`]: a pool worker's life: the accept lock and the accept loop
 //!   (`--model prefork`).
 //! - [`threads`]: one process, a thread per client (`--model thread`).
+//! - [`upper_echo`]: the seed's upper-case echo, the other protocol a
+//!   connection can speak (`echo-server`).
 //! - [`event`]: a pool worker serving many clients from one epoll loop
 //!   (`--model event`).
 //!
@@ -22,8 +24,9 @@ pub mod pool;
 pub mod request;
 pub mod session;
 pub mod threads;
+pub mod upper_echo;
 
-pub use client::{ServeContext, WorkerExit};
+pub use client::{ServeContext, Service, WorkerExit};
 pub use event::run_event_worker;
 pub use pool::{accept_blocking_stream, run_worker, WorkerContext};
 pub use session::SessionConfig;

@@ -815,6 +815,27 @@ impl<'s> Session<'s> {
     }
 }
 
+impl crate::connection::Protocol for Session<'_> {
+    fn feed_some(&mut self, input: &[u8], out: &mut Vec<u8>) -> (usize, Flow) {
+        Session::feed_some(self, input, out)
+    }
+    fn on_pause(&mut self, out: &mut Vec<u8>) -> Flow {
+        Session::on_pause(self, out)
+    }
+    fn on_eof(&mut self, out: &mut Vec<u8>) {
+        Session::on_eof(self, out)
+    }
+    fn in_request(&self) -> bool {
+        Session::in_request(self)
+    }
+    fn has_partial_line(&self) -> bool {
+        Session::has_partial_line(self)
+    }
+    fn requests(&self) -> u64 {
+        Session::requests(self)
+    }
+}
+
 /// Appends one reply.
 fn put(out: &mut Vec<u8>, args: std::fmt::Arguments<'_>) {
     use std::io::Write;

@@ -546,6 +546,37 @@ impl Daemon {
         packet_kib: u32,
         extra: &[&str],
     ) -> Daemon {
+        let geometry = [mailboxes, mailbox_kib, packet_kib].map(|n| n.to_string());
+        let args = |port: u16| {
+            let mut args = vec![geometry[0].clone(), geometry[1].clone(), port.to_string()];
+            args.push(geometry[2].clone());
+            args.extend(extra.iter().map(|s| s.to_string()));
+            args
+        };
+        let mut daemon = Daemon::launch_program(&dipc_bin(), fixed_port, args);
+        (daemon.mailboxes, daemon.mailbox_kib, daemon.packet_kib) =
+            (mailboxes, mailbox_kib, packet_kib);
+        daemon
+    }
+
+    /// `echo-server <port> <extra> --log .. --pid-file ..` on a free port:
+    /// the seed's upper-case echo server on dipc's engine, in the same guard.
+    pub fn start_echo_server(extra: &[&str]) -> Daemon {
+        let bin = dipc_bin().with_file_name("echo-server");
+        Daemon::launch_program(&bin, None, |port| {
+            let mut args = vec![port.to_string()];
+            args.extend(extra.iter().map(|s| s.to_string()));
+            args
+        })
+    }
+
+    /// Starts `program` with `args(port)`, then its log and pid file
+    /// options, and takes the pid from its serving line.
+    fn launch_program(
+        program: &Path,
+        fixed_port: Option<u16>,
+        args: impl Fn(u16) -> Vec<String>,
+    ) -> Daemon {
         let dir = temp_dir();
         let log = dir.path().join("dipc.log");
         let pid_file = dir.path().join("dipc.pid");
@@ -553,20 +584,14 @@ impl Daemon {
         let mut failures = Vec::new();
         for _attempt in 0..5 {
             let port = fixed_port.unwrap_or_else(free_port);
-            let mut args: Vec<String> = vec![
-                mailboxes.to_string(),
-                mailbox_kib.to_string(),
-                port.to_string(),
-                packet_kib.to_string(),
-            ];
-            args.extend(extra.iter().map(|s| s.to_string()));
+            let mut args = args(port);
             args.extend([
                 "--log".to_string(),
                 log.to_string_lossy().into_owned(),
                 "--pid-file".to_string(),
                 pid_file.to_string_lossy().into_owned(),
             ]);
-            let out = match try_run(&dipc_bin(), &args, dir.path(), CMD_TIMEOUT) {
+            let out = match try_run(program, &args, dir.path(), CMD_TIMEOUT) {
                 Ok(out) => out,
                 Err(e) => {
                     sweep(port, &marker, &[], dir.path(), true);
@@ -581,14 +606,14 @@ impl Daemon {
                 }
                 // Only this attempt's processes: the port may be someone else's.
                 sweep_marker(&marker);
-                panic!("dipc did not start:\n{}", out.describe());
+                panic!("{} did not start:\n{}", program.display(), out.describe());
             }
             let pid = match parse_serving_line(&out.stdout, port) {
                 Some(pid) => pid,
                 None => {
                     sweep(port, &marker, &[], dir.path(), true);
                     panic!(
-                        "no `dipc: serving port {port} (pid N): ...` line:\n{}",
+                        "no `...: serving port {port} (pid N): ...` line:\n{}",
                         out.describe()
                     );
                 }
@@ -604,9 +629,9 @@ impl Daemon {
                 port,
                 pid,
                 supervisor,
-                mailboxes,
-                mailbox_kib,
-                packet_kib,
+                mailboxes: 1,
+                mailbox_kib: 1,
+                packet_kib: 1,
                 log,
                 pid_file,
                 started: out,
@@ -619,7 +644,8 @@ impl Daemon {
             return daemon;
         }
         panic!(
-            "dipc kept finding its port in use:\n{}",
+            "{} kept finding its port in use:\n{}",
+            program.display(),
             failures.join("\n")
         );
     }
@@ -780,12 +806,12 @@ impl Drop for Daemon {
     }
 }
 
-/// Parses `dipc: serving port <port> (pid <pid>): ...` from dipc's stdout.
+/// Parses `<program>: serving port <port> (pid <pid>): ...` from the
+/// daemon's stdout (dipc or echo-server).
 pub fn parse_serving_line(stdout: &str, port: u16) -> Option<i32> {
-    let line = stdout
-        .lines()
-        .find(|l| l.starts_with("dipc: serving port "))?;
-    let rest = line.strip_prefix(&format!("dipc: serving port {port} (pid "))?;
+    let wanted = format!(": serving port {port} (pid ");
+    let line = stdout.lines().find(|l| l.contains(&wanted))?;
+    let rest = &line[line.find(&wanted)? + wanted.len()..];
     let end = rest.find(')')?;
     rest[..end].parse().ok()
 }

@@ -251,7 +251,7 @@ fn align_up(n: usize, to: usize) -> Option<usize> {
 }
 
 pub(crate) const MAGIC: u64 = u64::from_le_bytes(*b"DIPCSEG1");
-pub(crate) const LAYOUT_VERSION: u32 = 6;
+pub(crate) const LAYOUT_VERSION: u32 = 7;
 pub(crate) const PATH_BYTES: usize = 256;
 
 /// The segment's first bytes. Written once by the supervisor before `magic`
@@ -292,6 +292,8 @@ pub(crate) struct MailboxSlot {
     /// Each half's length, written (under the write lock) before the half
     /// is published.
     pub len: [std::sync::atomic::AtomicU64; 2],
+    /// The worker slots with a `wait` on this mailbox (crate::waiters).
+    pub waiters: [std::sync::atomic::AtomicU64; crate::waiters::MASK_WORDS],
 }
 
 /// The key-value store's bookkeeping. Everything but the lock's futex word

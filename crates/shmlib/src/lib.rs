@@ -5,7 +5,8 @@
 //! a header, a table of worker slots, the mailbox slots, each mailbox's row of
 //! bakery-lock entries (one per worker slot), the mailbox contents (two
 //! halves each) and the key-value store, whose journal (database.txt) is
-//! kept by [`Database`]. See docs/prog3.md for the layout and the synchronisation
+//! kept by [`Database`]. A `wait` for a mailbox to change sleeps on the
+//! worker slot's eventfd ([`Wakers`]), woken by the mailbox's writers. See docs/prog3.md for the layout and the synchronisation
 //! argument.
 //!
 //! Built with `--cfg loom`, only the lock algorithm ([`bakery`]) is
@@ -29,6 +30,8 @@ mod mailbox_lock;
 pub mod owner;
 #[cfg(not(loom))]
 mod segment;
+#[cfg(not(loom))]
+mod waiters;
 
 #[cfg(not(loom))]
 pub use database::{
@@ -50,3 +53,5 @@ pub use segment::{
     default_pid_file, segment_name, segment_path, DaemonRecord, Segment, SegmentInfo, Stats,
     WorkerSlot, WorkerState,
 };
+#[cfg(not(loom))]
+pub use waiters::{WaiterMask, Wakers};

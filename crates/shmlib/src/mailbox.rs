@@ -13,6 +13,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use crate::error::LockError;
 use crate::lock::Deadline;
 use crate::mailbox_lock::{MailboxLock, Participant};
+use crate::waiters::{WaiterMask, Wakers};
 
 /// A view of one mailbox in the segment.
 pub struct Mailbox<'a> {
@@ -22,6 +23,9 @@ pub struct Mailbox<'a> {
     /// Two halves of `capacity` bytes each.
     data: *mut u8,
     capacity: usize,
+    /// Who waits for a new version, and how to wake them.
+    waiters: WaiterMask<'a>,
+    wakers: Option<&'a Wakers>,
 }
 
 /// What a read found.
@@ -66,6 +70,8 @@ impl<'a> Mailbox<'a> {
         lock: MailboxLock<'a>,
         published: &'a AtomicU64,
         len: &'a [AtomicU64; 2],
+        waiters: WaiterMask<'a>,
+        wakers: Option<&'a Wakers>,
         data: *mut u8,
         capacity: usize,
     ) -> Mailbox<'a> {
@@ -75,7 +81,19 @@ impl<'a> Mailbox<'a> {
             len,
             data,
             capacity,
+            waiters,
+            wakers,
         }
+    }
+
+    /// The current version, without the lock: one atomic load.
+    pub fn version(&self) -> u64 {
+        Published::decode(self.published.load(Ordering::Acquire)).version
+    }
+
+    /// Who waits for this mailbox's next version ([`crate::waiters`]).
+    pub fn waiters(&self) -> WaiterMask<'a> {
+        self.waiters
     }
 
     pub fn capacity(&self) -> usize {
@@ -145,16 +163,104 @@ impl<'a> Mailbox<'a> {
             content.len() <= self.capacity,
             "content larger than the mailbox"
         );
-        let _guard = self.lock.write(me, deadline)?;
-        let next = Published::decode(self.published.load(Ordering::Acquire)).next();
-        // SAFETY: content.len() <= capacity; the destination is this
-        // mailbox's unpublished half, which no reader looks at, and the write
-        // lock excludes every other writer.
-        unsafe {
-            std::ptr::copy_nonoverlapping(content.as_ptr(), self.half(next.half), content.len())
-        };
-        self.len[next.half].store(content.len() as u64, Ordering::Relaxed);
+        self.publish_with(me, deadline, |_, next| {
+            // SAFETY: content.len() <= capacity, into the unpublished half.
+            unsafe { std::ptr::copy_nonoverlapping(content.as_ptr(), next, content.len()) };
+            content.len()
+        })
+        .map(|(version, _)| version)
+    }
+
+    /// Appends `line` and a LF, making room by dropping the oldest whole
+    /// lines (all of them if need be); returns the new version and length.
+    /// `line.len() + 1` must fit: callers check it against
+    /// [`Mailbox::capacity`].
+    pub fn append(
+        &self,
+        me: Participant,
+        deadline: &Deadline<'_>,
+        line: &[u8],
+    ) -> Result<(u64, usize), LockError> {
+        assert!(line.len() < self.capacity, "line larger than the mailbox");
+        self.publish_with(me, deadline, |old, next| {
+            let kept = &old[kept_from(old, line.len() + 1, self.capacity)..];
+            let separator = usize::from(!kept.is_empty() && kept.last() != Some(&b'\n'));
+            // SAFETY: kept + separator + line + LF <= capacity (kept_from),
+            // into the unpublished half, which `old` is not.
+            unsafe {
+                std::ptr::copy_nonoverlapping(kept.as_ptr(), next, kept.len());
+                let mut at = next.add(kept.len());
+                if separator == 1 {
+                    *at = b'\n';
+                    at = at.add(1);
+                }
+                std::ptr::copy_nonoverlapping(line.as_ptr(), at, line.len());
+                *at.add(line.len()) = b'\n';
+            }
+            kept.len() + separator + line.len() + 1
+        })
+    }
+
+    /// Under the write lock, `fill(current content, unpublished half)`
+    /// writes the next content and says its length; then it is published,
+    /// the lock released, and the mailbox's waiters woken.
+    fn publish_with(
+        &self,
+        me: Participant,
+        deadline: &Deadline<'_>,
+        fill: impl FnOnce(&[u8], *mut u8) -> usize,
+    ) -> Result<(u64, usize), LockError> {
+        let guard = self.lock.write(me, deadline)?;
+        let (current, current_len) = self.current();
+        let next = current.next();
+        // SAFETY: the published half's first current_len (<= capacity) bytes
+        // are this mailbox's content, which the write lock keeps still; the
+        // unpublished half is another `capacity` bytes that nobody reads.
+        let old = unsafe { std::slice::from_raw_parts(self.half(current.half), current_len) };
+        let len = fill(old, self.half(next.half)).min(self.capacity);
+        self.len[next.half].store(len as u64, Ordering::Relaxed);
         self.published.store(next.encode(), Ordering::Release);
-        Ok(next.version)
+        drop(guard);
+        if let Some(wakers) = self.wakers {
+            self.waiters.wake_all(wakers);
+        }
+        Ok((next.version, len))
+    }
+}
+
+/// Where the part of `old` kept by an append of `entry` bytes starts: the
+/// first line start from which the rest, a LF if it does not end with one,
+/// and the entry fit in `capacity`.
+fn kept_from(old: &[u8], entry: usize, capacity: usize) -> usize {
+    let fits = |from: usize| {
+        let kept = &old[from..];
+        let separator = usize::from(!kept.is_empty() && kept.last() != Some(&b'\n'));
+        kept.len() + separator + entry <= capacity
+    };
+    if fits(0) {
+        return 0;
+    }
+    old.iter()
+        .enumerate()
+        .filter(|&(_, &b)| b == b'\n')
+        .map(|(i, _)| i + 1)
+        .find(|&from| fits(from))
+        .unwrap_or(old.len())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::kept_from;
+
+    #[test]
+    fn an_append_drops_the_oldest_whole_lines_that_it_must() {
+        let old = b"one\ntwo\nthree\n";
+        assert_eq!(kept_from(old, 4, 64), 0, "room for all");
+        assert_eq!(kept_from(old, 4, 16), 4, "one goes");
+        assert_eq!(kept_from(old, 4, 13), 8, "one and two go");
+        assert_eq!(kept_from(old, 10, 10), old.len(), "everything goes");
+        // A last line without its LF needs one before the entry.
+        assert_eq!(kept_from(b"ab\ncd", 3, 9), 0);
+        assert_eq!(kept_from(b"ab\ncd", 3, 8), 3);
     }
 }

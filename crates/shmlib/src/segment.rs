@@ -17,6 +17,7 @@ use crate::layout::{
 use crate::lock::AcceptLock;
 use crate::mailbox::Mailbox;
 use crate::mailbox_lock::{MailboxLock, Participant};
+use crate::waiters::{WaiterMask, Wakers};
 
 /// The POSIX shared-memory name of a port's segment.
 pub fn segment_name(port: u16) -> String {
@@ -244,6 +245,10 @@ pub struct Segment {
     shmem: Shmem,
     geometry: Geometry,
     offsets: Offsets,
+    /// The worker slots' eventfds, for `wait`: made with the segment, so
+    /// every process forked from its creator has them; None in a segment
+    /// opened from outside (dipcrm), which has nobody to wake.
+    wakers: Option<Wakers>,
 }
 
 // SAFETY: the segment is built to be shared by concurrent processes, and
@@ -323,10 +328,15 @@ impl Segment {
             .size(offsets.total)
             .create()
             .map_err(|e| map_error(&name, e))?;
+        let wakers = Wakers::new(geometry.worker_slots as usize).map_err(|e| ShmError::Io {
+            name: name.clone(),
+            source: io::Error::from_raw_os_error(e as i32),
+        })?;
         let segment = Segment {
             shmem,
             geometry,
             offsets,
+            wakers: Some(wakers),
         };
         segment.initialise(port, daemon)?;
         Ok(segment)
@@ -419,6 +429,7 @@ impl Segment {
             shmem,
             geometry,
             offsets,
+            wakers: None,
         })
     }
 
@@ -504,10 +515,17 @@ impl Segment {
                 lock,
                 &slot.published,
                 &slot.len,
+                WaiterMask::new(&slot.waiters),
+                self.wakers.as_ref(),
                 data,
                 self.geometry.mailbox_size,
             ))
         }
+    }
+
+    /// The worker slots' eventfds (None in a segment opened from outside).
+    pub fn wakers(&self) -> Option<&Wakers> {
+        self.wakers.as_ref()
     }
 
     /// The lock of mailbox `index` (0-based), or None when out of range.

@@ -11,6 +11,7 @@ use shmlib::{Database, Segment, WorkerState};
 use crate::connection::{self, Ending, Protocol};
 use crate::session::{Session, SessionConfig};
 use crate::upper_echo::UpperEcho;
+use crate::waits::SlotWaits;
 
 /// How long a reply may wait for a client that does not read.
 pub(crate) const SEND_TIMEOUT: Duration = Duration::from_secs(30);
@@ -119,9 +120,11 @@ impl ServeContext<'_> {
                 &mut echo
             }
         };
+        let mut waits = SlotWaits::new(self.segment, slot);
         let ending = connection::serve(
             &mut stream,
             session,
+            &mut waits,
             self.line_pause,
             connection::Stop {
                 flag: self.stop,

@@ -12,7 +12,8 @@ use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::socket::{send, MsgFlags};
 use std::os::fd::AsRawFd;
 
-use crate::session::Flow;
+use crate::session::{Flow, PendingWait};
+use crate::waits::SlotWaits;
 
 /// What the connection loop needs of a protocol: dipc's
 /// [`Session`](crate::session::Session), or the seed's upper-case echo
@@ -32,6 +33,14 @@ pub trait Protocol {
     fn has_partial_line(&self) -> bool;
     /// Requests (or messages) answered so far.
     fn requests(&self) -> u64;
+    /// The `wait` the session sleeps on, after it returned [`Flow::Wait`].
+    fn pending_wait(&self) -> Option<PendingWait> {
+        None
+    }
+    /// Answers the pending wait if it is due; true when none is left.
+    fn resume_wait(&mut self, _out: &mut Vec<u8>) -> bool {
+        true
+    }
 }
 
 /// How a connection ended.
@@ -61,9 +70,11 @@ const IDLE_TICK: Duration = Duration::from_secs(1);
 /// Serves one client until it leaves, says `q`, or `stop` is raised and no
 /// request is under way.
 /// The replies to everything one read brought go out in one write.
+/// A `wait` sleeps on `waits` (the slot's eventfd and registrations).
 pub fn serve(
     stream: &mut TcpStream,
     session: &mut dyn Protocol,
+    waits: &mut SlotWaits<'_>,
     line_pause: Duration,
     stopping: Stop<'_>,
     housekeeping: &dyn Fn(),
@@ -92,7 +103,7 @@ pub fn serve(
             Ok(false) => {
                 if session.has_partial_line() {
                     let flow = session.on_pause(&mut out);
-                    if let Some(ending) = flush(stream, &mut out, flow, stop) {
+                    if let Some(ending) = settle(stream, session, waits, &mut out, flow, stop) {
                         return ending;
                     }
                 }
@@ -119,7 +130,7 @@ pub fn serve(
         while !fed.is_empty() {
             let (used, flow) = session.feed_some(fed, &mut out);
             fed = &fed[used..];
-            if let Some(ending) = flush(stream, &mut out, flow, stop) {
+            if let Some(ending) = settle(stream, session, waits, &mut out, flow, stop) {
                 return ending;
             }
         }
@@ -132,6 +143,104 @@ fn wait_readable(stream: &TcpStream, timeout: Duration) -> Result<bool, Errno> {
     Ok(poll(&mut fds, ms)? > 0)
 }
 
+/// Sends the replies in `out`, and after [`Flow::Wait`] sleeps until the
+/// wait is answered and sends that too. Returns how the connection ends, if
+/// it does.
+fn settle(
+    stream: &TcpStream,
+    session: &mut dyn Protocol,
+    waits: &mut SlotWaits<'_>,
+    out: &mut Vec<u8>,
+    flow: Flow,
+    stop: &AtomicBool,
+) -> Option<Ending> {
+    if let Some(ending) = flush(stream, out, flow, stop) {
+        return Some(ending);
+    }
+    if flow != Flow::Wait {
+        return None;
+    }
+    if let Some(ending) = sleep_until_answered(stream, session, waits, out) {
+        return Some(ending);
+    }
+    flush(stream, out, Flow::Continue, stop)
+}
+
+/// Sleeps on the slot's eventfd until the session's `wait` is answered (a
+/// new version, the deadline, or the worker stopping), its reply in `out`;
+/// or until the client hangs up (it closed its side: nobody to answer; a
+/// client that sent more requests behind the wait and then closed is found
+/// only when the wait ends).
+/// Registered in the mailbox's waiter mask first, then every look at the
+/// version comes after draining the eventfd: no write goes unnoticed.
+fn sleep_until_answered(
+    stream: &TcpStream,
+    session: &mut dyn Protocol,
+    waits: &mut SlotWaits<'_>,
+    out: &mut Vec<u8>,
+) -> Option<Ending> {
+    let wait = session.pending_wait()?;
+    waits.begin(wait.mailbox);
+    // Requests sent behind the wait: they wait in the socket, which is then
+    // no longer watched (it would stay readable).
+    let mut input_behind = false;
+    let ending = loop {
+        if session.resume_wait(out) {
+            break None;
+        }
+        // The tick bounds a sleep that a stop signal arriving just before
+        // poll() would not interrupt.
+        let left = wait
+            .deadline
+            .saturating_duration_since(Instant::now())
+            .min(IDLE_TICK);
+        let socket_events = if input_behind {
+            PollFlags::empty()
+        } else {
+            PollFlags::POLLIN
+        };
+        let mut fds = vec![PollFd::new(stream.as_fd(), socket_events)];
+        if let Some(fd) = waits.fd() {
+            fds.push(PollFd::new(fd, PollFlags::POLLIN));
+        }
+        match poll(
+            &mut fds,
+            PollTimeout::try_from(left).unwrap_or(PollTimeout::MAX),
+        ) {
+            Ok(_) => {
+                let socket = fds[0].revents().unwrap_or(PollFlags::POLLERR);
+                if socket.intersects(PollFlags::POLLHUP | PollFlags::POLLERR) {
+                    break Some(Ending::ClientLeft);
+                }
+                if socket.contains(PollFlags::POLLIN) {
+                    match peek(stream) {
+                        Ok(0) => break Some(Ending::ClientLeft),
+                        Ok(_) => input_behind = true,
+                        Err(Errno::EAGAIN | Errno::EINTR) => {}
+                        Err(e) => break Some(Ending::Broken(e.into())),
+                    }
+                }
+                waits.drain();
+            }
+            Err(Errno::EINTR) => {}
+            Err(e) => break Some(Ending::Broken(e.into())),
+        }
+    };
+    waits.end(wait.mailbox);
+    ending
+}
+
+/// Whether the client sent more (n > 0) or closed its side (0), without
+/// taking anything from the socket.
+fn peek(stream: &TcpStream) -> Result<usize, Errno> {
+    let mut byte = [0u8; 1];
+    nix::sys::socket::recv(
+        stream.as_raw_fd(),
+        &mut byte,
+        MsgFlags::MSG_PEEK | MsgFlags::MSG_DONTWAIT,
+    )
+}
+
 /// Sends `out` (then clears it): the replies to everything one read
 /// brought, in one write. Returns how the connection ends, if it does.
 fn flush(stream: &TcpStream, out: &mut Vec<u8>, flow: Flow, stop: &AtomicBool) -> Option<Ending> {
@@ -140,7 +249,7 @@ fn flush(stream: &TcpStream, out: &mut Vec<u8>, flow: Flow, stop: &AtomicBool) -
     match (result, flow) {
         (Err(e), _) => Some(Ending::Broken(e)),
         (Ok(()), Flow::Close) => Some(Ending::Goodbye),
-        (Ok(()), Flow::Continue) => None,
+        (Ok(()), Flow::Continue | Flow::Wait) => None,
     }
 }
 

@@ -15,6 +15,11 @@
 //! a prefork worker's successive clients do. A request that waits for a
 //! mailbox lock holds up the worker's other clients for that long (at most
 //! the lock timeout): locks are held for the time of a copy.
+//!
+//! A `wait` does not hold up the others: its connection is parked (its
+//! input no longer read, only its hang-up watched) until the worker slot's
+//! eventfd, in the epoll set, says a mailbox changed, or its deadline timer
+//! fires; every parked connection then looks at its mailbox again.
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
@@ -34,6 +39,7 @@ use crate::client::{log_ending, ServeContext, WorkerExit, SEND_TIMEOUT};
 use crate::connection::Ending;
 use crate::pool::{take_accept_lock, WorkerContext};
 use crate::session::{Flow, Session, SessionConfig, OUT_HIGH_WATER};
+use crate::waits::SlotWaits;
 
 /// How long a worker sleeps when nothing happens, before it looks at its
 /// flags and its parent again.
@@ -46,6 +52,8 @@ const ROUNDS_PER_TURN: usize = 4;
 /// File descriptors kept free for the log and the odd file.
 const FD_RESERVE: u64 = 32;
 const LISTENER: u64 = u64::MAX;
+/// The worker slot's eventfd: a mailbox someone here waits on changed.
+const WAKER: u64 = u64::MAX - 1;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 enum TimerKind {
@@ -53,6 +61,8 @@ enum TimerKind {
     LinePause,
     /// Replies have waited too long for a client that does not read.
     SendStall,
+    /// A `wait`'s deadline.
+    WaitDeadline,
 }
 
 /// One client of this worker.
@@ -107,6 +117,10 @@ struct EventWorker<'s, 'c> {
     pool_size: u64,
     input: Vec<u8>,
     out: Vec<u8>,
+    /// This slot's `wait` registrations, shared by its connections.
+    waits: SlotWaits<'s>,
+    /// The connections parked on a `wait`.
+    waiting: Vec<usize>,
 }
 
 /// Runs a worker of the event model until it is told to stop (then once its
@@ -135,7 +149,16 @@ pub fn run_event_worker(ctx: &WorkerContext<'_>, pool_size: usize) -> WorkerExit
         pool_size: pool_size.max(1) as u64,
         input: vec![0u8; 64 * 1024],
         out: Vec::with_capacity(OUT_HIGH_WATER),
+        waits: SlotWaits::new(ctx.serve.segment, ctx.slot),
+        waiting: Vec::new(),
     };
+    if let Some(fd) = worker.waits.fd() {
+        let event = EpollEvent::new(EpollFlags::EPOLLIN, WAKER);
+        if let Err(e) = worker.epoll.add(fd, event) {
+            log::error!("worker {}: cannot watch its wake-up eventfd: {e}", ctx.slot);
+            return WorkerExit::Stopped;
+        }
+    }
     worker.run()
 }
 
@@ -220,15 +243,22 @@ impl<'s, 'c> EventWorker<'s, 'c> {
                 self.accept_waiting();
             }
             drop(guard);
+            if events[..ready].iter().any(|e| e.data() == WAKER) {
+                self.wake_waiters();
+            }
             let mut turns = std::mem::take(&mut self.turns);
             std::mem::swap(&mut turns, &mut self.again);
-            turns.extend(
-                events[..ready]
-                    .iter()
-                    .map(|e| e.data())
-                    .filter(|&t| t != LISTENER)
-                    .map(|t| t as usize),
-            );
+            for event in &events[..ready] {
+                let token = event.data();
+                if token == LISTENER || token == WAKER {
+                    continue;
+                }
+                if self.hung_up_while_waiting(token as usize, event.events()) {
+                    self.close(token as usize, Ending::ClientLeft);
+                } else {
+                    turns.push(token as usize);
+                }
+            }
             for token in turns.drain(..) {
                 self.take_turn(token);
             }
@@ -366,6 +396,10 @@ impl<'s, 'c> EventWorker<'s, 'c> {
         let Some(conn) = self.conns.get_mut(token).and_then(Option::take) else {
             return;
         };
+        if let Some(wait) = conn.session.pending_wait() {
+            self.waits.end(wait.mailbox);
+            self.waiting.retain(|&t| t != token);
+        }
         // Closing the socket takes it out of the epoll set.
         drop(conn.stream);
         self.free.push(token);
@@ -382,6 +416,8 @@ impl<'s, 'c> EventWorker<'s, 'c> {
     /// After SIGTERM: closes every connection between requests, and once
     /// the grace period is over, every other one too.
     fn close_for_stop(&mut self, grace_over: bool) {
+        // Parked waits are answered (ERR: stopping) and sent first.
+        self.wake_waiters();
         for token in 0..self.conns.len() {
             let Some(conn) = &self.conns[token] else {
                 continue;
@@ -436,6 +472,13 @@ impl<'s, 'c> EventWorker<'s, 'c> {
         if let Some(ending) = conn.closing.take() {
             return Turn::Close(ending);
         }
+        if conn.session.pending_wait().is_some() {
+            // Parked: only a hang-up is of interest until the wait is over.
+            return match set_interest(&self.epoll, conn, token, EpollFlags::EPOLLRDHUP) {
+                Ok(()) => Turn::Blocked,
+                Err(e) => Turn::Close(Ending::Broken(e)),
+            };
+        }
         let out = &mut self.out;
         out.clear();
         let fed_from_unfed = !conn.unfed.is_empty();
@@ -458,6 +501,9 @@ impl<'s, 'c> EventWorker<'s, 'c> {
         if flow == Flow::Close {
             conn.closing = Some(Ending::Goodbye);
             conn.unfed.clear();
+        }
+        if flow == Flow::Wait {
+            return self.park(token);
         }
         conn.pause_at = None;
         if conn.closing.is_none() && conn.session.has_partial_line() {
@@ -540,13 +586,20 @@ impl<'s, 'c> EventWorker<'s, 'c> {
                 TimerKind::LinePause if conn.pause_at == Some(at) => {
                     conn.pause_at = None;
                     self.out.clear();
-                    if conn.session.on_pause(&mut self.out) == Flow::Close {
-                        conn.closing = Some(Ending::Goodbye);
+                    match conn.session.on_pause(&mut self.out) {
+                        Flow::Close => conn.closing = Some(Ending::Goodbye),
+                        Flow::Wait => {
+                            let turn = self.park(token);
+                            self.after_turn(token, turn);
+                            continue;
+                        }
+                        Flow::Continue => {}
                     }
                     if let Turn::Close(ending) = self.send_replies(token) {
                         self.close(token, ending);
                     }
                 }
+                TimerKind::WaitDeadline => self.resume(token),
                 TimerKind::SendStall => match conn.stalled_since {
                     Some(since) if since + SEND_TIMEOUT <= now => {
                         let e = io::Error::new(
@@ -567,6 +620,85 @@ impl<'s, 'c> EventWorker<'s, 'c> {
             }
         }
     }
+
+    /// The session returned [`Flow::Wait`]: registers the wait, answers it
+    /// at once if it is already due (the look at the version comes after the
+    /// registration), else parks the connection until a wake-up or its
+    /// deadline. The replies before the wait are sent either way.
+    fn park(&mut self, token: usize) -> Turn {
+        let Some(conn) = self.conns.get_mut(token).and_then(Option::as_mut) else {
+            return Turn::Blocked;
+        };
+        let Some(wait) = conn.session.pending_wait() else {
+            return self.send_replies(token);
+        };
+        self.waits.begin(wait.mailbox);
+        if conn.session.resume_wait(&mut self.out) {
+            self.waits.end(wait.mailbox);
+            return self.send_replies(token);
+        }
+        self.waiting.push(token);
+        let serial = conn.serial;
+        self.timers.push(Reverse((
+            wait.deadline,
+            serial,
+            token,
+            TimerKind::WaitDeadline,
+        )));
+        match self.send_replies(token) {
+            // Parked: round() watches for the hang-up only.
+            Turn::Again | Turn::Blocked => self.round(token),
+            close => close,
+        }
+    }
+
+    /// A parked connection's wait may be due: answers it if so, and goes on
+    /// with the input that followed it.
+    fn resume(&mut self, token: usize) {
+        let Some(conn) = self.conns.get_mut(token).and_then(Option::as_mut) else {
+            return;
+        };
+        let Some(wait) = conn.session.pending_wait() else {
+            return;
+        };
+        self.out.clear();
+        if !conn.session.resume_wait(&mut self.out) {
+            return;
+        }
+        self.waits.end(wait.mailbox);
+        self.waiting.retain(|&t| t != token);
+        let turn = self.send_replies(token);
+        self.after_turn(token, turn);
+    }
+
+    fn after_turn(&mut self, token: usize, turn: Turn) {
+        match turn {
+            Turn::Blocked => {}
+            Turn::Again => self.again.push(token),
+            Turn::Close(ending) => self.close(token, ending),
+        }
+    }
+
+    /// The slot's eventfd fired (or the worker is stopping): every parked
+    /// connection looks at its mailbox again, after the wakes are drained.
+    fn wake_waiters(&mut self) {
+        self.waits.drain();
+        for token in self.waiting.clone() {
+            self.resume(token);
+        }
+    }
+
+    /// A parked connection's client closed its side or the socket failed:
+    /// nobody is left to answer.
+    fn hung_up_while_waiting(&self, token: usize, events: EpollFlags) -> bool {
+        let gone = EpollFlags::EPOLLRDHUP | EpollFlags::EPOLLHUP | EpollFlags::EPOLLERR;
+        events.intersects(gone)
+            && self
+                .conns
+                .get(token)
+                .and_then(Option::as_ref)
+                .is_some_and(|c| c.session.pending_wait().is_some())
+    }
 }
 
 /// Feeds `input` to the connection's session until the replies reach the
@@ -577,6 +709,11 @@ fn feed(conn: &mut Conn<'_>, mut input: &[u8], out: &mut Vec<u8>) -> Flow {
         input = &input[used..];
         if flow == Flow::Close {
             return Flow::Close;
+        }
+        if flow == Flow::Wait {
+            // What followed the wait is fed once it is answered.
+            conn.unfed.extend_from_slice(input);
+            return Flow::Wait;
         }
         if out.len() >= OUT_HIGH_WATER {
             conn.unfed.extend_from_slice(input);

@@ -11,6 +11,7 @@
 //! - [`threads`]: one process, a thread per client (`--model thread`).
 //! - [`upper_echo`]: the seed's upper-case echo, the other protocol a
 //!   connection can speak (`echo-server`).
+//! - [`waits`]: a worker slot's `wait` registrations and its eventfd.
 //! - [`event`]: a pool worker serving many clients from one epoll loop
 //!   (`--model event`).
 //!
@@ -25,6 +26,7 @@ pub mod request;
 pub mod session;
 pub mod threads;
 pub mod upper_echo;
+pub mod waits;
 
 pub use client::{ServeContext, Service, WorkerExit};
 pub use event::run_event_worker;

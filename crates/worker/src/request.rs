@@ -15,6 +15,19 @@ pub enum Request<'a> {
     WriteNextLine {
         mailbox: usize,
     },
+    /// `append <m> <text>`: the text and a LF go after the content, the
+    /// oldest whole lines making room.
+    Append {
+        mailbox: usize,
+        text: &'a [u8],
+    },
+    /// `wait <m> <version> [<ms>]`: the content once the version is past
+    /// `after`, or a timeout.
+    Wait {
+        mailbox: usize,
+        after: u64,
+        timeout_ms: u64,
+    },
     /// `wb <m> <len>`: exactly len bytes follow.
     WriteBytes {
         mailbox: usize,
@@ -245,6 +258,41 @@ fn parse_write_bytes<'a>(rest: &'a [u8], bounds: &Bounds) -> Result<Request<'a>,
     }
 }
 
+/// How long a `wait` waits when it does not say, and at most.
+pub const WAIT_DEFAULT_MS: u64 = 30_000;
+pub const WAIT_MAX_MS: u64 = 3_600_000;
+
+/// `wait <m> <version> [<timeout ms>]`.
+fn parse_wait<'a>(rest: &'a [u8], bounds: &Bounds) -> Result<Request<'a>, String> {
+    let (tok, after) = token(rest);
+    let mailbox = mailbox(tok, "wait", bounds)?;
+    let number = |tok: &[u8]| -> Option<u64> {
+        if tok.is_empty() || !tok.iter().all(u8::is_ascii_digit) {
+            return None;
+        }
+        std::str::from_utf8(tok).ok()?.parse().ok()
+    };
+    let (version_tok, after) = token(after);
+    let after_version = number(version_tok)
+        .ok_or_else(|| "wait needs a version number after the mailbox".to_string())?;
+    let (timeout_tok, extra) = token(after);
+    let timeout_ms = if timeout_tok.is_empty() {
+        WAIT_DEFAULT_MS
+    } else {
+        number(timeout_tok)
+            .filter(|ms| (1..=WAIT_MAX_MS).contains(ms))
+            .ok_or_else(|| format!("wait timeout must be 1..{WAIT_MAX_MS} ms"))?
+    };
+    if !trim(extra).is_empty() {
+        return Err("wait takes a mailbox, a version and a timeout in ms".into());
+    }
+    Ok(Request::Wait {
+        mailbox,
+        after: after_version,
+        timeout_ms,
+    })
+}
+
 /// Parses one complete, non-blank request line (terminator already removed).
 pub fn parse<'a>(line: &'a [u8], bounds: &Bounds) -> Result<Request<'a>, String> {
     let (cmd, rest) = split_command(line);
@@ -283,6 +331,17 @@ pub fn parse<'a>(line: &'a [u8], bounds: &Bounds) -> Result<Request<'a>, String>
             Ok(Request::Write { mailbox, text })
         }
         b"wb" => parse_write_bytes(rest, bounds),
+        b"append" => {
+            let (tok, after) = token(rest);
+            let mailbox = mailbox(tok, "append", bounds)?;
+            // One separator, then the text as sent, as for `w`.
+            let text = after.get(1..).unwrap_or_default();
+            if text.len() > bounds.data_limit {
+                return Err(bounds.too_much_data(text.len()));
+            }
+            Ok(Request::Append { mailbox, text })
+        }
+        b"wait" => parse_wait(rest, bounds),
         b"q" | b"quit" | b"exit" | b"bye" => Ok(Request::Quit),
         b"get" | b"del" => {
             let (tok, extra) = token(rest);
@@ -414,6 +473,52 @@ mod tests {
         assert_eq!(parse(b"stat 1", &B), Ok(Request::Stat { mailbox: Some(0) }));
         assert_eq!(parse(b"stat workers", &B), Ok(Request::StatWorkers));
         assert!(parse(b"stat workers 2", &B).is_err());
+    }
+
+    #[test]
+    fn appends_and_waits() {
+        assert_eq!(
+            parse(b"append 2 alice: hi there", &B),
+            Ok(Request::Append {
+                mailbox: 1,
+                text: b"alice: hi there"
+            })
+        );
+        assert_eq!(
+            parse(b"wait 1 7", &B),
+            Ok(Request::Wait {
+                mailbox: 0,
+                after: 7,
+                timeout_ms: WAIT_DEFAULT_MS
+            })
+        );
+        assert_eq!(
+            parse(b"WAIT 4 0 250", &B),
+            Ok(Request::Wait {
+                mailbox: 3,
+                after: 0,
+                timeout_ms: 250
+            })
+        );
+        let long = [b"append 1 ".as_slice(), &[b'a'; 2049]].concat();
+        let refusals: [(&[u8], &str); 7] = [
+            (b"append", "append needs a mailbox number 1..4"),
+            (&long, "data is 2049 bytes, over the 2048-byte packet size"),
+            (b"wait 1", "wait needs a version number after the mailbox"),
+            (
+                b"wait 1 -1",
+                "wait needs a version number after the mailbox",
+            ),
+            (b"wait 1 2 0", "wait timeout must be 1..3600000 ms"),
+            (b"wait 1 2 3600001", "wait timeout must be 1..3600000 ms"),
+            (
+                b"wait 1 2 3 4",
+                "wait takes a mailbox, a version and a timeout in ms",
+            ),
+        ];
+        for (line, error) in refusals {
+            assert_eq!(parse(line, &B), Err(error.to_string()), "{}", shown(line));
+        }
     }
 
     #[test]

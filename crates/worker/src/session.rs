@@ -9,7 +9,7 @@
 //! gets exactly one.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use shmlib::kv::{ChangeGroup, InMemory, Journal};
 use shmlib::{
@@ -36,6 +36,20 @@ pub enum Flow {
     Continue,
     /// Send what is in the output buffer, then close.
     Close,
+    /// A `wait` is pending ([`Session::pending_wait`]): send what is in the
+    /// output buffer, feed nothing more, and sleep until the mailbox
+    /// changes or the deadline comes; then [`Session::resume_wait`].
+    Wait,
+}
+
+/// A `wait` under way.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PendingWait {
+    /// 0-based.
+    pub mailbox: usize,
+    /// Answered once the version is past this one.
+    pub after: u64,
+    pub deadline: Instant,
 }
 
 /// Bytes of an overlong line kept to report what it was.
@@ -92,6 +106,7 @@ pub struct Session<'s> {
     line: Vec<u8>,
     mode: Mode,
     requests: u64,
+    waiting: Option<PendingWait>,
 }
 
 const HELP: &str = "\
@@ -99,6 +114,8 @@ r <m>            read mailbox m (1..k): OK <len> ..., then len bytes, then a new
 w <m> <text>     write the rest of the line to mailbox m
 w <m>            two-step write: the next line is the data
 wb <m> <len>     write exactly len bytes (any bytes) that follow this line
+append <m> <text> add the text as a line to mailbox m; the oldest lines make room
+wait <m> <v> [<ms>] mailbox m's content (as r) once its version is past v; TIMEOUT after ms (30000)
 stat [<m>]       the daemon's geometry and figures, or mailbox m's length and version
 stat workers     the worker table: one line per worker
 put <key> <value> store value (the rest of the line) under an integer key, if new: OK
@@ -142,6 +159,7 @@ impl<'s> Session<'s> {
             line: Vec::new(),
             mode: Mode::Command,
             requests: 0,
+            waiting: None,
         }
     }
 
@@ -171,7 +189,40 @@ impl<'s> Session<'s> {
     /// data line still to come, or a binary write's bytes still arriving. A
     /// stopping worker lets such a request finish (within the grace period).
     pub fn in_request(&self) -> bool {
-        !matches!(self.mode, Mode::Command) || !self.line.is_empty()
+        !matches!(self.mode, Mode::Command) || !self.line.is_empty() || self.waiting.is_some()
+    }
+
+    /// The `wait` this session sleeps on, if any.
+    pub fn pending_wait(&self) -> Option<PendingWait> {
+        self.waiting
+    }
+
+    /// Answers the pending `wait` if it is due: the mailbox is past the
+    /// version (the reply is a read's), the deadline has come (`TIMEOUT`),
+    /// or the worker is stopping (`ERR`). True when answered, or when no
+    /// wait was pending. The caller has registered in the mailbox's waiter
+    /// mask before the first call, so a write after this look wakes it.
+    pub fn resume_wait(&mut self, out: &mut Vec<u8>) -> bool {
+        let Some(wait) = self.waiting else {
+            return true;
+        };
+        let version = self.mailbox(wait.mailbox).version();
+        if version > wait.after {
+            self.waiting = None;
+            self.read(wait.mailbox, out);
+        } else if self.stop.load(Ordering::Relaxed) {
+            self.waiting = None;
+            self.lock_error(wait.mailbox, LockError::Cancelled, out);
+        } else if Instant::now() >= wait.deadline {
+            self.waiting = None;
+            let mut number = itoa::Buffer::new();
+            out.extend_from_slice(b"TIMEOUT mailbox ");
+            out.extend_from_slice(number.format(wait.mailbox + 1).as_bytes());
+            out.extend_from_slice(b" is at version ");
+            out.extend_from_slice(number.format(version).as_bytes());
+            out.push(b'\n');
+        }
+        self.waiting.is_none()
     }
 
     /// True when bytes wait for a terminator, so a pause would complete them.
@@ -188,7 +239,7 @@ impl<'s> Session<'s> {
         loop {
             let (used, flow) = self.feed_some(input, out);
             input = &input[used..];
-            if flow == Flow::Close || input.is_empty() {
+            if flow != Flow::Continue || input.is_empty() {
                 return flow;
             }
         }
@@ -259,8 +310,8 @@ impl<'s> Session<'s> {
                         if piece.len() <= self.line_limit + 1 {
                             input = &input[pos + 1..];
                             let flow = self.handle_line(piece, &mut input, out);
-                            if flow == Flow::Close {
-                                return (given - input.len(), Flow::Close);
+                            if flow != Flow::Continue {
+                                return (given - input.len(), flow);
                             }
                             if out.len() >= OUT_HIGH_WATER {
                                 break;
@@ -296,8 +347,8 @@ impl<'s> Session<'s> {
                     }
                 }
             };
-            if flow == Flow::Close {
-                return (given - input.len(), Flow::Close);
+            if flow != Flow::Continue {
+                return (given - input.len(), flow);
             }
             if out.len() >= OUT_HIGH_WATER {
                 break;
@@ -430,7 +481,8 @@ impl<'s> Session<'s> {
             }
         };
         Stats::count(match request {
-            Request::Read { .. } => &stats.reads,
+            Request::Read { .. } | Request::Wait { .. } => &stats.reads,
+            Request::Append { .. } => &stats.writes,
             Request::Write { .. }
             | Request::WriteNextLine { .. }
             | Request::WriteBytes { .. }
@@ -445,6 +497,23 @@ impl<'s> Session<'s> {
         match request {
             Request::Read { mailbox } => self.read(mailbox, out),
             Request::Write { mailbox, text } => self.write(mailbox, text, out),
+            Request::Append { mailbox, text } => self.append(mailbox, text, out),
+            Request::Wait {
+                mailbox,
+                after,
+                timeout_ms,
+            } => {
+                if self.mailbox(mailbox).version() > after {
+                    self.read(mailbox, out);
+                } else {
+                    self.waiting = Some(PendingWait {
+                        mailbox,
+                        after,
+                        deadline: Instant::now() + Duration::from_millis(timeout_ms),
+                    });
+                    return Flow::Wait;
+                }
+            }
             Request::WriteNextLine { mailbox } => {
                 self.mode = Mode::AwaitData { mailbox };
                 put(
@@ -668,6 +737,33 @@ impl<'s> Session<'s> {
         }
     }
 
+    /// `append`: the text and a LF after the content, the oldest whole
+    /// lines making room.
+    fn append(&mut self, index: usize, text: &[u8], out: &mut Vec<u8>) {
+        let mailbox = self.mailbox(index);
+        let entry = text.len() + 1;
+        if entry > mailbox.capacity() {
+            let capacity = mailbox.capacity();
+            return self.error(
+                out,
+                &format!(
+                    "a line of {entry} bytes with its LF is over the {capacity}-byte mailbox size"
+                ),
+            );
+        }
+        match mailbox.append(self.me, &self.deadline(), text) {
+            Ok((version, _)) => MailboxReply {
+                lead: b"OK appended ",
+                len: entry,
+                middle: b" bytes to mailbox ",
+                mailbox: index + 1,
+                version,
+            }
+            .put(out),
+            Err(e) => self.lock_error(index, e, out),
+        }
+    }
+
     fn stat(&mut self, index: usize, out: &mut Vec<u8>) {
         let mailbox = self.mailbox(index);
         match mailbox.stat(self.me, &self.deadline()) {
@@ -833,6 +929,12 @@ impl crate::connection::Protocol for Session<'_> {
     }
     fn requests(&self) -> u64 {
         Session::requests(self)
+    }
+    fn pending_wait(&self) -> Option<PendingWait> {
+        Session::pending_wait(self)
+    }
+    fn resume_wait(&mut self, out: &mut Vec<u8>) -> bool {
+        Session::resume_wait(self, out)
     }
 }
 

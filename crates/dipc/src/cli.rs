@@ -1,6 +1,6 @@
 //! The command line, checked into a [`Config`].
 
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -89,6 +89,10 @@ pub struct Args {
     /// auto-aof-rewrite-min-size)
     #[arg(long, default_value_t = 16384, value_name = "KiB")]
     pub db_compact_min: u64,
+    /// The address to listen on: 0.0.0.0 (the default) accepts clients on
+    /// every interface of this host, 127.0.0.1 only from this host
+    #[arg(long, default_value = "0.0.0.0", value_name = "ADDR")]
+    pub bind: IpAddr,
     /// Announce this daemon to the gateway at HOST:PORT (UDP): heartbeats,
     /// busy and free reports, and a withdrawal when it stops
     #[arg(long, value_name = "HOST:PORT")]
@@ -195,6 +199,8 @@ pub struct Config {
     /// Where to announce this daemon, and the address to announce.
     pub gateway: Option<SocketAddr>,
     pub advertise: Option<Ipv4Addr>,
+    /// The listening address (`--bind`).
+    pub bind: IpAddr,
 }
 
 /// `--gateway HOST:PORT` to the gateway's IPv4 socket address.
@@ -307,6 +313,7 @@ impl Args {
             },
             gateway: self.gateway.as_deref().map(resolve_gateway).transpose()?,
             advertise: self.advertise,
+            bind: self.bind,
         })
     }
 }

@@ -2,7 +2,7 @@
 //! a prefork pool speaking the seed's upper-case echo, no mailboxes to speak
 //! of (one of 1 KiB, which no request can reach) and no key-value store.
 
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -41,6 +41,10 @@ pub struct EchoArgs {
     /// On SIGTERM, how long workers may take before they are killed
     #[arg(long, default_value_t = 5.0, value_name = "SECS")]
     pub grace: f64,
+    /// The address to listen on: 0.0.0.0 (the default) accepts clients on
+    /// every interface of this host, 127.0.0.1 only from this host
+    #[arg(long, default_value = "0.0.0.0", value_name = "ADDR")]
+    pub bind: IpAddr,
     /// Announce this server to the gateway at HOST:PORT (UDP): heartbeats,
     /// busy and free reports, and a withdrawal when it stops
     #[arg(long, value_name = "HOST:PORT")]
@@ -88,6 +92,7 @@ impl EchoArgs {
             },
             gateway: self.gateway.as_deref().map(resolve_gateway).transpose()?,
             advertise: self.advertise,
+            bind: self.bind,
         })
     }
 }

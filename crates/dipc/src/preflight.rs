@@ -1,7 +1,7 @@
 //! Everything checked before the daemon detaches, so that every refusal is
 //! one line on the user's terminal and leaves nothing behind.
 
-use std::net::{Ipv4Addr, TcpListener};
+use std::net::TcpListener;
 use std::path::PathBuf;
 
 use shmlib::owner::{ownership, Ownership};
@@ -64,12 +64,15 @@ pub fn check(config: &Config) -> Result<(TcpListener, Leftover), String> {
         Leftover::Nothing => 0,
     };
     check_memory(config.geometry.segment_size(), reclaimable)?;
-    let listener = TcpListener::bind((Ipv4Addr::UNSPECIFIED, port)).map_err(|e| {
-        if e.kind() == std::io::ErrorKind::AddrInUse {
+    let bind = config.bind;
+    let listener = TcpListener::bind((bind, port)).map_err(|e| match e.kind() {
+        std::io::ErrorKind::AddrInUse => {
             format!("port {port} is already in use by another program")
-        } else {
-            format!("cannot listen on port {port}: {e}")
         }
+        std::io::ErrorKind::AddrNotAvailable => {
+            format!("cannot listen on {bind} port {port}: no interface of this host has {bind}")
+        }
+        _ => format!("cannot listen on {bind} port {port}: {e}"),
     })?;
     listener
         .set_nonblocking(true)

@@ -62,6 +62,10 @@ pub struct Args {
     /// Bytes left without a newline this long count as a complete line
     #[arg(long, default_value_t = 50, value_name = "MS")]
     pub line_pause_ms: u64,
+    /// A connection that completes no request for this long is closed (a
+    /// silent or slow client cannot hold a worker longer; a `wait` is not idle)
+    #[arg(long, default_value_t = 300.0, value_name = "SECS")]
+    pub idle_timeout: f64,
     /// On SIGTERM, how long requests in flight may take before workers are killed
     #[arg(long, default_value_t = 5.0, value_name = "SECS")]
     pub grace: f64,
@@ -190,6 +194,7 @@ pub struct Config {
     pub foreground: bool,
     pub lock_timeout: Duration,
     pub line_pause: Duration,
+    pub idle_timeout: Duration,
     pub grace: Duration,
     pub log_path: PathBuf,
     pub pid_file: PathBuf,
@@ -303,6 +308,7 @@ impl Args {
             foreground: self.foreground,
             lock_timeout: seconds("lock timeout", self.lock_timeout, 3600.0)?,
             line_pause: Duration::from_millis(self.line_pause_ms),
+            idle_timeout: seconds("idle timeout", self.idle_timeout, 86_400.0)?,
             grace: seconds("grace period", self.grace, 3600.0)?,
             log_path: absolute(log_path)?,
             pid_file: absolute(pid_file)?,

@@ -38,6 +38,9 @@ pub struct EchoArgs {
     /// Pid file (default /tmp/echo-server-<port>.pid)
     #[arg(long, value_name = "PATH")]
     pub pid_file: Option<PathBuf>,
+    /// A client that sends nothing for this long is disconnected
+    #[arg(long, default_value_t = 300.0, value_name = "SECS")]
+    pub idle_timeout: f64,
     /// On SIGTERM, how long workers may take before they are killed
     #[arg(long, default_value_t = 5.0, value_name = "SECS")]
     pub grace: f64,
@@ -82,6 +85,7 @@ impl EchoArgs {
             lock_timeout: Duration::from_secs(5),
             // Unused: the echo has no lines to complete.
             line_pause: Duration::from_millis(50),
+            idle_timeout: seconds("idle timeout", self.idle_timeout, 86_400.0)?,
             grace: seconds("grace period", self.grace, 3600.0)?,
             log_path: absolute(self.log.unwrap_or_else(|| default_path("log")))?,
             pid_file: absolute(self.pid_file.unwrap_or_else(|| default_path("pid")))?,

@@ -450,6 +450,7 @@ impl Supervisor {
                 worker_slot: slots.start,
             },
             line_pause: self.config.line_pause,
+            idle_timeout: self.config.idle_timeout,
             stop: &self.flags.terminate,
             reopen_log: &self.flags.reopen_log,
             reopen: &reopen,

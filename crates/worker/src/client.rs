@@ -26,6 +26,9 @@ pub struct ServeContext<'a> {
     /// The key-value store's journal (none without a store).
     pub database: Option<&'a Database>,
     pub line_pause: Duration,
+    /// A connection that completes no request for this long is closed
+    /// (`--idle-timeout`; a pending `wait` does not count as idle).
+    pub idle_timeout: Duration,
     /// Raised by SIGTERM/SIGINT (and by the supervisor's death, through
     /// PR_SET_PDEATHSIG): finish the request in hand and close.
     pub stop: &'a AtomicBool,
@@ -125,7 +128,10 @@ impl ServeContext<'_> {
             &mut stream,
             session,
             &mut waits,
-            self.line_pause,
+            connection::Timing {
+                line_pause: self.line_pause,
+                idle_timeout: self.idle_timeout,
+            },
             connection::Stop {
                 flag: self.stop,
                 grace: self.grace,
@@ -147,5 +153,9 @@ pub(crate) fn log_ending(peer: SocketAddr, n: u64, ending: Ending) {
         Ending::ClientLeft => log::info!("client {peer} left after {n} requests"),
         Ending::Stopping => log::info!("closing client {peer} after {n} requests: stopping"),
         Ending::Broken(e) => log::warn!("client {peer} vanished after {n} requests: {e}"),
+        Ending::Idle(limit) => log::info!(
+            "closing client {peer} after {n} requests: no request completed in {} s",
+            limit.as_secs_f64()
+        ),
     }
 }

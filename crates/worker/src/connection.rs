@@ -54,6 +54,17 @@ pub enum Ending {
     Stopping,
     /// The client vanished or the socket failed; the reason is for the log.
     Broken(io::Error),
+    /// No request completed within the idle timeout (a slow or silent client).
+    Idle(Duration),
+}
+
+/// A connection's clocks.
+#[derive(Clone, Copy)]
+pub struct Timing {
+    /// Bytes left without a terminator this long are a line.
+    pub line_pause: Duration,
+    /// No request completed for this long (and no `wait` pending): closed.
+    pub idle_timeout: Duration,
 }
 
 /// The worker's stop flag, and how long a request under way may go on
@@ -75,7 +86,7 @@ pub fn serve(
     stream: &mut TcpStream,
     session: &mut dyn Protocol,
     waits: &mut SlotWaits<'_>,
-    line_pause: Duration,
+    timing: Timing,
     stopping: Stop<'_>,
     housekeeping: &dyn Fn(),
 ) -> Ending {
@@ -83,7 +94,18 @@ pub fn serve(
     let mut input = vec![0u8; 64 * 1024];
     let mut out = Vec::new();
     let mut stop_seen: Option<Instant> = None;
+    // Idle time counts from the connection, or from its last request.
+    let mut last_request = Instant::now();
+    let mut requests = session.requests();
     loop {
+        if session.requests() != requests {
+            requests = session.requests();
+            last_request = Instant::now();
+        }
+        let idle_left = timing.idle_timeout.saturating_sub(last_request.elapsed());
+        if idle_left.is_zero() {
+            return Ending::Idle(timing.idle_timeout);
+        }
         // A stopping worker closes a connection between requests; one in the
         // middle of a request gets to finish it within the grace period.
         if stop.load(Ordering::Relaxed) {
@@ -94,14 +116,16 @@ pub fn serve(
         }
         housekeeping();
         let timeout = if session.has_partial_line() {
-            line_pause
+            timing.line_pause
         } else {
             IDLE_TICK
-        };
+        }
+        .min(idle_left);
         match wait_readable(stream, timeout) {
             Ok(true) => {}
             Ok(false) => {
-                if session.has_partial_line() {
+                // Woken by the idle timeout, not by a pause: closed above.
+                if session.has_partial_line() && timeout < idle_left {
                     let flow = session.on_pause(&mut out);
                     if let Some(ending) = settle(stream, session, waits, &mut out, flow, stop) {
                         return ending;

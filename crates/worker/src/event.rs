@@ -63,6 +63,8 @@ enum TimerKind {
     SendStall,
     /// A `wait`'s deadline.
     WaitDeadline,
+    /// The idle timeout: no request completed for that long.
+    Idle,
 }
 
 /// One client of this worker.
@@ -88,6 +90,10 @@ struct Conn<'s> {
     stall_armed: bool,
     /// The events the epoll set waits for on this socket.
     interest: EpollFlags,
+    /// When a request last completed (or the connection opened), and the
+    /// session's request count then.
+    last_request: Instant,
+    requests_seen: u64,
 }
 
 /// What a turn with a connection came to.
@@ -383,7 +389,15 @@ impl<'s, 'c> EventWorker<'s, 'c> {
             stalled_since: None,
             stall_armed: false,
             interest: EpollFlags::EPOLLIN,
+            last_request: Instant::now(),
+            requests_seen: 0,
         });
+        self.timers.push(Reverse((
+            Instant::now() + self.serve.idle_timeout,
+            self.next_serial,
+            token,
+            TimerKind::Idle,
+        )));
         self.open += 1;
         let row = self.row();
         shmlib::Stats::count(&segment.stats().connections);
@@ -502,6 +516,10 @@ impl<'s, 'c> EventWorker<'s, 'c> {
             conn.closing = Some(Ending::Goodbye);
             conn.unfed.clear();
         }
+        if conn.session.requests() != conn.requests_seen {
+            conn.requests_seen = conn.session.requests();
+            conn.last_request = Instant::now();
+        }
         if flow == Flow::Wait {
             return self.park(token);
         }
@@ -600,6 +618,21 @@ impl<'s, 'c> EventWorker<'s, 'c> {
                     }
                 }
                 TimerKind::WaitDeadline => self.resume(token),
+                TimerKind::Idle => {
+                    let limit = self.serve.idle_timeout;
+                    // A parked wait is not idle: its own deadline bounds it.
+                    let due = if conn.session.pending_wait().is_some() {
+                        now + limit
+                    } else {
+                        conn.last_request + limit
+                    };
+                    if due <= now {
+                        self.close(token, Ending::Idle(limit));
+                    } else {
+                        self.timers
+                            .push(Reverse((due, serial, token, TimerKind::Idle)));
+                    }
+                }
                 TimerKind::SendStall => match conn.stalled_since {
                     Some(since) if since + SEND_TIMEOUT <= now => {
                         let e = io::Error::new(

@@ -2,6 +2,8 @@
 
 mod common;
 
+use std::os::unix::fs::PermissionsExt;
+
 use common::*;
 
 /// The local addresses (as /proc/net/tcp writes them, `0100007F:C350`)
@@ -47,4 +49,62 @@ fn a_bind_address_this_host_lacks_is_refused_plainly() {
         "{}",
         out.describe()
     );
+}
+
+/// Runs `program args` as the user nobody (setpriv), or None when this test
+/// is not run as root and cannot switch users.
+fn as_nobody(program: &str, args: &[&str]) -> Option<std::process::Output> {
+    if !nix::unistd::getuid().is_root() {
+        eprintln!("not root: cannot run a command as another user");
+        return None;
+    }
+    let out = std::process::Command::new("setpriv")
+        .args([
+            "--reuid=nobody",
+            "--regid=nogroup",
+            "--clear-groups",
+            program,
+        ])
+        .args(args)
+        .output()
+        .expect("run setpriv (util-linux)");
+    Some(out)
+}
+
+#[test]
+fn another_user_can_neither_read_the_segment_nor_stop_the_daemon() {
+    let d = Daemon::start(1, 1, 1, &["--keys", "0"]);
+    d.client().write_mailbox(1, "secret");
+    assert_eq!(file_mode(&d.shm()), Some(0o600), "{}", d.shm().display());
+    let shm = d.shm().display().to_string();
+    let Some(read) = as_nobody("cat", &[&shm]) else {
+        d.stop();
+        return;
+    };
+    let stderr = String::from_utf8_lossy(&read.stderr);
+    assert!(
+        !read.status.success() && stderr.contains("Permission denied"),
+        "{stderr}"
+    );
+    assert!(!String::from_utf8_lossy(&read.stdout).contains("secret"));
+    // A copy nobody can reach (the checkout may be under a private home).
+    let public = temp_dir();
+    let dipcrm = public.path().join("dipcrm");
+    std::fs::copy(dipcrm_bin(), &dipcrm).expect("copy dipcrm");
+    for (path, mode) in [(public.path(), 0o755), (dipcrm.as_path(), 0o755)] {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).expect("chmod");
+    }
+    let stop = as_nobody(&dipcrm.display().to_string(), &[&d.port.to_string()]).expect("root");
+    let stderr = String::from_utf8_lossy(&stop.stderr);
+    assert_eq!(stop.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("no permission"), "{stderr}");
+    assert!(
+        d.supervisor.is_alive(),
+        "nobody's dipcrm signalled the daemon"
+    );
+    assert!(d
+        .client()
+        .request("stat 1")
+        .starts_with("OK mailbox 1: 6 bytes"));
+    d.stop();
 }

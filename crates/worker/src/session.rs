@@ -192,6 +192,17 @@ impl<'s> Session<'s> {
         !matches!(self.mode, Mode::Command) || !self.line.is_empty() || self.waiting.is_some()
     }
 
+    /// Bytes held for a line not complete yet: at most the line limit and
+    /// one byte (an overlong line is skipped, not kept).
+    pub fn buffered(&self) -> usize {
+        self.line.len()
+    }
+
+    /// The longest line accepted.
+    pub fn line_limit(&self) -> usize {
+        self.line_limit
+    }
+
     /// The `wait` this session sleeps on, if any.
     pub fn pending_wait(&self) -> Option<PendingWait> {
         self.waiting

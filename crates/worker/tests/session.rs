@@ -407,3 +407,33 @@ proptest! {
         prop_assert_eq!(s.requests(), lines.len() as u64);
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    /// Arbitrary bytes, split anywhere, never panic the session, never make
+    /// it keep more than a line, and never knock it out of step: after a
+    /// pause, a valid request gets its proper reply. (Bytes that make a
+    /// request swallow what follows by design, `w` and `wb`, or end the
+    /// connection, `q`, `bye`, `exit`, are left out of the garbage.)
+    #[test]
+    fn garbage_never_panics_grows_or_desynchronises(
+        garbage in proptest::collection::vec(
+            any::<u8>().prop_filter("a swallowing or closing command", |b| !b"wWqQbBeE".contains(b)),
+            0..4000,
+        ),
+        cuts in proptest::collection::vec(0usize..=4000, 0..8),
+    ) {
+        let seg = segment(921, 2, 1, 1);
+        let mut s = Session::new(&seg, config(921), &NO_STOP);
+        let mut out = Vec::new();
+        for piece in split_at(&garbage, cuts) {
+            prop_assert_eq!(s.feed(piece, &mut out), Flow::Continue);
+            prop_assert!(s.buffered() <= s.line_limit() + 1, "{} buffered", s.buffered());
+        }
+        s.on_pause(&mut out);
+        out.clear();
+        prop_assert_eq!(s.feed(b"stat 1\n", &mut out), Flow::Continue);
+        prop_assert_eq!(String::from_utf8_lossy(&out), "OK mailbox 1: 0 bytes, version 0\n");
+    }
+}

@@ -230,3 +230,41 @@ fn a_stopping_daemon_answers_its_waiters_and_a_hung_up_one_frees_its_worker() {
         d.assert_gone();
     }
 }
+
+#[test]
+fn a_wait_cut_off_by_its_clients_eof_does_not_silence_the_others() {
+    for model in MODELS {
+        // One event worker: both waits share its slot's registration.
+        let workers = if model == "event" { "1" } else { "3" };
+        let d = Daemon::start(
+            2,
+            1,
+            1,
+            &["--model", model, "--keys", "0", "--workers", workers],
+        );
+        let mut waiter = d.client();
+        waiter.send_line("wait 1 0 20000");
+        // Another client's last line is a wait with no terminator, and it
+        // closes its side at once: that wait is dropped with it.
+        let mut quitter = std::net::TcpStream::connect(("127.0.0.1", d.port)).expect("connect");
+        std::io::Write::write_all(&mut quitter, b"wait 1 0 20000").expect("send");
+        quitter
+            .shutdown(std::net::Shutdown::Write)
+            .expect("shutdown");
+        thread::sleep(Duration::from_millis(300));
+        let written = Instant::now();
+        d.client().write_mailbox(1, "still heard");
+        assert_eq!(
+            waiter.read_reply_of(1),
+            (1, b"still heard".to_vec()),
+            "{model}"
+        );
+        assert!(
+            written.elapsed() < Duration::from_secs(2),
+            "{model}: {:?}",
+            written.elapsed()
+        );
+        drop((waiter, quitter));
+        d.stop();
+    }
+}

@@ -25,6 +25,7 @@ use nix::sys::eventfd::{EfdFlags, EventFd};
 /// Words of a waiter mask: one bit per worker slot ([`crate::LIMITS`]'
 /// `max_workers` is 256).
 pub(crate) const MASK_WORDS: usize = 4;
+const _: () = assert!(MASK_WORDS * 64 >= crate::layout::LIMITS.max_workers as usize);
 
 /// One eventfd per worker slot. Owned by the process that created the
 /// segment; its children inherit the descriptors across fork().

@@ -227,10 +227,9 @@ fn sleep_until_answered(
         if let Some(fd) = waits.fd() {
             fds.push(PollFd::new(fd, PollFlags::POLLIN));
         }
-        match poll(
-            &mut fds,
-            PollTimeout::try_from(left).unwrap_or(PollTimeout::MAX),
-        ) {
+        // Rounded up: rounded down, the last millisecond would spin.
+        let ms = PollTimeout::try_from(left.as_micros().div_ceil(1000)).unwrap_or(PollTimeout::MAX);
+        match poll(&mut fds, ms) {
             Ok(_) => {
                 let socket = fds[0].revents().unwrap_or(PollFlags::POLLERR);
                 if socket.intersects(PollFlags::POLLHUP | PollFlags::POLLERR) {

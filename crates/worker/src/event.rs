@@ -88,6 +88,9 @@ struct Conn<'s> {
     stalled_since: Option<Instant>,
     /// A send-timeout timer for this connection is in the heap.
     stall_armed: bool,
+    /// When this connection's wait-deadline timer in the heap fires (one at
+    /// a time; another entry for it is stale).
+    wait_timer: Option<Instant>,
     /// The events the epoll set waits for on this socket.
     interest: EpollFlags,
     /// When a request last completed (or the connection opened), and the
@@ -388,6 +391,7 @@ impl<'s, 'c> EventWorker<'s, 'c> {
             pause_at: None,
             stalled_since: None,
             stall_armed: false,
+            wait_timer: None,
             interest: EpollFlags::EPOLLIN,
             last_request: Instant::now(),
             requests_seen: 0,
@@ -410,9 +414,14 @@ impl<'s, 'c> EventWorker<'s, 'c> {
         let Some(conn) = self.conns.get_mut(token).and_then(Option::take) else {
             return;
         };
-        if let Some(wait) = conn.session.pending_wait() {
+        // Only a parked wait is registered (one that ended with its client's
+        // EOF never was).
+        if let (Some(wait), Some(at)) = (
+            conn.session.pending_wait(),
+            self.waiting.iter().position(|&t| t == token),
+        ) {
             self.waits.end(wait.mailbox);
-            self.waiting.retain(|&t| t != token);
+            self.waiting.swap_remove(at);
         }
         // Closing the socket takes it out of the epoll set.
         drop(conn.stream);
@@ -520,10 +529,10 @@ impl<'s, 'c> EventWorker<'s, 'c> {
             conn.requests_seen = conn.session.requests();
             conn.last_request = Instant::now();
         }
+        conn.pause_at = None;
         if flow == Flow::Wait {
             return self.park(token);
         }
-        conn.pause_at = None;
         if conn.closing.is_none() && conn.session.has_partial_line() {
             let at = Instant::now() + line_pause;
             conn.pause_at = Some(at);
@@ -540,7 +549,11 @@ impl<'s, 'c> EventWorker<'s, 'c> {
         let Some(conn) = self.conns.get_mut(token).and_then(Option::as_mut) else {
             return Turn::Blocked;
         };
-        if !self.out.is_empty() {
+        if !conn.unsent.is_empty() {
+            // Behind the replies the client has not taken yet, in order.
+            conn.unsent.extend_from_slice(&self.out);
+            self.out.clear();
+        } else if !self.out.is_empty() {
             match send_some(&conn.stream, &self.out) {
                 Ok(n) => conn.unsent.extend_from_slice(&self.out[n..]),
                 Err(e) => return Turn::Close(Ending::Broken(e)),
@@ -617,7 +630,18 @@ impl<'s, 'c> EventWorker<'s, 'c> {
                         self.close(token, ending);
                     }
                 }
-                TimerKind::WaitDeadline => self.resume(token),
+                TimerKind::WaitDeadline if conn.wait_timer == Some(at) => {
+                    conn.wait_timer = None;
+                    match conn.session.pending_wait() {
+                        Some(wait) if wait.deadline > now => {
+                            conn.wait_timer = Some(wait.deadline);
+                            self.push_timer(wait.deadline, serial, token, TimerKind::WaitDeadline);
+                        }
+                        Some(_) => self.resume_one(token),
+                        None => {}
+                    }
+                }
+                TimerKind::WaitDeadline => {}
                 TimerKind::Idle => {
                     let limit = self.serve.idle_timeout;
                     // A parked wait is not idle: its own deadline bounds it.
@@ -671,13 +695,13 @@ impl<'s, 'c> EventWorker<'s, 'c> {
             return self.send_replies(token);
         }
         self.waiting.push(token);
-        let serial = conn.serial;
-        self.timers.push(Reverse((
-            wait.deadline,
-            serial,
-            token,
-            TimerKind::WaitDeadline,
-        )));
+        // One deadline timer per connection: a later one already in the
+        // heap is superseded (it goes stale), an earlier one re-arms itself.
+        if conn.wait_timer.is_none_or(|at| at > wait.deadline) {
+            conn.wait_timer = Some(wait.deadline);
+            let serial = conn.serial;
+            self.push_timer(wait.deadline, serial, token, TimerKind::WaitDeadline);
+        }
         match self.send_replies(token) {
             // Parked: round() watches for the hang-up only.
             Turn::Again | Turn::Blocked => self.round(token),
@@ -687,21 +711,45 @@ impl<'s, 'c> EventWorker<'s, 'c> {
 
     /// A parked connection's wait may be due: answers it if so, and goes on
     /// with the input that followed it.
-    fn resume(&mut self, token: usize) {
+    /// True when the wait is over (or the connection gone): the caller
+    /// takes it off the parked list.
+    fn resume(&mut self, token: usize) -> bool {
         let Some(conn) = self.conns.get_mut(token).and_then(Option::as_mut) else {
-            return;
+            return true;
         };
         let Some(wait) = conn.session.pending_wait() else {
-            return;
+            return true;
         };
         self.out.clear();
         if !conn.session.resume_wait(&mut self.out) {
-            return;
+            return false;
         }
         self.waits.end(wait.mailbox);
-        self.waiting.retain(|&t| t != token);
         let turn = self.send_replies(token);
         self.after_turn(token, turn);
+        true
+    }
+
+    /// Resumes one parked connection, taking it off the list if it is done.
+    fn resume_one(&mut self, token: usize) {
+        if self.resume(token) {
+            self.waiting.retain(|&t| t != token);
+        }
+    }
+
+    /// Pushes a timer; when stale entries (of closed connections, or
+    /// superseded) have piled up, the heap is rebuilt without them.
+    fn push_timer(&mut self, at: Instant, serial: u64, token: usize, kind: TimerKind) {
+        self.timers.push(Reverse((at, serial, token, kind)));
+        if self.timers.len() > 1024 + 4 * self.open {
+            let conns = &self.conns;
+            self.timers.retain(|&Reverse((at, serial, token, kind))| {
+                conns.get(token).and_then(Option::as_ref).is_some_and(|c| {
+                    c.serial == serial
+                        && (kind != TimerKind::WaitDeadline || c.wait_timer == Some(at))
+                })
+            });
+        }
     }
 
     fn after_turn(&mut self, token: usize, turn: Turn) {
@@ -716,9 +764,16 @@ impl<'s, 'c> EventWorker<'s, 'c> {
     /// connection looks at its mailbox again, after the wakes are drained.
     fn wake_waiters(&mut self) {
         self.waits.drain();
-        for token in self.waiting.clone() {
-            self.resume(token);
+        let parked = std::mem::take(&mut self.waiting);
+        let mut still = Vec::with_capacity(parked.len());
+        for token in parked {
+            if !self.resume(token) {
+                still.push(token);
+            }
         }
+        // Whatever close() or park() did to the list meanwhile is kept.
+        still.append(&mut self.waiting);
+        self.waiting = still;
     }
 
     /// A parked connection's client closed its side or the socket failed:

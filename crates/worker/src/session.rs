@@ -387,8 +387,11 @@ impl<'s> Session<'s> {
     }
 
     /// The client closed its sending side: a final unterminated line counts.
+    /// A `wait` that line starts is dropped: the client closed its side,
+    /// so nobody is left to wait for (as when it closes while waiting).
     pub fn on_eof(&mut self, out: &mut Vec<u8>) {
         let _ = self.on_pause(out);
+        self.waiting = None;
     }
 
     fn start_skip(&mut self, piece: &[u8]) {

@@ -1,8 +1,6 @@
 """dipc.py against a live daemon: DIPC_HOST (default 127.0.0.1) and
 DIPC_PORT name it; it must have at least 8 mailboxes of 8 KiB and 2 KiB
-packets (crates/client/tests/python_clients.rs starts one). The append and
-wait tests skip, with the reason printed, on a server that does not know
-those requests."""
+packets (crates/client/tests/python_clients.rs starts one)."""
 
 import os
 import random
@@ -25,18 +23,6 @@ except (KeyError, ValueError):
 
 def connect():
     return dipc.Client(HOST, PORT, timeout=10)
-
-
-def unknown_request_skips(test, request, call):
-    """call(), or a skip when the server answers `ERR unknown command`."""
-    try:
-        return call()
-    except dipc.DipcError as e:
-        if e.reason.startswith("unknown command"):
-            why = "the server has no %s request yet (it said: ERR %s)" % (request, e.reason)
-            print("SKIP: %s: %s" % (test.id(), why), file=sys.stderr)
-            test.skipTest(why)
-        raise
 
 
 class Mailboxes(unittest.TestCase):
@@ -160,7 +146,7 @@ class Append(unittest.TestCase):
     def test_append_adds_lines_and_drops_the_oldest(self):
         with connect() as c:
             c.write(7, b"")
-            v = unknown_request_skips(self, "append", lambda: c.append(7, "first"))
+            v = c.append(7, "first")
             self.assertEqual(c.append(7, "second"), v + 1)
             self.assertEqual(c.read(7), (v + 1, b"first\nsecond\n"))
             mailbox_bytes = c.stat()["mailbox_bytes"]
@@ -181,14 +167,14 @@ class Wait(unittest.TestCase):
     def test_wait_returns_at_once_when_already_newer(self):
         with connect() as c:
             v = c.write(8, b"now")
-            got = unknown_request_skips(self, "wait", lambda: c.wait(8, v - 1, timeout_ms=5000))
+            got = c.wait(8, v - 1, timeout_ms=5000)
             self.assertEqual(got, (v, b"now"))
 
     def test_wait_times_out(self):
         with connect() as c:
             v = c.write(8, b"still")
             started = time.monotonic()
-            got = unknown_request_skips(self, "wait", lambda: c.wait(8, v, timeout_ms=300))
+            got = c.wait(8, v, timeout_ms=300)
             self.assertIsNone(got)
             self.assertGreaterEqual(time.monotonic() - started, 0.25)
             # Still in step after the TIMEOUT line.
@@ -197,7 +183,7 @@ class Wait(unittest.TestCase):
     def test_wait_wakes_on_a_write(self):
         with connect() as c:
             v = c.write(8, b"before")
-            unknown_request_skips(self, "wait", lambda: c.wait(8, v - 1, timeout_ms=1000))
+            c.wait(8, v - 1, timeout_ms=1000)
 
             def later():
                 time.sleep(0.3)
@@ -216,7 +202,7 @@ class Wait(unittest.TestCase):
             with self.assertRaises(ValueError):
                 c.wait(8, 0, timeout_ms=0)
             with self.assertRaises(dipc.DipcError) as caught:
-                unknown_request_skips(self, "wait", lambda: c.wait(99, 0, timeout_ms=10))
+                c.wait(99, 0, timeout_ms=10)
             self.assertIn("out of range", caught.exception.reason)
 
 

@@ -6,6 +6,9 @@
 pub mod bench;
 pub mod ceiling;
 pub mod cli;
+pub mod dipc_client;
+pub mod keyboard;
 pub mod limits;
+pub mod locate;
 pub mod protocol;
 pub mod session;

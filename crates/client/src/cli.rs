@@ -7,16 +7,23 @@ use clap::{Parser, Subcommand};
 
 use crate::bench::BenchArgs;
 use crate::ceiling::CeilingArgs;
+use crate::oneshot::{OneShot, Target};
 
-/// dipc's client tools. Without a subcommand: a session with one server,
-/// given by --server, or by a gateway (--gateway, or asked on the keyboard).
+/// dipc's client: an interactive session, one-shot requests for scripts, and
+/// the benchmark's tools.
+///
+/// Without a subcommand: an interactive session with one server, given by
+/// --server, or by a gateway (--gateway, or asked on the keyboard). With
+/// read, write, append, wait, put, get, del or stat: one request; exit
+/// status 0 done, 1 the server answered ERR, 2 usage, 3 wait timed out, 4 no
+/// server reached or understood.
 #[derive(Debug, Parser)]
-#[command(name = "client", version, about)]
+#[command(name = "client", version)]
 pub struct Cli {
-    /// The server to talk to
+    /// The server to talk to (a one-shot request's too)
     #[arg(short, long, value_name = "HOST:PORT", conflicts_with = "gateway")]
     pub server: Option<String>,
-    /// The gateway that hands out a server (seed 000)
+    /// The gateway that hands out a server (seed 000); one-shot requests ask it once
     #[arg(short, long, value_name = "HOST:PORT")]
     pub gateway: Option<String>,
     #[command(subcommand)]
@@ -31,6 +38,8 @@ pub enum Command {
     /// A trivial server that answers every request line with fixed bytes:
     /// the most any server could do on this machine
     Ceiling(CeilingArgs),
+    #[command(flatten)]
+    OneShot(OneShot),
 }
 
 impl Command {
@@ -39,6 +48,7 @@ impl Command {
         match self {
             Command::Bench(_) => "bench",
             Command::Ceiling(_) => "ceiling",
+            Command::OneShot(command) => command.name(),
         }
     }
 }
@@ -53,6 +63,13 @@ impl Cli {
         match self.command {
             Some(Command::Bench(args)) => crate::bench::run(&args),
             Some(Command::Ceiling(args)) => crate::ceiling::run(&args).map(|()| ExitCode::SUCCESS),
+            Some(Command::OneShot(command)) => {
+                let outer = Target {
+                    server: self.server,
+                    gateway: self.gateway,
+                };
+                Ok(crate::oneshot::run(&command, &outer))
+            }
             None => crate::session::run(self.server.as_deref(), self.gateway.as_deref()),
         }
     }

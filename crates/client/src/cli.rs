@@ -7,6 +7,7 @@ use clap::{Parser, Subcommand};
 
 use crate::bench::BenchArgs;
 use crate::ceiling::CeilingArgs;
+use crate::chat::ChatArgs;
 use crate::oneshot::{OneShot, Target};
 
 /// dipc's client: an interactive session, one-shot requests for scripts, and
@@ -40,6 +41,9 @@ pub enum Command {
     Ceiling(CeilingArgs),
     #[command(flatten)]
     OneShot(OneShot),
+    /// A chat in mailbox M: its lines shown, new ones as they come (dipc's
+    /// wait), yours sent with append as `HH:MM:SS NAME: text`
+    Chat(ChatArgs),
 }
 
 impl Command {
@@ -49,6 +53,7 @@ impl Command {
             Command::Bench(_) => "bench",
             Command::Ceiling(_) => "ceiling",
             Command::OneShot(command) => command.name(),
+            Command::Chat(_) => "chat",
         }
     }
 }
@@ -59,17 +64,22 @@ impl Cli {
         self.command.as_ref().map_or("session", Command::name)
     }
 
+    /// --server and --gateway given before the subcommand.
+    fn outer_target(&self) -> Target {
+        Target {
+            server: self.server.clone(),
+            gateway: self.gateway.clone(),
+        }
+    }
+
     pub fn run(self) -> anyhow::Result<ExitCode> {
         match self.command {
             Some(Command::Bench(args)) => crate::bench::run(&args),
             Some(Command::Ceiling(args)) => crate::ceiling::run(&args).map(|()| ExitCode::SUCCESS),
-            Some(Command::OneShot(command)) => {
-                let outer = Target {
-                    server: self.server,
-                    gateway: self.gateway,
-                };
-                Ok(crate::oneshot::run(&command, &outer))
+            Some(Command::OneShot(ref command)) => {
+                Ok(crate::oneshot::run(command, &self.outer_target()))
             }
+            Some(Command::Chat(ref args)) => crate::chat::run(args, &self.outer_target()),
             None => crate::session::run(self.server.as_deref(), self.gateway.as_deref()),
         }
     }

@@ -9,7 +9,10 @@ use std::path::PathBuf;
 use anyhow::Context;
 use rustyline::config::Config;
 use rustyline::error::ReadlineError;
-use rustyline::DefaultEditor;
+use rustyline::{
+    ConditionalEventHandler, DefaultEditor, EventHandler, ExternalPrinter as _, KeyCode, KeyEvent,
+    Modifiers,
+};
 
 /// The history file's name, in $HOME.
 const HISTORY_FILE: &str = ".dipc_history";
@@ -26,23 +29,32 @@ pub enum Typed {
     End,
 }
 
+/// Prints one line (given without its newline) from any thread, without
+/// garbling the line the user is typing.
+pub type Printer = Box<dyn FnMut(String) + Send>;
+
+fn plain_printer() -> Printer {
+    Box::new(|line| println!("{line}"))
+}
+
 pub trait Keyboard {
     /// Shows `prompt` and reads one line.
     fn line(&mut self, prompt: &str) -> anyhow::Result<Typed>;
     /// Keeps `line` in the history (a terminal's only).
     fn remember(&mut self, _line: &str) {}
+    /// A printer for other threads.
+    fn printer(&mut self) -> Printer {
+        plain_printer()
+    }
 }
 
 /// The keyboard for this process's stdin: an editor on a terminal, plain
 /// lines otherwise.
 pub fn open() -> Box<dyn Keyboard> {
-    if io::stdin().is_terminal() {
-        // A terminal rustyline cannot drive still gives plain lines.
-        if let Ok(editor) = Editor::new() {
-            return Box::new(editor);
-        }
+    match Editor::for_terminal() {
+        Some(editor) => Box::new(editor),
+        None => Box::new(Plain),
     }
-    Box::new(Plain)
 }
 
 /// Lines from stdin, each after its prompt on stdout.
@@ -78,6 +90,15 @@ fn history_path() -> Option<PathBuf> {
 }
 
 impl Editor {
+    /// An editor when stdin is a terminal (that rustyline can drive).
+    pub fn for_terminal() -> Option<Editor> {
+        if io::stdin().is_terminal() {
+            Editor::new().ok()
+        } else {
+            None
+        }
+    }
+
     pub fn new() -> rustyline::Result<Editor> {
         let config = Config::builder()
             .max_history_size(HISTORY_LINES)?
@@ -93,9 +114,17 @@ impl Editor {
         Ok(Editor { editor, history })
     }
 
-    /// Prints above the prompt from another thread, while the user types.
-    pub fn printer(&mut self) -> rustyline::Result<impl rustyline::ExternalPrinter + Send> {
-        self.editor.create_external_printer()
+    /// Enter (and Ctrl-J) asks `handler` first: what it returns is done
+    /// instead of ending the line (None: the line ends as usual).
+    pub fn on_enter<H: ConditionalEventHandler + Clone + 'static>(&mut self, handler: H) {
+        for key in [
+            KeyEvent(KeyCode::Enter, Modifiers::NONE),
+            KeyEvent::ctrl('J'),
+        ] {
+            let handler: Box<dyn ConditionalEventHandler> = Box::new(handler.clone());
+            self.editor
+                .bind_sequence(key, EventHandler::Conditional(handler));
+        }
     }
 }
 
@@ -106,6 +135,16 @@ impl Keyboard for Editor {
             Err(ReadlineError::Interrupted) => Ok(Typed::Interrupted),
             Err(ReadlineError::Eof) => Ok(Typed::End),
             Err(e) => Err(e).context("reading the keyboard"),
+        }
+    }
+
+    /// Lines appear above the prompt, the line being typed redrawn below.
+    fn printer(&mut self) -> Printer {
+        match self.editor.create_external_printer() {
+            Ok(mut printer) => Box::new(move |line| {
+                let _ = printer.print(format!("{line}\n"));
+            }),
+            Err(_) => plain_printer(),
         }
     }
 

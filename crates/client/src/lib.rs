@@ -7,6 +7,7 @@
 
 pub mod bench;
 pub mod ceiling;
+pub mod chat;
 pub mod cli;
 pub mod dipc_client;
 pub mod keyboard;

@@ -35,7 +35,7 @@ pub enum Status {
 }
 
 #[derive(Debug, thiserror::Error)]
-enum Failure {
+pub(crate) enum Failure {
     #[error(transparent)]
     Client(#[from] ClientError),
     #[error(transparent)]
@@ -73,8 +73,9 @@ pub fn run(command: &OneShot, outer: &Target) -> ExitCode {
     }
 }
 
-fn connect(command: &OneShot, outer: &Target) -> Result<Connection, Failure> {
-    let inner = command.target();
+/// Connects to the server `inner` names, else the one `outer` names
+/// (asking the gateway once when that is what is given).
+pub(crate) fn connect(inner: &Target, outer: &Target) -> Result<Connection, Failure> {
     let target = if inner.server.is_some() || inner.gateway.is_some() {
         inner
     } else {
@@ -138,7 +139,7 @@ fn execute(command: &OneShot, outer: &Target) -> Result<(), Failure> {
         OneShot::Write(args) => Some(write_content(args)?),
         _ => None,
     };
-    let mut connection = connect(command, outer)?;
+    let mut connection = connect(command.target(), outer)?;
     match command {
         OneShot::Read {
             mailbox, header, ..

@@ -4,6 +4,7 @@
 
 #![allow(dead_code)]
 
+pub mod fake_dipc;
 pub mod gateway;
 pub mod pty;
 

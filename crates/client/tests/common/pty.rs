@@ -89,6 +89,21 @@ impl Terminal {
             .expect("typing into the terminal");
     }
 
+    /// Types `keys` one at a time, as a person does. (rustyline 18 with an
+    /// external printer, as the chat has, selects on the terminal before
+    /// looking at what it has read ahead: keys that arrive together are
+    /// taken in only when the next one comes.)
+    pub fn type_slowly(&mut self, keys: &str) {
+        let mut buf = [0u8; 4];
+        for c in keys.chars() {
+            if c == '\r' {
+                thread::sleep(Duration::from_millis(30));
+            }
+            self.type_keys(c.encode_utf8(&mut buf));
+            thread::sleep(Duration::from_millis(5));
+        }
+    }
+
     /// Waits until `text` is shown after what earlier expects matched, and
     /// moves past it; panics with the screen after `timeout`.
     pub fn expect(&mut self, text: &str, timeout: Duration) {

@@ -20,9 +20,9 @@ pub struct Follower {
 }
 
 impl Follower {
-    /// Connects, checks that the server knows `wait`, and prints the
-    /// mailbox's lines.
-    pub fn start(server: SocketAddr, mailbox: u32) -> anyhow::Result<Follower> {
+    /// Connects and checks that the server knows `wait`; the mailbox's
+    /// lines so far come with it.
+    pub fn start(server: SocketAddr, mailbox: u32) -> anyhow::Result<(Follower, Vec<String>)> {
         let mut connection = Connection::connect(server)?;
         let content = connection.read(mailbox)?;
         match connection.wait(mailbox, content.version, Some(1)) {
@@ -36,14 +36,13 @@ impl Follower {
                 other?;
             }
         }
-        for line in lines::lines(&content.data) {
-            println!("{line}");
-        }
-        Ok(Follower {
+        let history = lines::lines(&content.data);
+        let follower = Follower {
             connection,
             mailbox,
             version: content.version,
-        })
+        };
+        Ok((follower, history))
     }
 
     /// Prints new lines as they come, until the connection fails.

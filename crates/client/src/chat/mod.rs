@@ -47,11 +47,14 @@ pub fn run(args: &ChatArgs, outer: &Target) -> anyhow::Result<ExitCode> {
     let mailbox = args.mailbox;
     let talk = oneshot::connect(&args.target, outer)?;
     let server = talk.addr();
-    let mut follower = Follower::start(server, mailbox)?;
+    let (mut follower, history) = Follower::start(server, mailbox)?;
     println!(
         "chat in mailbox {mailbox} of {server} as {nick}: type a line and Enter to send it, \
          {QUIT} or Ctrl-D to leave"
     );
+    for line in history {
+        println!("{line}");
+    }
     let prompt = format!("{nick}> ");
     let mut editor = Editor::for_terminal();
     let (printer, errors) = match editor.as_mut() {

@@ -17,8 +17,6 @@ use std::io::{self, Write};
 use std::process::ExitCode;
 use std::time::Duration;
 
-use anyhow::Context;
-
 use crate::dipc_client::{reply, Connection, REPLY_WAIT};
 use crate::keyboard::{self, Keyboard, Typed};
 use crate::locate;
@@ -77,8 +75,8 @@ fn talk(connection: &mut Connection, keyboard: &mut dyn Keyboard) -> anyhow::Res
             );
             continue;
         }
-        let reply = exchange(connection, &line, &command)
-            .with_context(|| format!("talking to {server}"))?;
+        // The error names the server.
+        let reply = exchange(connection, &line, &command)?;
         if reply.is_empty() {
             println!("{server} closed the connection");
             return Ok(ExitCode::SUCCESS);

@@ -4,6 +4,10 @@
 
 #![allow(dead_code)]
 
+pub mod fake_dipc;
+pub mod gateway;
+pub mod pty;
+
 use std::fs;
 use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
@@ -59,7 +63,10 @@ pub fn free_port() -> u16 {
 #[derive(Debug)]
 pub struct Output {
     pub status: ExitStatus,
+    /// stdout as text (bytes that are not UTF-8 replaced).
     pub stdout: String,
+    /// stdout exactly.
+    pub stdout_bytes: Vec<u8>,
     pub stderr: String,
     pub command: String,
 }
@@ -82,6 +89,17 @@ impl Output {
 /// Runs `program` with its output in files of `dir` (not pipes: a daemon
 /// that kept a pipe open would hang the read), killing it after `timeout`.
 pub fn run_in(dir: &Path, program: &Path, args: &[&str], timeout: Duration) -> Output {
+    run_with_input(dir, program, args, None, timeout)
+}
+
+/// run_in with `input` as stdin (None: /dev/null), from a file of `dir`.
+pub fn run_with_input(
+    dir: &Path,
+    program: &Path,
+    args: &[&str],
+    input: Option<&[u8]>,
+    timeout: Duration,
+) -> Output {
     let command = format!("{} {}", program.display(), args.join(" "));
     let name = program
         .file_name()
@@ -90,20 +108,30 @@ pub fn run_in(dir: &Path, program: &Path, args: &[&str], timeout: Duration) -> O
     let unique = format!("{name}-{}", fastish_id());
     let out_path = dir.join(format!("{unique}.stdout"));
     let err_path = dir.join(format!("{unique}.stderr"));
+    let stdin = match input {
+        Some(bytes) => {
+            let in_path = dir.join(format!("{unique}.stdin"));
+            fs::write(&in_path, bytes).expect("writing a stdin file");
+            Stdio::from(fs::File::open(&in_path).expect("opening the stdin file"))
+        }
+        None => Stdio::null(),
+    };
     let mut child = Command::new(program)
         .args(args)
         // dipc's database.txt (and anything else relative) lands in `dir`.
         .current_dir(dir)
-        .stdin(Stdio::null())
+        .stdin(stdin)
         .stdout(fs::File::create(&out_path).expect("creating a stdout file"))
         .stderr(fs::File::create(&err_path).expect("creating a stderr file"))
         .spawn()
         .unwrap_or_else(|e| panic!("cannot start {command}: {e}"));
     let status = wait_for(&mut child, timeout)
         .unwrap_or_else(|| panic!("`{command}` still running after {timeout:?}: killed"));
+    let stdout_bytes = fs::read(&out_path).unwrap_or_default();
     Output {
         status,
-        stdout: fs::read_to_string(&out_path).unwrap_or_default(),
+        stdout: String::from_utf8_lossy(&stdout_bytes).into_owned(),
+        stdout_bytes,
         stderr: fs::read_to_string(&err_path).unwrap_or_default(),
         command,
     }
@@ -112,6 +140,11 @@ pub fn run_in(dir: &Path, program: &Path, args: &[&str], timeout: Duration) -> O
 /// Runs `client <args>` with the usual time limit.
 pub fn client(dir: &Path, args: &[&str]) -> Output {
     run_in(dir, &client_bin(), args, COMMAND_TIMEOUT)
+}
+
+/// Runs `client <args>` with `input` on its stdin.
+pub fn client_with_input(dir: &Path, args: &[&str], input: &[u8]) -> Output {
+    run_with_input(dir, &client_bin(), args, Some(input), COMMAND_TIMEOUT)
 }
 
 /// A name part no other call of this process has given.
@@ -251,6 +284,11 @@ impl Daemon {
     /// `dipc <mailboxes> 8 <port> 2 --log ... --pid-file ...`: it detaches
     /// and returns once it serves.
     pub fn start(mailboxes: u32) -> Daemon {
+        Daemon::start_with(mailboxes, &[])
+    }
+
+    /// Daemon::start with more options (`--gateway HOST:PORT`...).
+    pub fn start_with(mailboxes: u32, extra: &[&str]) -> Daemon {
         let dir = tempfile::tempdir().expect("temporary directory");
         let dipc = workspace_bin("dipc");
         // A port taken between free_port() and dipc's bind makes dipc
@@ -259,21 +297,20 @@ impl Daemon {
             let port = free_port();
             let log = dir.path().join("dipc.log");
             let pid_file = dir.path().join("dipc.pid");
-            let out = run_in(
-                dir.path(),
-                &dipc,
-                &[
-                    &mailboxes.to_string(),
-                    "8",
-                    &port.to_string(),
-                    "2",
-                    "--log",
-                    log.to_str().expect("utf-8 path"),
-                    "--pid-file",
-                    pid_file.to_str().expect("utf-8 path"),
-                ],
-                Duration::from_secs(30),
-            );
+            let mailboxes = mailboxes.to_string();
+            let port_arg = port.to_string();
+            let mut args = vec![
+                mailboxes.as_str(),
+                "8",
+                &port_arg,
+                "2",
+                "--log",
+                log.to_str().expect("utf-8 path"),
+                "--pid-file",
+                pid_file.to_str().expect("utf-8 path"),
+            ];
+            args.extend_from_slice(extra);
+            let out = run_in(dir.path(), &dipc, &args, Duration::from_secs(30));
             if out.status.success() {
                 return Daemon { port, dir };
             }

@@ -1,0 +1,73 @@
+//! The waiting side of a chat: its own connection, a `wait` for each new
+//! version, the new lines printed as they come.
+
+use std::net::SocketAddr;
+
+use anyhow::bail;
+
+use super::lines;
+use crate::dipc_client::{ClientError, Connection, Waited};
+use crate::keyboard::Printer;
+
+/// How long one wait lasts before it is asked again (the server's default).
+const WAIT_MS: u32 = 30_000;
+
+pub struct Follower {
+    connection: Connection,
+    mailbox: u32,
+    /// The version shown so far.
+    version: u64,
+}
+
+impl Follower {
+    /// Connects and checks that the server knows `wait`; the mailbox's
+    /// lines so far come with it.
+    pub fn start(server: SocketAddr, mailbox: u32) -> anyhow::Result<(Follower, Vec<String>)> {
+        let mut connection = Connection::connect(server)?;
+        let content = connection.read(mailbox)?;
+        match connection.wait(mailbox, content.version, Some(1)) {
+            Err(ClientError::Refusal(reason)) => bail!(
+                "{server} cannot hold a chat: it answered `wait` with {reason:?} (a chat needs \
+                 dipc's append and wait requests)"
+            ),
+            // Lines appended since the read come with the first wait of
+            // follow().
+            other => {
+                other?;
+            }
+        }
+        let history = lines::lines(&content.data);
+        let follower = Follower {
+            connection,
+            mailbox,
+            version: content.version,
+        };
+        Ok((follower, history))
+    }
+
+    /// Prints new lines as they come, until the connection fails.
+    pub fn follow(&mut self, mut print: Printer) {
+        loop {
+            match self
+                .connection
+                .wait(self.mailbox, self.version, Some(WAIT_MS))
+            {
+                Ok(Waited::Changed(content)) => {
+                    let added = content.version.saturating_sub(self.version);
+                    for line in lines::new_lines(&content.data, added) {
+                        print(line);
+                    }
+                    self.version = content.version;
+                }
+                Ok(Waited::TimedOut { .. }) => {}
+                Err(e) => {
+                    print(format!(
+                        "client chat: no longer following mailbox {}: {e}",
+                        self.mailbox
+                    ));
+                    return;
+                }
+            }
+        }
+    }
+}

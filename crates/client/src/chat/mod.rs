@@ -1,0 +1,102 @@
+//! `client chat <m> --nick NAME`: a terminal chat in one mailbox, on dipc's
+//! `append` and `wait`. On entry the mailbox's lines are shown; then one
+//! thread on a connection of its own waits for each new version and prints
+//! the new lines above the prompt (rustyline's ExternalPrinter), while each
+//! line the user types is appended, on another connection, as `HH:MM:SS
+//! NAME: text`. The user's own lines come back through the wait like
+//! everyone's, so every client shows every line once, in the mailbox's
+//! order. `/quit` or Ctrl-D leaves.
+
+mod clock;
+mod follow;
+mod lines;
+mod send;
+
+use std::process::ExitCode;
+use std::sync::mpsc::Sender;
+use std::thread;
+
+use anyhow::bail;
+use clap::Args;
+
+use crate::keyboard::{Editor, Keyboard, Plain, Typed};
+use crate::oneshot::{self, Target};
+use follow::Follower;
+use send::{SendOnEnter, QUIT};
+
+#[derive(Debug, Args)]
+pub struct ChatArgs {
+    /// The mailbox the chat lives in, 1..k
+    #[arg(value_name = "M")]
+    pub mailbox: u32,
+    /// The name that signs your lines
+    #[arg(long, value_name = "NAME")]
+    pub nick: String,
+    #[command(flatten)]
+    pub target: Target,
+}
+
+pub fn run(args: &ChatArgs, outer: &Target) -> anyhow::Result<ExitCode> {
+    let nick = args.nick.trim();
+    if nick.is_empty() || nick.chars().any(char::is_control) {
+        bail!(
+            "--nick {:?}: a name of printable characters is needed",
+            args.nick
+        );
+    }
+    let mailbox = args.mailbox;
+    let talk = oneshot::connect(&args.target, outer)?;
+    let server = talk.addr();
+    let (mut follower, history) = Follower::start(server, mailbox)?;
+    println!(
+        "chat in mailbox {mailbox} of {server} as {nick}: type a line and Enter to send it, \
+         {QUIT} or Ctrl-D to leave"
+    );
+    for line in history {
+        println!("{line}");
+    }
+    let prompt = format!("{nick}> ");
+    let mut editor = Editor::for_terminal();
+    let (printer, errors) = match editor.as_mut() {
+        Some(editor) => (editor.printer(), editor.printer()),
+        None => (Plain.printer(), Plain.printer()),
+    };
+    thread::spawn(move || follower.follow(printer));
+    let (lines, sender) = send::start(talk, mailbox, nick.to_string(), errors);
+    let typed = match editor {
+        Some(mut editor) => {
+            editor.on_enter(SendOnEnter {
+                lines: lines.clone(),
+            });
+            // The editor (and its Enter's Sender) goes when this ends.
+            type_lines(&mut editor, &prompt, None)
+        }
+        None => type_lines(&mut Plain, &prompt, Some(&lines)),
+    };
+    // The lines typed so far are sent before leaving.
+    drop(lines);
+    let _ = sender.join();
+    typed.map(|()| ExitCode::SUCCESS)
+}
+
+/// Reads the keyboard until /quit or the end of the input. On a terminal
+/// Enter sends each line itself (see SendOnEnter), and the editor returns
+/// only /quit; otherwise each line read goes to `lines`.
+fn type_lines(
+    keyboard: &mut dyn Keyboard,
+    prompt: &str,
+    lines: Option<&Sender<String>>,
+) -> anyhow::Result<()> {
+    loop {
+        match keyboard.line(prompt)? {
+            Typed::Line(line) if line.trim() == QUIT => return Ok(()),
+            Typed::Line(line) => {
+                if let Some(lines) = lines.filter(|_| !line.trim().is_empty()) {
+                    let _ = lines.send(line);
+                }
+            }
+            Typed::Interrupted => {}
+            Typed::End => return Ok(()),
+        }
+    }
+}

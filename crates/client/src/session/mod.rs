@@ -1,0 +1,171 @@
+//! `client` with no subcommand: seed 000's client grown into an interactive
+//! one. It finds a server (--server, or a gateway: --gateway, or the
+//! gateway's address and port asked on the keyboard), connects, then reads
+//! a request from the keyboard, sends it as typed, and shows the reply,
+//! until Ctrl-D, `q`, or the server closing the connection.
+//!
+//! The server may be dipc or a seed-style server (an upper-case echo, whose
+//! replies may lack a newline or end in NUL), so replies are read the
+//! generic way: until the server is quiet for a moment. A request whose
+//! command is dipc's is done sooner: as soon as what came is one whole dipc
+//! reply (a line, or a length line and exactly that many bytes).
+
+mod help;
+mod render;
+
+use std::io::{self, Write};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use crate::dipc_client::{reply, Connection, REPLY_WAIT};
+use crate::keyboard::{self, Keyboard, Typed};
+use crate::locate;
+
+pub use render::{escape, render};
+
+/// A reply is complete once the server has been quiet this long.
+const REPLY_QUIET: Duration = Duration::from_millis(150);
+/// How long the server has to say goodbye once the user leaves.
+const GOODBYE_WAIT: Duration = Duration::from_secs(2);
+/// The server's wait when a `wait` request names none.
+const DEFAULT_WAIT_MS: u64 = 30_000;
+/// dipc's request words.
+const DIPC_COMMANDS: &[&str] = &[
+    "r", "read", "w", "write", "append", "wait", "put", "get", "del", "stat", "help", "q", "quit",
+    "exit", "bye",
+];
+
+pub fn run(server: Option<&str>, gateway: Option<&str>) -> anyhow::Result<ExitCode> {
+    let mut keyboard = keyboard::open();
+    let Some(server) = locate::find(server, gateway, keyboard.as_mut())? else {
+        return Ok(ExitCode::FAILURE);
+    };
+    let mut connection = Connection::connect(server)?;
+    println!("connected to {server}; type help for the commands, Ctrl-D to leave");
+    talk(&mut connection, keyboard.as_mut())
+}
+
+/// The read-send-show loop.
+fn talk(connection: &mut Connection, keyboard: &mut dyn Keyboard) -> anyhow::Result<ExitCode> {
+    let server = connection.addr();
+    loop {
+        let line = match keyboard.line("> ")? {
+            Typed::Line(line) => line,
+            Typed::Interrupted => continue,
+            Typed::End => {
+                println!();
+                say_goodbye(connection);
+                return Ok(ExitCode::SUCCESS);
+            }
+        };
+        // dipc answers nothing to a blank line: nothing to send.
+        if line.trim().is_empty() {
+            continue;
+        }
+        keyboard.remember(&line);
+        let command = command_word(&line);
+        if command == "help" {
+            print!("{}", help::HELP);
+            println!("\nThe server's help:");
+        } else if command == "wb" {
+            eprintln!(
+                "wb needs exact bytes, which a typed line cannot give: use `w {}` (the next line \
+                 is the content) or, from a shell, `client -s {server} write <m> --file F`",
+                line.split_whitespace().nth(1).unwrap_or("<m>")
+            );
+            continue;
+        }
+        // The error names the server.
+        let reply = exchange(connection, &line, &command)?;
+        if reply.is_empty() {
+            println!("{server} closed the connection");
+            return Ok(ExitCode::SUCCESS);
+        }
+        print!("{}", render(&reply));
+        let _ = io::stdout().flush();
+        if reply.trim_ascii_end() == b"Goodbye" {
+            return Ok(ExitCode::SUCCESS);
+        }
+    }
+}
+
+/// The request's first word, lower-cased, without a mailbox number glued
+/// to it (`r1`).
+fn command_word(line: &str) -> String {
+    let word = line.split_whitespace().next().unwrap_or("");
+    let word = word.to_ascii_lowercase();
+    let letters = word.trim_end_matches(|c: char| c.is_ascii_digit());
+    if letters.is_empty() {
+        word
+    } else {
+        letters.to_string()
+    }
+}
+
+/// How long the first byte of the reply may take: a `wait` takes its
+/// timeout.
+fn first_byte_wait(line: &str, command: &str) -> Duration {
+    if command != "wait" {
+        return REPLY_WAIT;
+    }
+    let ms = line
+        .split_whitespace()
+        .nth(3)
+        .and_then(|ms| ms.parse().ok())
+        .unwrap_or(DEFAULT_WAIT_MS);
+    Duration::from_millis(ms) + REPLY_WAIT
+}
+
+/// Sends the line and reads the reply.
+fn exchange(
+    connection: &mut Connection,
+    line: &str,
+    command: &str,
+) -> Result<Vec<u8>, crate::dipc_client::ClientError> {
+    connection.send_raw(format!("{line}\n").as_bytes())?;
+    let dipc = DIPC_COMMANDS.contains(&command);
+    connection.read_raw(first_byte_wait(line, command), REPLY_QUIET, |bytes| {
+        dipc && reply::complete_len(bytes) == Some(bytes.len())
+    })
+}
+
+/// `q`, and whatever the server says to it (dipc: `Goodbye`); a server that
+/// is gone already or says nothing is left alone.
+fn say_goodbye(connection: &mut Connection) {
+    if connection.send_raw(b"q\n").is_err() {
+        return;
+    }
+    if let Ok(reply) = connection.read_raw(GOODBYE_WAIT, REPLY_QUIET, |_| false) {
+        if !reply.is_empty() {
+            print!("{}", render(&reply));
+            let _ = io::stdout().flush();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn command_words() {
+        assert_eq!(command_word("r1"), "r");
+        assert_eq!(command_word("  READ 1"), "read");
+        assert_eq!(command_word("wb 1 5"), "wb");
+        assert_eq!(command_word("123"), "123");
+        assert_eq!(command_word(""), "");
+    }
+
+    #[test]
+    fn waits_take_their_timeout() {
+        assert_eq!(first_byte_wait("r 1", "r"), REPLY_WAIT);
+        assert_eq!(
+            first_byte_wait("wait 1 3 500", "wait"),
+            Duration::from_millis(500) + REPLY_WAIT
+        );
+        assert_eq!(
+            first_byte_wait("wait 1 3", "wait"),
+            Duration::from_millis(DEFAULT_WAIT_MS) + REPLY_WAIT
+        );
+    }
+}

@@ -134,7 +134,6 @@ fn three_chatters_through_terminals() {
 }
 
 #[test]
-#[ignore = "needs append/wait in the server"]
 fn three_chatters_through_terminals_on_dipc() {
     let d = Daemon::start(1);
     three_chatters_see_every_line_once_in_one_order(&d.addr());

@@ -1,8 +1,8 @@
 //! The one-shot subcommands (`client -s HOST:PORT read 1`...) against a
 //! live dipc daemon: what each prints on stdout and stderr, and its exit
 //! status (0 done, 1 the server's ERR, 2 usage, 3 wait timed out, 4 no
-//! server reached). append and wait run against tests/common/fake_dipc.rs
-//! until dipc has them; their runs on dipc are #[ignore]d until then.
+//! server reached). append and wait run against dipc and against
+//! tests/common/fake_dipc.rs.
 
 mod common;
 
@@ -311,7 +311,8 @@ fn require_append_and_wait(dir: &Path, server: &str) {
 }
 
 /// Appends to mailbox 1, then overflows mailbox 2 (2 KiB).
-fn append_adds_lines_and_drops_the_oldest(dir: &Path, s: &str) {
+/// `capacity`: the server's mailbox size.
+fn append_adds_lines_and_drops_the_oldest(dir: &Path, s: &str, capacity: usize) {
     require_append_and_wait(dir, s);
     let out = client(dir, &["-s", s, "append", "1", "first"]);
     assert_run(&out, 0, "OK appended 6 bytes to mailbox 1, version 1\n", "");
@@ -328,16 +329,17 @@ fn append_adds_lines_and_drops_the_oldest(dir: &Path, s: &str) {
         "first\nsecond line\n",
         "",
     );
-    // 100 lines of 50 bytes overflow the 2 KiB limit: the oldest whole
-    // lines go, the newest stay, in order.
-    for i in 0..100 {
+    // Lines of 50 bytes overflow the mailbox: the oldest whole lines go,
+    // the newest stay, in order.
+    let lines = capacity / 50 + 20;
+    for i in 0..lines {
         let line = format!("line {i:03} {}", "x".repeat(40));
         let out = client(dir, &["-s", s, "append", "2", &line]);
         assert_eq!(out.status.code(), Some(0), "{}", out.describe());
     }
     let out = client(dir, &["-s", s, "read", "2"]);
     let content = out.stdout;
-    assert!(content.len() <= 2048, "{} bytes", content.len());
+    assert!(content.len() <= capacity, "{} bytes", content.len());
     let numbers: Vec<usize> = content
         .lines()
         .map(|l| {
@@ -345,8 +347,8 @@ fn append_adds_lines_and_drops_the_oldest(dir: &Path, s: &str) {
             l[5..8].parse().expect("a line number")
         })
         .collect();
-    assert_eq!(numbers.last(), Some(&99), "{content}");
-    assert!(numbers.len() > 30, "{content}");
+    assert_eq!(numbers.last(), Some(&(lines - 1)), "{content}");
+    assert_eq!(numbers.len(), capacity / 50, "{content}");
     assert!(numbers.windows(2).all(|w| w[1] == w[0] + 1), "{numbers:?}");
     assert!(content.ends_with('\n'));
 }
@@ -397,7 +399,7 @@ fn wait_returns_at_once_on_a_change_or_times_out(dir: &Path, s: &str) {
 fn append_on_a_stand_in_server() {
     let server = FakeDipc::start();
     let dir = tempfile::tempdir().expect("a directory");
-    append_adds_lines_and_drops_the_oldest(dir.path(), &server.addr());
+    append_adds_lines_and_drops_the_oldest(dir.path(), &server.addr(), 2048);
 }
 
 #[test]
@@ -408,14 +410,12 @@ fn wait_on_a_stand_in_server() {
 }
 
 #[test]
-#[ignore = "needs append/wait in the server"]
 fn append_on_dipc() {
     let d = Daemon::start(2);
-    append_adds_lines_and_drops_the_oldest(d.dir.path(), &d.addr());
+    append_adds_lines_and_drops_the_oldest(d.dir.path(), &d.addr(), 8192);
 }
 
 #[test]
-#[ignore = "needs append/wait in the server"]
 fn wait_on_dipc() {
     let d = Daemon::start(2);
     wait_returns_at_once_on_a_change_or_times_out(d.dir.path(), &d.addr());

@@ -108,9 +108,11 @@ fn run_python(
     drop(pipe);
     let status = wait_for(&mut child, SCRIPT_TIMEOUT)
         .unwrap_or_else(|| panic!("`{command}` still running after {SCRIPT_TIMEOUT:?}: killed"));
+    let stdout_bytes = fs::read(&out_path).unwrap_or_default();
     Output {
         status,
-        stdout: fs::read_to_string(&out_path).unwrap_or_default(),
+        stdout: String::from_utf8_lossy(&stdout_bytes).into_owned(),
+        stdout_bytes,
         stderr: fs::read_to_string(&err_path).unwrap_or_default(),
         command,
     }

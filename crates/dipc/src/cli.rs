@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use shmlib::{FsyncPolicy, Geometry, JournalOptions};
+use worker::auth::Secret;
 use worker::Service;
 
 use crate::pool_policy::PoolPolicy;
@@ -93,6 +94,11 @@ pub struct Args {
     /// auto-aof-rewrite-min-size)
     #[arg(long, default_value_t = 16384, value_name = "KiB")]
     pub db_compact_min: u64,
+    /// A file holding a shared secret (its first line): a connection must
+    /// send `auth <secret>` before any other request. The file must not be
+    /// readable by group or others (chmod 600)
+    #[arg(long, value_name = "PATH")]
+    pub auth_file: Option<PathBuf>,
     /// The address to listen on: 0.0.0.0 (the default) accepts clients on
     /// every interface of this host, 127.0.0.1 only from this host
     #[arg(long, default_value = "0.0.0.0", value_name = "ADDR")]
@@ -206,6 +212,26 @@ pub struct Config {
     pub advertise: Option<Ipv4Addr>,
     /// The listening address (`--bind`).
     pub bind: IpAddr,
+    /// `--auth-file`'s secret.
+    pub secret: Option<Secret>,
+}
+
+/// Reads `--auth-file`: its first line is the secret. A file others may
+/// read is refused, as ssh refuses a private key that others may read.
+pub(crate) fn read_secret(path: &std::path::Path) -> Result<Secret, String> {
+    use std::os::unix::fs::MetadataExt;
+    let shown = path.display();
+    let meta = std::fs::metadata(path).map_err(|e| format!("--auth-file {shown}: {e}"))?;
+    if meta.mode() & 0o077 != 0 {
+        return Err(format!(
+            "--auth-file {shown} may be read by others (mode {:o}): chmod 600 it",
+            meta.mode() & 0o777
+        ));
+    }
+    let text = std::fs::read(path).map_err(|e| format!("--auth-file {shown}: {e}"))?;
+    let line = text.split(|&b| b == b'\n').next().unwrap_or_default();
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    Secret::new(line).ok_or_else(|| format!("--auth-file {shown}: the first line is empty"))
 }
 
 /// `--gateway HOST:PORT` to the gateway's IPv4 socket address.
@@ -320,6 +346,7 @@ impl Args {
             gateway: self.gateway.as_deref().map(resolve_gateway).transpose()?,
             advertise: self.advertise,
             bind: self.bind,
+            secret: self.auth_file.as_deref().map(read_secret).transpose()?,
         })
     }
 }

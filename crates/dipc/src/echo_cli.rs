@@ -97,6 +97,7 @@ impl EchoArgs {
             gateway: self.gateway.as_deref().map(resolve_gateway).transpose()?,
             advertise: self.advertise,
             bind: self.bind,
+            secret: None,
         })
     }
 }

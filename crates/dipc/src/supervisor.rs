@@ -448,6 +448,7 @@ impl Supervisor {
                 port: self.config.port,
                 supervisor_pid: supervisor,
                 worker_slot: slots.start,
+                secret: self.config.secret.clone(),
             },
             line_pause: self.config.line_pause,
             idle_timeout: self.config.idle_timeout,

@@ -108,3 +108,65 @@ fn another_user_can_neither_read_the_segment_nor_stop_the_daemon() {
         .starts_with("OK mailbox 1: 6 bytes"));
     d.stop();
 }
+
+#[test]
+fn with_an_auth_file_nothing_is_served_before_the_secret() {
+    let secrets = temp_dir();
+    let file = secrets.path().join("secret");
+    std::fs::write(&file, "open sesame\n").expect("write the secret");
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    let path = file.display().to_string();
+    for model in ["event", "prefork"] {
+        let d = Daemon::start(
+            1,
+            1,
+            1,
+            &["--model", model, "--keys", "4", "--auth-file", &path],
+        );
+        let mut c = d.client();
+        let refused = "ERR authentication required: send auth <secret> first";
+        for request in ["r 1", "w 1 sneaky", "put 1 sneaky", "stat", "auth"] {
+            let reply = c.request(request);
+            if request == "auth" {
+                assert_eq!(reply, "ERR wrong secret; closing the connection", "{model}");
+            } else {
+                assert_eq!(reply, refused, "{model}: {request}");
+            }
+        }
+        assert!(
+            c.read_to_eof().is_empty(),
+            "{model}: closed after a wrong secret"
+        );
+        let mut c = d.client();
+        assert_eq!(c.request("auth open sesame"), "OK", "{model}");
+        assert_eq!(
+            c.read_mailbox(1),
+            (0, Vec::new()),
+            "{model}: nothing got in"
+        );
+        assert!(
+            c.request("stat").contains(" puts=0 "),
+            "{model}: the refused put never ran"
+        );
+        assert_eq!(c.request("get 1"), "ERR no such key", "{model}");
+        let mut leaving = d.client();
+        leaving.send_line("q");
+        assert_eq!(leaving.read_to_eof(), b"Goodbye", "{model}");
+        drop((c, leaving));
+        d.stop();
+    }
+}
+
+#[test]
+fn an_auth_file_others_may_read_is_refused() {
+    let dir = temp_dir();
+    let file = dir.path().join("secret");
+    std::fs::write(&file, "open sesame\n").expect("write the secret");
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+    let port = free_port().to_string();
+    let path = file.display().to_string();
+    let args = dipc_args(["1", "1", "1"], &port, dir.path(), &["--auth-file", &path]);
+    let out = run(&dipc_bin(), &args, dir.path());
+    assert_eq!(out.code(), Some(2), "{}", out.describe());
+    assert!(out.stderr.contains("chmod 600"), "{}", out.describe());
+}

@@ -92,6 +92,7 @@ fn session_batches(c: &mut Criterion) {
         port: PORT,
         supervisor_pid: 1,
         worker_slot: 0,
+        secret: None,
     };
     let mut session = Session::new(&seg, config, &NO_STOP);
     let write_line = [b"w 1 ".as_slice(), &[b'x'; TEXT], b"\n"].concat();

@@ -1,6 +1,7 @@
 //! The dipc worker process: it takes the accept lock, accepts, and serves
 //! its clients, one at a time (prefork) or many from one epoll loop (event).
 //!
+//! - [`auth`]: the shared secret of `--auth-file`.
 //! - [`request`]: parsing one request line (pure).
 //! - [`session`]: one connection's protocol state machine: framing, requests,
 //!   replies, executed against the segment (no I/O).
@@ -18,6 +19,7 @@
 //! `--model fork` needs nothing more: the supervisor accepts and forks a
 //! child that serves one client with [`ServeContext::serve_client`].
 
+pub mod auth;
 pub mod client;
 pub mod connection;
 pub mod event;

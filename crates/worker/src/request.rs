@@ -202,7 +202,7 @@ fn key(tok: &[u8], command: &str) -> Result<i64, String> {
 }
 
 /// The command word: the leading ASCII letters, so `r1` reads as `r 1`.
-fn split_command(line: &[u8]) -> (&[u8], &[u8]) {
+pub fn split_command(line: &[u8]) -> (&[u8], &[u8]) {
     let line = trim_start(line);
     let n = line.iter().take_while(|b| b.is_ascii_alphabetic()).count();
     if n == 0 {

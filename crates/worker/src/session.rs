@@ -17,6 +17,7 @@ use shmlib::{
     UndoLog, WorkerSlot, WorkerState,
 };
 
+use crate::auth::Secret;
 use crate::request::{self, Bounds, Request};
 
 /// The daemon's settings a session needs.
@@ -28,6 +29,8 @@ pub struct SessionConfig {
     /// This worker's slot: its identity in every mailbox lock. No two live
     /// processes may share one.
     pub worker_slot: usize,
+    /// With a secret, a connection must send `auth <secret>` first.
+    pub secret: Option<Secret>,
 }
 
 /// Whether the connection goes on after the bytes just fed.
@@ -107,6 +110,8 @@ pub struct Session<'s> {
     mode: Mode,
     requests: u64,
     waiting: Option<PendingWait>,
+    /// False until the secret is presented (true when there is none).
+    authenticated: bool,
 }
 
 const HELP: &str = "\
@@ -121,6 +126,7 @@ stat workers     the worker table: one line per worker
 put <key> <value> store value (the rest of the line) under an integer key, if new: OK
 get <key>        the value stored under key, as one line
 del <key>        remove key and its value: OK
+auth <secret>    with --auth-file: the first request of a connection
 q, Bye           Goodbye: close this connection (the server goes on)
 help             this text
 Lines end with LF, CRLF or NUL; a pause also ends a line. Errors: ERR <reason>.";
@@ -142,6 +148,7 @@ impl<'s> Session<'s> {
         let me = segment
             .participant(config.worker_slot)
             .expect("worker slot outside the segment's worker table");
+        let authenticated = config.secret.is_none();
         Session {
             segment,
             store: segment.key_value(),
@@ -160,6 +167,7 @@ impl<'s> Session<'s> {
             mode: Mode::Command,
             requests: 0,
             waiting: None,
+            authenticated,
         }
     }
 
@@ -485,6 +493,9 @@ impl<'s> Session<'s> {
     }
 
     fn execute_line(&mut self, line: &[u8], rest: &mut &[u8], out: &mut Vec<u8>) -> Flow {
+        if !self.authenticated {
+            return self.authenticate(line, out);
+        }
         let stats = self.segment.stats();
         let request = match request::parse(line, &self.bounds) {
             Ok(r) => r,
@@ -580,6 +591,33 @@ impl<'s> Session<'s> {
             Request::Get { key } => self.get(key, out),
             Request::Put { .. } | Request::Del { .. } => self.changes(request, rest, out),
         }
+        Flow::Continue
+    }
+
+    /// Before the secret: `auth <secret>` lets the connection in (`OK`); a
+    /// wrong one closes it, so that each guess costs a connection; `q`
+    /// leaves; anything else is refused.
+    fn authenticate(&mut self, line: &[u8], out: &mut Vec<u8>) -> Flow {
+        Stats::count(&self.segment.stats().other);
+        let (command, rest) = request::split_command(line);
+        if command.eq_ignore_ascii_case(b"auth") {
+            // One separator, then the secret exactly as sent.
+            let given = rest.get(1..).unwrap_or_default();
+            let secret = self.config.secret.as_ref();
+            if secret.is_some_and(|s| s.matches(given)) {
+                self.authenticated = true;
+                out.extend_from_slice(b"OK\n");
+                return Flow::Continue;
+            }
+            log::warn!("a client sent a wrong secret; closing its connection");
+            self.error(out, "wrong secret; closing the connection");
+            return Flow::Close;
+        }
+        if matches!(request::parse(line, &self.bounds), Ok(Request::Quit)) {
+            out.extend_from_slice(b"Goodbye");
+            return Flow::Close;
+        }
+        self.error(out, "authentication required: send auth <secret> first");
         Flow::Continue
     }
 

@@ -37,6 +37,7 @@ fn config(port: u16) -> SessionConfig {
         port,
         supervisor_pid: 1,
         worker_slot: 0,
+        secret: None,
     }
 }
 

@@ -117,3 +117,121 @@ fn a_client_that_keeps_asking_or_waits_is_not_idle() {
         d.stop();
     }
 }
+
+/// Resident memory of `pids`, in KiB.
+fn rss_kib(pids: &[i32]) -> u64 {
+    pids.iter()
+        .filter_map(|pid| std::fs::read_to_string(format!("/proc/{pid}/status")).ok())
+        .filter_map(|status| {
+            let line = status
+                .lines()
+                .find(|l| l.starts_with("VmRSS:"))?
+                .to_string();
+            line.split_whitespace().nth(1)?.parse::<u64>().ok()
+        })
+        .sum()
+}
+
+#[test]
+fn twice_max_workers_clients_at_once_are_all_served() {
+    for model in MODELS {
+        let d = Daemon::start(
+            1,
+            1,
+            1,
+            &["--model", model, "--keys", "0", "--max-workers", "4"],
+        );
+        let port = d.port;
+        let mut pids = vec![d.pid];
+        pids.extend(d.workers());
+        let before = rss_kib(&pids);
+        // Eight at once, each holding its connection a moment: the first
+        // four are served, the others wait in the listen backlog and are
+        // served as workers come free (event: all at once).
+        let clients: Vec<_> = (0..8)
+            .map(|_| {
+                thread::spawn(move || {
+                    let mut c = Client::connect(port);
+                    c.set_read_timeout(Duration::from_secs(10));
+                    let reply = c.request("stat 1");
+                    thread::sleep(Duration::from_millis(200));
+                    reply
+                })
+            })
+            .collect();
+        for client in clients {
+            let reply = client.join().expect("client thread");
+            assert!(reply.starts_with("OK mailbox 1:"), "{model}: {reply}");
+        }
+        pids.extend(d.workers());
+        let grown = rss_kib(&pids).saturating_sub(before);
+        assert!(grown < 32 * 1024, "{model}: the daemon grew by {grown} KiB");
+        assert!(d.client().request("stat 1").starts_with("OK"), "{model}");
+        d.stop();
+    }
+}
+
+#[test]
+fn length_prefix_lies_and_garbage_leave_the_stream_in_step() {
+    for model in MODELS {
+        let d = daemon(model);
+        let mut c = d.client();
+        // Too short: the 3 bytes are the data; the rest is a line of its own.
+        c.send(b"wb 1 3\nabcdefg\n");
+        assert_eq!(
+            c.read_line(),
+            "OK wrote 3 bytes to mailbox 1, version 1",
+            "{model}"
+        );
+        assert_eq!(c.read_line(), "ERR unknown command 'defg'", "{model}");
+        // Negative and not a number: refused, nothing follows to skip.
+        assert_eq!(
+            c.request("wb 1 -5"),
+            "ERR wb needs a byte length 0..1024",
+            "{model}"
+        );
+        assert_eq!(
+            c.request("wb 1 x"),
+            "ERR wb needs a byte length 0..1024",
+            "{model}"
+        );
+        // Binary garbage and invalid UTF-8 between valid requests.
+        // (the NUL ends a line, as a C client's string terminator does).
+        c.send(b"\xff\xfe\x00\x80garbage\x01\x02\n");
+        for _ in 0..2 {
+            assert!(c.read_line().starts_with("ERR unknown command"), "{model}");
+        }
+        c.send(b"\xc3\x28\xa0\xa1\n");
+        assert!(c.read_line().starts_with("ERR"), "{model}");
+        assert_eq!(c.read_mailbox(1), (1, b"abc".to_vec()), "{model}");
+        // Too long: its bytes are skipped, and the stream stays in step.
+        c.send(b"wb 1 2000\n");
+        c.send(&[b'r'; 2000]);
+        assert_eq!(
+            c.read_line(),
+            "ERR data is 2000 bytes, over the 1024-byte packet size; the 2000 bytes that follow are skipped",
+            "{model}"
+        );
+        assert_eq!(c.read_mailbox(1).0, 1, "{model}");
+        // Huge (2^63): no allocation, no skipping: an error, then closed.
+        c.send(b"wb 1 9223372036854775808\n");
+        assert_eq!(
+            c.read_line(),
+            "ERR wb length 9223372036854775808 is over 1073741824; closing the connection",
+            "{model}"
+        );
+        assert!(c.read_to_eof().is_empty(), "{model}");
+        // Half-closed: a request and then the end of input still get the
+        // reply, then the close.
+        let mut half = std::net::TcpStream::connect(("127.0.0.1", d.port)).expect("connect");
+        half.write_all(b"stat 1\n").expect("send");
+        half.shutdown(std::net::Shutdown::Write).expect("shutdown");
+        let mut reply = String::new();
+        half.set_read_timeout(Some(Duration::from_secs(5)))
+            .expect("timeout");
+        half.read_to_string(&mut reply)
+            .expect("the reply, then the close");
+        assert_eq!(reply, "OK mailbox 1: 3 bytes, version 1\n", "{model}");
+        d.stop();
+    }
+}

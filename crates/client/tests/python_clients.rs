@@ -7,14 +7,14 @@
 mod common;
 
 use std::fs;
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::thread;
 use std::time::Duration;
 
-use common::{free_port, process_exists, wait_for, Daemon, Output};
+use common::{free_port, process_exists, run_with_env, wait_for, Daemon, Output};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
@@ -77,45 +77,14 @@ fn run_python(
     env: &[(&str, &str)],
     stdin: &[u8],
 ) -> Output {
-    let script = python_dir().join(script);
-    let command = format!(
-        "{} {} {}",
-        python.display(),
-        script.display(),
-        args.join(" ")
-    );
-    let stem = script
-        .file_stem()
-        .and_then(|s| s.to_str())
-        .unwrap_or("script");
-    let out_path = dir.join(format!("{stem}.stdout"));
-    let err_path = dir.join(format!("{stem}.stderr"));
-    let mut child = Command::new(python)
-        .arg(&script)
-        .args(args)
-        .envs(env.iter().copied())
-        // No __pycache__ in the source tree.
-        .env("PYTHONDONTWRITEBYTECODE", "1")
-        .current_dir(dir)
-        .stdin(Stdio::piped())
-        .stdout(fs::File::create(&out_path).expect("creating a stdout file"))
-        .stderr(fs::File::create(&err_path).expect("creating a stderr file"))
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot start {command}: {e}"));
-    // Small input: the pipe holds it all; dropping it is the end of input.
-    let mut pipe = child.stdin.take().expect("piped stdin");
-    pipe.write_all(stdin).expect("writing the script's stdin");
-    drop(pipe);
-    let status = wait_for(&mut child, SCRIPT_TIMEOUT)
-        .unwrap_or_else(|| panic!("`{command}` still running after {SCRIPT_TIMEOUT:?}: killed"));
-    let stdout_bytes = fs::read(&out_path).unwrap_or_default();
-    Output {
-        status,
-        stdout: String::from_utf8_lossy(&stdout_bytes).into_owned(),
-        stdout_bytes,
-        stderr: fs::read_to_string(&err_path).unwrap_or_default(),
-        command,
-    }
+    let script = python_dir().join(script).display().to_string();
+    let args: Vec<&str> = std::iter::once(script.as_str())
+        .chain(args.iter().copied())
+        .collect();
+    // No __pycache__ in the source tree.
+    let mut env = env.to_vec();
+    env.push(("PYTHONDONTWRITEBYTECODE", "1"));
+    run_with_env(dir, python, &args, &env, Some(stdin), SCRIPT_TIMEOUT)
 }
 
 #[test]

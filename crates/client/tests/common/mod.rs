@@ -100,6 +100,18 @@ pub fn run_with_input(
     input: Option<&[u8]>,
     timeout: Duration,
 ) -> Output {
+    run_with_env(dir, program, args, &[], input, timeout)
+}
+
+/// run_with_input with `env` added to the environment.
+pub fn run_with_env(
+    dir: &Path,
+    program: &Path,
+    args: &[&str],
+    env: &[(&str, &str)],
+    input: Option<&[u8]>,
+    timeout: Duration,
+) -> Output {
     let command = format!("{} {}", program.display(), args.join(" "));
     let name = program
         .file_name()
@@ -118,6 +130,7 @@ pub fn run_with_input(
     };
     let mut child = Command::new(program)
         .args(args)
+        .envs(env.iter().copied())
         // dipc's database.txt (and anything else relative) lands in `dir`.
         .current_dir(dir)
         .stdin(stdin)

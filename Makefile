@@ -6,12 +6,14 @@
 #             memcached and the ceiling servers into docs/benchmarks.md (about 10 minutes)
 # make bench-quick  only bench/versus.py, 1 run of 1 s per cell (about 2.5 minutes)
 # make chaos  a minute of the chaos test: random workers SIGKILLed under load (prints its report)
+# make fuzz   a minute of each coverage-guided fuzz target (needs the nightly
+#             toolchain and cargo-fuzz); the corpus grows in fuzz/corpus
 # make clean  remove build output and the placed binaries
 
 CARGO ?= cargo
 BINARIES := dipc dipcrm gateway client echo-server
 
-.PHONY: all build test lint clean bench bench-quick model chaos
+.PHONY: all build test lint clean bench bench-quick model chaos fuzz
 
 all: build
 
@@ -49,3 +51,7 @@ bench-quick: build
 chaos:
 	$(CARGO) build --workspace
 	DIPC_CHAOS_SECS=60 $(CARGO) test -p dipc --test chaos -- --nocapture
+
+fuzz:
+	cd fuzz && $(CARGO) +nightly fuzz run session -- -max_total_time=60
+	cd fuzz && $(CARGO) +nightly fuzz run gateway_datagram -- -max_total_time=60

@@ -1,0 +1,2 @@
+//! Shared by the worker's integration tests (and the fuzzer).
+pub mod stream_check;

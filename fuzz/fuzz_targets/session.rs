@@ -1,0 +1,35 @@
+//! A connection's byte stream through a session: see the shared check.
+#![no_main]
+
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use libfuzzer_sys::fuzz_target;
+use shmlib::{DaemonRecord, Geometry, Segment};
+
+#[path = "../../crates/worker/tests/support/stream_check.rs"]
+mod stream_check;
+
+/// One segment per fuzzing process, unlinked at once (the mapping lives as
+/// long as the process).
+fn segment() -> &'static Segment {
+    static SEGMENT: OnceLock<Segment> = OnceLock::new();
+    SEGMENT.get_or_init(|| {
+        let port = 20000 + (std::process::id() % 10000) as u16;
+        let _ = Segment::unlink(port);
+        let geometry = Geometry::from_kib(2, 1, 1, 1)
+            .and_then(|g| g.with_keys(16))
+            .expect("geometry");
+        let record = DaemonRecord {
+            pid_file: "",
+            log_file: "",
+            db_lock_file: "",
+            grace: Duration::from_secs(1),
+        };
+        let segment = Segment::create(port, geometry, &record).expect("segment");
+        let _ = Segment::unlink(port);
+        segment
+    })
+}
+
+fuzz_target!(|data: &[u8]| stream_check::check_stream(segment(), data));

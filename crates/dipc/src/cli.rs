@@ -67,6 +67,10 @@ pub struct Args {
     /// silent or slow client cannot hold a worker longer; a `wait` is not idle)
     #[arg(long, default_value_t = 300.0, value_name = "SECS")]
     pub idle_timeout: f64,
+    /// A reply the client does not take for this long closes its connection
+    /// (a client that stops reading cannot hold a worker longer)
+    #[arg(long, default_value_t = 30.0, value_name = "SECS")]
+    pub send_timeout: f64,
     /// On SIGTERM, how long requests in flight may take before workers are killed
     #[arg(long, default_value_t = 5.0, value_name = "SECS")]
     pub grace: f64,
@@ -201,6 +205,7 @@ pub struct Config {
     pub lock_timeout: Duration,
     pub line_pause: Duration,
     pub idle_timeout: Duration,
+    pub send_timeout: Duration,
     pub grace: Duration,
     pub log_path: PathBuf,
     pub pid_file: PathBuf,
@@ -335,6 +340,7 @@ impl Args {
             lock_timeout: seconds("lock timeout", self.lock_timeout, 3600.0)?,
             line_pause: Duration::from_millis(self.line_pause_ms),
             idle_timeout: seconds("idle timeout", self.idle_timeout, 86_400.0)?,
+            send_timeout: seconds("send timeout", self.send_timeout, 3600.0)?,
             grace: seconds("grace period", self.grace, 3600.0)?,
             log_path: absolute(log_path)?,
             pid_file: absolute(pid_file)?,

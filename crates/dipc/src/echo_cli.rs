@@ -86,6 +86,7 @@ impl EchoArgs {
             // Unused: the echo has no lines to complete.
             line_pause: Duration::from_millis(50),
             idle_timeout: seconds("idle timeout", self.idle_timeout, 86_400.0)?,
+            send_timeout: Duration::from_secs(30),
             grace: seconds("grace period", self.grace, 3600.0)?,
             log_path: absolute(self.log.unwrap_or_else(|| default_path("log")))?,
             pid_file: absolute(self.pid_file.unwrap_or_else(|| default_path("pid")))?,

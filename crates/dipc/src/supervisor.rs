@@ -452,6 +452,7 @@ impl Supervisor {
             },
             line_pause: self.config.line_pause,
             idle_timeout: self.config.idle_timeout,
+            send_timeout: self.config.send_timeout,
             stop: &self.flags.terminate,
             reopen_log: &self.flags.reopen_log,
             reopen: &reopen,

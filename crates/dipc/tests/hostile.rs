@@ -235,3 +235,43 @@ fn length_prefix_lies_and_garbage_leave_the_stream_in_step() {
         d.stop();
     }
 }
+
+#[test]
+fn a_client_that_stops_reading_cannot_hold_a_worker() {
+    for model in MODELS {
+        let d = Daemon::start(
+            1,
+            256,
+            256,
+            &[
+                "--model",
+                model,
+                "--keys",
+                "0",
+                "--workers",
+                "1",
+                "--send-timeout",
+                "1",
+            ],
+        );
+        let mut c = d.client();
+        let content = "x".repeat(200 * 1024);
+        c.write_mailbox(1, &content);
+        drop(c);
+        // 40 MiB of replies asked for and never read: the socket buffers
+        // fill, and the reply waits on a client that does not take it.
+        let mut stuck = TcpStream::connect(("127.0.0.1", d.port)).expect("connect");
+        stuck.write_all(&b"r 1\n".repeat(200)).expect("send");
+        d.assert_logged("client stopped reading (send timed out)");
+        // The worker is free again for the next client.
+        let mut next = d.client();
+        next.set_read_timeout(Duration::from_secs(5));
+        assert!(
+            next.request("stat 1")
+                .starts_with("OK mailbox 1: 204800 bytes"),
+            "{model}"
+        );
+        drop((stuck, next));
+        d.stop();
+    }
+}

@@ -13,9 +13,6 @@ use crate::session::{Session, SessionConfig};
 use crate::upper_echo::UpperEcho;
 use crate::waits::SlotWaits;
 
-/// How long a reply may wait for a client that does not read.
-pub(crate) const SEND_TIMEOUT: Duration = Duration::from_secs(30);
-
 /// What serving a client needs, shared by every model. It is `Sync`: the
 /// thread-per-connection model hands it to all its threads.
 pub struct ServeContext<'a> {
@@ -29,6 +26,9 @@ pub struct ServeContext<'a> {
     /// A connection that completes no request for this long is closed
     /// (`--idle-timeout`; a pending `wait` does not count as idle).
     pub idle_timeout: Duration,
+    /// How long a reply may wait for a client that does not read it
+    /// (`--send-timeout`): then the connection is closed.
+    pub send_timeout: Duration,
     /// Raised by SIGTERM/SIGINT (and by the supervisor's death, through
     /// PR_SET_PDEATHSIG): finish the request in hand and close.
     pub stop: &'a AtomicBool,
@@ -102,7 +102,7 @@ impl ServeContext<'_> {
         shmlib::Stats::count(&stats.connections);
         row.count_connection(stats, true);
         log::info!("client {peer} connected");
-        if let Err(e) = stream.set_write_timeout(Some(SEND_TIMEOUT)) {
+        if let Err(e) = stream.set_write_timeout(Some(self.send_timeout)) {
             log::warn!("client {peer}: cannot set a send timeout: {e}");
         }
         let _ = stream.set_nodelay(true);

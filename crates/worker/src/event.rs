@@ -35,7 +35,7 @@ use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags};
 use nix::sys::socket::{send, MsgFlags};
 use shmlib::{AcceptGuard, WorkerState};
 
-use crate::client::{log_ending, ServeContext, WorkerExit, SEND_TIMEOUT};
+use crate::client::{log_ending, ServeContext, WorkerExit};
 use crate::connection::Ending;
 use crate::pool::{take_accept_lock, WorkerContext};
 use crate::session::{Flow, Session, SessionConfig, OUT_HIGH_WATER};
@@ -589,7 +589,7 @@ impl<'s, 'c> EventWorker<'s, 'c> {
         if !conn.stall_armed {
             conn.stall_armed = true;
             self.timers.push(Reverse((
-                since + SEND_TIMEOUT,
+                since + self.serve.send_timeout,
                 conn.serial,
                 token,
                 TimerKind::SendStall,
@@ -658,7 +658,7 @@ impl<'s, 'c> EventWorker<'s, 'c> {
                     }
                 }
                 TimerKind::SendStall => match conn.stalled_since {
-                    Some(since) if since + SEND_TIMEOUT <= now => {
+                    Some(since) if since + self.serve.send_timeout <= now => {
                         let e = io::Error::new(
                             io::ErrorKind::TimedOut,
                             "client stopped reading (send timed out)",
@@ -666,7 +666,7 @@ impl<'s, 'c> EventWorker<'s, 'c> {
                         self.close(token, Ending::Broken(e));
                     }
                     Some(since) => self.timers.push(Reverse((
-                        since + SEND_TIMEOUT,
+                        since + self.serve.send_timeout,
                         serial,
                         token,
                         TimerKind::SendStall,

@@ -170,3 +170,92 @@ fn an_auth_file_others_may_read_is_refused() {
     assert_eq!(out.code(), Some(2), "{}", out.describe());
     assert!(out.stderr.contains("chmod 600"), "{}", out.describe());
 }
+
+/// A process of its own, killed when dropped.
+struct Victim(std::process::Child);
+
+impl Drop for Victim {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A killed daemon's segment, its header rewritten to name `pid`.
+fn segment_naming(d: &Daemon, pid: u32) {
+    d.sigkill_everything();
+    let segment = shmlib::Segment::open(d.port).expect("the dead daemon's segment");
+    segment.set_supervisor_pid(pid as i32);
+}
+
+#[test]
+fn dipcrm_signals_no_process_a_forged_header_names() {
+    // A process of this user that is no dipc daemon: the pid was recycled.
+    let mut d = Daemon::start(1, 1, 1, &["--keys", "0"]);
+    let victim = Victim(
+        std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .expect("sleep"),
+    );
+    segment_naming(&d, victim.0.id());
+    let out = d.dipcrm();
+    assert!(out.status.success(), "{}", out.describe());
+    assert!(
+        out.stdout.contains("not signalling it"),
+        "{}",
+        out.describe()
+    );
+    assert!(!d.shm().exists(), "the leftovers are removed");
+    assert!(
+        ProcId::of(victim.0.id() as i32).is_some_and(|p| p.is_alive()),
+        "dipcrm signalled an unrelated process"
+    );
+    drop(victim);
+
+    // Another user's process: refused, nothing signalled, nothing removed.
+    if !nix::unistd::getuid().is_root() {
+        eprintln!("not root: cannot start another user's process");
+        return;
+    }
+    let mut d = Daemon::start(1, 1, 1, &["--keys", "0"]);
+    let victim = Victim(
+        std::process::Command::new("setpriv")
+            .args([
+                "--reuid=nobody",
+                "--regid=nogroup",
+                "--clear-groups",
+                "sleep",
+                "30",
+            ])
+            .spawn()
+            .expect("setpriv"),
+    );
+    let owned_by_nobody = || {
+        std::fs::metadata(format!("/proc/{}", victim.0.id()))
+            .map(|m| std::os::unix::fs::MetadataExt::uid(&m) != 0)
+            .unwrap_or(false)
+    };
+    assert!(wait_until(
+        std::time::Duration::from_secs(5),
+        owned_by_nobody
+    ));
+    segment_naming(&d, victim.0.id());
+    let out = d.dipcrm();
+    assert_eq!(out.code(), Some(1), "{}", out.describe());
+    assert!(
+        out.stderr.contains("refusing to touch"),
+        "{}",
+        out.describe()
+    );
+    assert!(
+        d.shm().exists(),
+        "another user's daemon's segment was removed"
+    );
+    assert!(
+        ProcId::of(victim.0.id() as i32).is_some_and(|p| p.is_alive()),
+        "dipcrm signalled another user's process"
+    );
+    drop(victim);
+    let _ = shmlib::Segment::unlink(d.port);
+}

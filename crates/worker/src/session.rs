@@ -112,6 +112,70 @@ pub struct Session<'s> {
     waiting: Option<PendingWait>,
     /// False until the secret is presented (true when there is none).
     authenticated: bool,
+    /// Requests counted but not yet added to the segment's counters.
+    tally: Tally,
+}
+
+/// The daemon-wide counters a session bumps per request, kept here and
+/// added to the segment's once per batch of input ([`Session::feed_some`],
+/// [`Session::on_pause`]) and before a `stat` reads them: an atomic add on a
+/// cache line every worker writes costs more than the request's own work
+/// when requests are pipelined.
+#[derive(Debug, Default)]
+struct Tally {
+    requests: u64,
+    reads: u64,
+    writes: u64,
+    stats: u64,
+    other: u64,
+    gets: u64,
+    puts: u64,
+    dels: u64,
+}
+
+/// Which counter a request goes to.
+#[derive(Clone, Copy)]
+enum Counter {
+    Reads,
+    Writes,
+    Stats,
+    Other,
+    Gets,
+    Puts,
+    Dels,
+}
+
+impl Tally {
+    fn count(&mut self, counter: Counter, n: u64) {
+        let field = match counter {
+            Counter::Reads => &mut self.reads,
+            Counter::Writes => &mut self.writes,
+            Counter::Stats => &mut self.stats,
+            Counter::Other => &mut self.other,
+            Counter::Gets => &mut self.gets,
+            Counter::Puts => &mut self.puts,
+            Counter::Dels => &mut self.dels,
+        };
+        *field += n;
+    }
+
+    fn flush(&mut self, stats: &Stats, row: &WorkerSlot) {
+        if self.requests > 0 {
+            row.count_requests(self.requests);
+        }
+        for (counter, n) in [
+            (&stats.reads, self.reads),
+            (&stats.writes, self.writes),
+            (&stats.stats, self.stats),
+            (&stats.other, self.other),
+            (&stats.gets, self.gets),
+            (&stats.puts, self.puts),
+            (&stats.dels, self.dels),
+        ] {
+            Stats::add(counter, n);
+        }
+        *self = Tally::default();
+    }
 }
 
 const HELP: &str = "\
@@ -168,6 +232,7 @@ impl<'s> Session<'s> {
             requests: 0,
             waiting: None,
             authenticated,
+            tally: Tally::default(),
         }
     }
 
@@ -190,7 +255,12 @@ impl<'s> Session<'s> {
 
     fn count_requests(&mut self, n: u64) {
         self.requests += n;
-        self.row.count_requests(n);
+        self.tally.requests += n;
+    }
+
+    /// Adds the tally to the segment's counters.
+    fn flush_tally(&mut self) {
+        self.tally.flush(self.segment.stats(), self.row);
     }
 
     /// True in the middle of a request: part of a line, a two-step write's
@@ -270,6 +340,12 @@ impl<'s> Session<'s> {
     /// that pipelines many reads without reading replies costs at most that
     /// much memory plus one reply.
     pub fn feed_some(&mut self, input: &[u8], out: &mut Vec<u8>) -> (usize, Flow) {
+        let fed = self.feed_some_uncounted(input, out);
+        self.flush_tally();
+        fed
+    }
+
+    fn feed_some_uncounted(&mut self, input: &[u8], out: &mut Vec<u8>) -> (usize, Flow) {
         let given = input.len();
         let mut input = input;
         while !input.is_empty() {
@@ -378,6 +454,12 @@ impl<'s> Session<'s> {
 
     /// The client paused with bytes but no terminator: they are a line.
     pub fn on_pause(&mut self, out: &mut Vec<u8>) -> Flow {
+        let flow = self.on_pause_uncounted(out);
+        self.flush_tally();
+        flow
+    }
+
+    fn on_pause_uncounted(&mut self, out: &mut Vec<u8>) -> Flow {
         match self.mode {
             Mode::Skipping {
                 total,
@@ -496,29 +578,29 @@ impl<'s> Session<'s> {
         if !self.authenticated {
             return self.authenticate(line, out);
         }
-        let stats = self.segment.stats();
         let request = match request::parse(line, &self.bounds) {
             Ok(r) => r,
             Err(message) => {
-                Stats::count(&stats.other);
+                self.tally.count(Counter::Other, 1);
                 self.error(out, &message);
                 return Flow::Continue;
             }
         };
-        Stats::count(match request {
-            Request::Read { .. } | Request::Wait { .. } => &stats.reads,
-            Request::Append { .. } => &stats.writes,
-            Request::Write { .. }
+        let counter = match request {
+            Request::Read { .. } | Request::Wait { .. } => Counter::Reads,
+            Request::Append { .. }
+            | Request::Write { .. }
             | Request::WriteNextLine { .. }
             | Request::WriteBytes { .. }
             | Request::SkipBytes { .. }
-            | Request::Abandon { .. } => &stats.writes,
-            Request::Stat { .. } | Request::StatWorkers => &stats.stats,
-            Request::Quit | Request::Help => &stats.other,
-            Request::Get { .. } => &stats.gets,
-            Request::Put { .. } => &stats.puts,
-            Request::Del { .. } => &stats.dels,
-        });
+            | Request::Abandon { .. } => Counter::Writes,
+            Request::Stat { .. } | Request::StatWorkers => Counter::Stats,
+            Request::Quit | Request::Help => Counter::Other,
+            Request::Get { .. } => Counter::Gets,
+            Request::Put { .. } => Counter::Puts,
+            Request::Del { .. } => Counter::Dels,
+        };
+        self.tally.count(counter, 1);
         match request {
             Request::Read { mailbox } => self.read(mailbox, out),
             Request::Write { mailbox, text } => self.write(mailbox, text, out),
@@ -583,11 +665,18 @@ impl<'s> Session<'s> {
                 out.extend_from_slice(HELP.as_bytes());
                 out.push(b'\n');
             }
-            Request::Stat { mailbox: None } => self.stat_all(out),
+            Request::Stat { mailbox: None } => {
+                // The figures include this request and the batch before it.
+                self.flush_tally();
+                self.stat_all(out)
+            }
             Request::Stat {
                 mailbox: Some(mailbox),
             } => self.stat(mailbox, out),
-            Request::StatWorkers => self.stat_workers(out),
+            Request::StatWorkers => {
+                self.flush_tally();
+                self.stat_workers(out)
+            }
             Request::Get { key } => self.get(key, out),
             Request::Put { .. } | Request::Del { .. } => self.changes(request, rest, out),
         }
@@ -598,7 +687,7 @@ impl<'s> Session<'s> {
     /// wrong one closes it, so that each guess costs a connection; `q`
     /// leaves; anything else is refused.
     fn authenticate(&mut self, line: &[u8], out: &mut Vec<u8>) -> Flow {
-        Stats::count(&self.segment.stats().other);
+        self.tally.count(Counter::Other, 1);
         let (command, rest) = request::split_command(line);
         if command.eq_ignore_ascii_case(b"auth") {
             // One separator, then the secret exactly as sent.
@@ -677,9 +766,8 @@ impl<'s> Session<'s> {
                 }
             }
         };
-        let stats = self.segment.stats();
-        Stats::add(&stats.puts, puts);
-        Stats::add(&stats.dels, dels);
+        self.tally.count(Counter::Puts, puts);
+        self.tally.count(Counter::Dels, dels);
         self.count_requests(puts + dels);
         let ok_reply = match made {
             Ok(()) => None,

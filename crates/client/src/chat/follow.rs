@@ -6,11 +6,11 @@ use std::net::SocketAddr;
 use anyhow::bail;
 
 use super::lines;
-use crate::dipc_client::{ClientError, Connection, Waited};
+use crate::dipc_client::{ClientError, Connection, Waited, DEFAULT_WAIT_MS};
 use crate::keyboard::Printer;
 
-/// How long one wait lasts before it is asked again (the server's default).
-const WAIT_MS: u32 = 30_000;
+/// How long one wait lasts before it is asked again: the server's default.
+const WAIT_MS: u32 = DEFAULT_WAIT_MS;
 
 pub struct Follower {
     connection: Connection,

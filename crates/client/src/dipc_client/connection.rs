@@ -15,8 +15,10 @@ pub const CONNECT_WAIT: Duration = Duration::from_secs(5);
 /// How long a reply may take: longer than dipc's default lock timeout
 /// (5 s), after which a request queued behind a lock gets its `ERR`.
 pub const REPLY_WAIT: Duration = Duration::from_secs(10);
-/// The server's wait when the request names none.
-const DEFAULT_WAIT_MS: u32 = 30_000;
+/// The server's wait when a `wait` request names none.
+pub const DEFAULT_WAIT_MS: u32 = 30_000;
+/// The longest wait the server takes.
+pub const MAX_WAIT_MS: u32 = 3_600_000;
 /// The longest reply line taken: dipc's longest is a `get` value of at most
 /// one packet (1 MiB at most).
 const MAX_LINE: u64 = 4 << 20;

@@ -17,7 +17,7 @@ use std::io::{self, Write};
 use std::process::ExitCode;
 use std::time::Duration;
 
-use crate::dipc_client::{reply, Connection, REPLY_WAIT};
+use crate::dipc_client::{reply, Connection, DEFAULT_WAIT_MS, MAX_WAIT_MS, REPLY_WAIT};
 use crate::keyboard::{self, Keyboard, Typed};
 use crate::locate;
 
@@ -27,8 +27,6 @@ pub use render::{escape, render};
 const REPLY_QUIET: Duration = Duration::from_millis(150);
 /// How long the server has to say goodbye once the user leaves.
 const GOODBYE_WAIT: Duration = Duration::from_secs(2);
-/// The server's wait when a `wait` request names none.
-const DEFAULT_WAIT_MS: u64 = 30_000;
 /// dipc's request words.
 const DIPC_COMMANDS: &[&str] = &[
     "r", "read", "w", "write", "append", "wait", "put", "get", "del", "stat", "help", "q", "quit",
@@ -103,17 +101,21 @@ fn command_word(line: &str) -> String {
 }
 
 /// How long the first byte of the reply may take: a `wait` takes its
-/// timeout.
+/// timeout, the words after the command being the mailbox, the version and
+/// the timeout (`wait 1 3 500`, or `wait1 3 500`: the server takes the
+/// number glued to the command). A timeout that is no number is waited for
+/// as the longest the server takes; the server refuses it at once anyway.
 fn first_byte_wait(line: &str, command: &str) -> Duration {
     if command != "wait" {
         return REPLY_WAIT;
     }
-    let ms = line
-        .split_whitespace()
-        .nth(3)
-        .and_then(|ms| ms.parse().ok())
-        .unwrap_or(DEFAULT_WAIT_MS);
-    Duration::from_millis(ms) + REPLY_WAIT
+    // command_word() lower-cases ASCII letters only: the same length.
+    let after = line.trim_start().get(command.len()..).unwrap_or("");
+    let ms = match after.split_whitespace().nth(2) {
+        None => DEFAULT_WAIT_MS,
+        Some(ms) => ms.parse().unwrap_or(MAX_WAIT_MS),
+    };
+    Duration::from_millis(u64::from(ms)) + REPLY_WAIT
 }
 
 /// Sends the line and reads the reply.
@@ -165,7 +167,16 @@ mod tests {
         );
         assert_eq!(
             first_byte_wait("wait 1 3", "wait"),
-            Duration::from_millis(DEFAULT_WAIT_MS) + REPLY_WAIT
+            Duration::from_millis(u64::from(DEFAULT_WAIT_MS)) + REPLY_WAIT
+        );
+        // The mailbox glued to the command, as the server accepts it.
+        assert_eq!(
+            first_byte_wait("  WAIT1 3 60000", "wait"),
+            Duration::from_millis(60_000) + REPLY_WAIT
+        );
+        assert_eq!(
+            first_byte_wait("wait 1 3 lots", "wait"),
+            Duration::from_millis(u64::from(MAX_WAIT_MS)) + REPLY_WAIT
         );
     }
 }

@@ -94,6 +94,11 @@ impl Connection {
                 ClientError::Connect { addr, cause }
             }
         })?;
+        // A server that stops reading (its buffers and ours full) fails a
+        // send after this long instead of hanging it.
+        stream
+            .set_write_timeout(Some(REPLY_WAIT))
+            .map_err(|cause| ClientError::Io { addr, cause })?;
         Ok(Connection {
             reader: BufReader::new(stream),
             addr,
@@ -245,13 +250,12 @@ impl Connection {
         }
     }
 
+    /// Sends `bytes`; a server that takes none of them for REPLY_WAIT (it
+    /// does not read) is one that does not answer.
     fn send(&mut self, bytes: &[u8]) -> Result<(), ClientError> {
-        let addr = self.addr;
         let stream = self.reader.get_mut();
-        stream
-            .write_all(bytes)
-            .and_then(|()| stream.flush())
-            .map_err(|cause| ClientError::Io { addr, cause })
+        let sent = stream.write_all(bytes).and_then(|()| stream.flush());
+        sent.map_err(|cause| self.io_error(cause, REPLY_WAIT))
     }
 
     fn set_timeout(&mut self, wait: Duration) -> Result<(), ClientError> {

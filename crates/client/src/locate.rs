@@ -4,10 +4,10 @@
 
 use std::io;
 use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
-use gateway::wire::{Kind, Message, MESSAGE_LEN};
+use gateway::wire::{Kind, Message};
 
 use crate::keyboard::{Keyboard, Typed};
 
@@ -117,45 +117,75 @@ fn server_from_gateway(
 
 /// One request (message A), retried on silence. A socket of its own: a
 /// late answer to an earlier request is never taken for this one's.
+/// Datagrams from any other address are no answer: they are skipped, and
+/// the try goes on waiting until its deadline.
 pub fn ask_once(gateway: SocketAddr) -> Result<SocketAddr, GatewayError> {
     let socket = UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0)).map_err(GatewayError::Socket)?;
-    socket
-        .set_read_timeout(Some(GATEWAY_WAIT))
-        .map_err(GatewayError::Socket)?;
     let request = Message::new(Kind::Request, None, 0).encode();
-    let mut buf = [0u8; 512];
     for _ in 0..GATEWAY_TRIES {
         socket
             .send_to(&request, gateway)
             .map_err(|cause| GatewayError::Send { gateway, cause })?;
-        match socket.recv_from(&mut buf) {
-            Ok((n, from)) if from == gateway && n == MESSAGE_LEN => {
-                let reply = Message::decode(&buf[..n]).map_err(|e| GatewayError::BadReply {
-                    gateway,
-                    reason: e.to_string(),
-                })?;
-                if reply.kind != Kind::Announce {
-                    return Err(GatewayError::NoServer { gateway });
-                }
-                // No address in the reply: the server is on the gateway's
-                // host.
-                let ip = reply.address_field().unwrap_or(match gateway {
-                    SocketAddr::V4(v4) => *v4.ip(),
-                    SocketAddr::V6(_) => Ipv4Addr::LOCALHOST,
-                });
-                return Ok(SocketAddr::from((ip, Message::tcp_port(reply.port))));
-            }
-            Ok(_) => {}
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                ) => {}
-            Err(cause) => return Err(GatewayError::Receive { gateway, cause }),
+        if let Some(reply) = answer_by(&socket, gateway, Instant::now() + GATEWAY_WAIT)? {
+            return server_in(gateway, &reply);
         }
     }
     Err(GatewayError::Silent {
         gateway,
         secs: GATEWAY_WAIT.as_secs() * u64::from(GATEWAY_TRIES),
     })
+}
+
+/// The first datagram from `gateway` before `deadline`; None when none
+/// came.
+fn answer_by(
+    socket: &UdpSocket,
+    gateway: SocketAddr,
+    deadline: Instant,
+) -> Result<Option<Vec<u8>>, GatewayError> {
+    let mut buf = [0u8; 512];
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Ok(None);
+        }
+        socket
+            .set_read_timeout(Some(left))
+            .map_err(GatewayError::Socket)?;
+        match socket.recv_from(&mut buf) {
+            Ok((n, from)) if from == gateway => return Ok(Some(buf[..n].to_vec())),
+            // Not the gateway's: not an answer.
+            Ok(_) => {}
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock
+                        | io::ErrorKind::TimedOut
+                        | io::ErrorKind::Interrupted
+                ) => {}
+            Err(cause) => return Err(GatewayError::Receive { gateway, cause }),
+        }
+    }
+}
+
+/// The server a gateway's reply names: an Announce (message B) names one,
+/// a Request means none is available, anything else is a bad reply.
+fn server_in(gateway: SocketAddr, datagram: &[u8]) -> Result<SocketAddr, GatewayError> {
+    let bad = |reason: String| GatewayError::BadReply { gateway, reason };
+    let reply = Message::decode(datagram).map_err(|e| bad(e.to_string()))?;
+    match reply.kind {
+        Kind::Announce => {}
+        Kind::Request => return Err(GatewayError::NoServer { gateway }),
+        other => {
+            return Err(bad(format!(
+                "a message of kind {other:?} where a server's address was expected"
+            )))
+        }
+    }
+    // No address in the reply: the server is on the gateway's host.
+    let ip = reply.address_field().unwrap_or(match gateway {
+        SocketAddr::V4(v4) => *v4.ip(),
+        SocketAddr::V6(_) => Ipv4Addr::LOCALHOST,
+    });
+    Ok(SocketAddr::from((ip, Message::tcp_port(reply.port))))
 }

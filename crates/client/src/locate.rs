@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use gateway::wire::{Kind, Message};
 
-use crate::keyboard::{Keyboard, Typed};
+use crate::keyboard::{self, Keyboard, Typed};
 
 /// How long a gateway has to answer one request, and how many are sent.
 const GATEWAY_WAIT: Duration = Duration::from_secs(2);
@@ -67,7 +67,7 @@ pub fn find(
 fn answer(keyboard: &mut dyn Keyboard, prompt: &str) -> anyhow::Result<Option<String>> {
     loop {
         match keyboard.line(prompt)? {
-            Typed::Line(line) => return Ok(Some(line)),
+            Typed::Line(line) => return Ok(Some(keyboard::text(&line).into_owned())),
             Typed::Interrupted => {}
             Typed::End => return Ok(None),
         }

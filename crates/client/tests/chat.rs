@@ -184,3 +184,28 @@ fn piped_lines_are_appended_and_shown_to_the_next_comer() {
         .collect();
     assert_eq!(shown, ["pipe: first", "pipe: second"], "{}", out.describe());
 }
+
+/// Piped bytes that are not UTF-8 do not end the chat: the line goes with
+/// its bad bytes replaced (U+FFFD), and the next line too.
+#[test]
+fn piped_bytes_that_are_not_utf8_are_sent_lossily() {
+    let server = FakeDipc::start();
+    let dir = tempfile::tempdir().expect("a directory");
+    let args = ["-s", &server.addr(), "chat", "1", "--nick", "pipe"];
+    let out = client_with_input(dir.path(), &args, b"caf\xe9 au lait\nnext\n");
+    assert_eq!(out.status.code(), Some(0), "{}", out.describe());
+    assert_eq!(out.stderr, "", "{}", out.describe());
+    let out = client_with_input(dir.path(), &args, b"");
+    let shown: Vec<&str> = out
+        .stdout
+        .lines()
+        .filter_map(|l| l.get(9..))
+        .filter(|l| l.starts_with("pipe: "))
+        .collect();
+    assert_eq!(
+        shown,
+        ["pipe: caf\u{fffd} au lait", "pipe: next"],
+        "{}",
+        out.describe()
+    );
+}

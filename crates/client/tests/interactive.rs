@@ -45,6 +45,29 @@ fn piped_requests_get_readable_replies() {
     assert_eq!(out.stderr.lines().count(), 1, "{}", out.describe());
 }
 
+/// Piped bytes that are not UTF-8 go to the server as they are.
+#[test]
+fn piped_bytes_that_are_not_utf8_are_sent_as_they_are() {
+    let d = Daemon::start(1);
+    let out = client_with_input(
+        d.dir.path(),
+        &["-s", &d.addr()],
+        b"w 1 caf\xe9 \xff\xfe\nr 1\n",
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", out.describe());
+    assert!(
+        out.stdout
+            .contains("> OK wrote 7 bytes to mailbox 1, version 1\n")
+            && out
+                .stdout
+                .contains("> mailbox 1, version 1, 7 bytes:\ncaf\\xe9 \\xff\\xfe\n"),
+        "{}",
+        out.describe()
+    );
+    let out = client(d.dir.path(), &["-s", &d.addr(), "read", "1"]);
+    assert_eq!(out.stdout_bytes, b"caf\xe9 \xff\xfe", "{}", out.describe());
+}
+
 #[test]
 fn help_shows_the_clients_commands_then_the_servers() {
     let d = Daemon::start(1);

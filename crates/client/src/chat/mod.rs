@@ -19,7 +19,7 @@ use std::thread;
 use anyhow::bail;
 use clap::Args;
 
-use crate::keyboard::{Editor, Keyboard, Plain, Typed};
+use crate::keyboard::{self, Editor, Keyboard, Plain, Typed};
 use crate::oneshot::{self, Target};
 use follow::Follower;
 use send::{SendOnEnter, QUIT};
@@ -89,10 +89,15 @@ fn type_lines(
 ) -> anyhow::Result<()> {
     loop {
         match keyboard.line(prompt)? {
-            Typed::Line(line) if line.trim() == QUIT => return Ok(()),
             Typed::Line(line) => {
+                // Piped bytes that are not UTF-8 go as their replacement
+                // characters: a chat line is text.
+                let line = keyboard::text(&line);
+                if line.trim() == QUIT {
+                    return Ok(());
+                }
                 if let Some(lines) = lines.filter(|_| !line.trim().is_empty()) {
-                    let _ = lines.send(line);
+                    let _ = lines.send(line.into_owned());
                 }
             }
             Typed::Interrupted => {}

@@ -56,12 +56,14 @@ fn talk(connection: &mut Connection, keyboard: &mut dyn Keyboard) -> anyhow::Res
                 return Ok(ExitCode::SUCCESS);
             }
         };
+        // The bytes are sent as typed; the text is for looking at them.
+        let text = keyboard::text(&line).into_owned();
         // dipc answers nothing to a blank line: nothing to send.
-        if line.trim().is_empty() {
+        if text.trim().is_empty() {
             continue;
         }
-        keyboard.remember(&line);
-        let command = command_word(&line);
+        keyboard.remember(&text);
+        let command = command_word(&text);
         if command == "help" {
             print!("{}", help::HELP);
             println!("\nThe server's help:");
@@ -69,12 +71,17 @@ fn talk(connection: &mut Connection, keyboard: &mut dyn Keyboard) -> anyhow::Res
             eprintln!(
                 "wb needs exact bytes, which a typed line cannot give: use `w {}` (the next line \
                  is the content) or, from a shell, `client -s {server} write <m> --file F`",
-                line.split_whitespace().nth(1).unwrap_or("<m>")
+                text.split_whitespace().nth(1).unwrap_or("<m>")
             );
             continue;
         }
         // The error names the server.
-        let reply = exchange(connection, &line, &command)?;
+        let reply = exchange(
+            connection,
+            &line,
+            first_byte_wait(&text, &command),
+            &command,
+        )?;
         if reply.is_empty() {
             println!("{server} closed the connection");
             return Ok(ExitCode::SUCCESS);
@@ -118,15 +125,19 @@ fn first_byte_wait(line: &str, command: &str) -> Duration {
     Duration::from_millis(u64::from(ms)) + REPLY_WAIT
 }
 
-/// Sends the line and reads the reply.
+/// Sends the line and reads the reply, whose first byte may take
+/// `first_wait`.
 fn exchange(
     connection: &mut Connection,
-    line: &str,
+    line: &[u8],
+    first_wait: Duration,
     command: &str,
 ) -> Result<Vec<u8>, crate::dipc_client::ClientError> {
-    connection.send_raw(format!("{line}\n").as_bytes())?;
+    let mut request = line.to_vec();
+    request.push(b'\n');
+    connection.send_raw(&request)?;
     let dipc = DIPC_COMMANDS.contains(&command);
-    connection.read_raw(first_byte_wait(line, command), REPLY_QUIET, |bytes| {
+    connection.read_raw(first_wait, REPLY_QUIET, |bytes| {
         dipc && reply::complete_len(bytes) == Some(bytes.len())
     })
 }

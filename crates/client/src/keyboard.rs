@@ -3,10 +3,12 @@
 //! file, as in the tests): the seed's plain way, the prompt printed on
 //! stdout and one line read from stdin.
 
-use std::io::{self, BufRead, IsTerminal, Write};
+use std::io::{self, BufRead, IsTerminal};
 use std::path::PathBuf;
 
 use anyhow::Context;
+
+use crate::say;
 use rustyline::config::Config;
 use rustyline::error::ReadlineError;
 use rustyline::{
@@ -40,7 +42,7 @@ pub fn text(line: &[u8]) -> std::borrow::Cow<'_, str> {
 pub type Printer = Box<dyn FnMut(String) + Send>;
 
 fn plain_printer() -> Printer {
-    Box::new(|line| println!("{line}"))
+    Box::new(|line| say::line(&line))
 }
 
 pub trait Keyboard {
@@ -68,8 +70,7 @@ pub struct Plain;
 
 impl Keyboard for Plain {
     fn line(&mut self, prompt: &str) -> anyhow::Result<Typed> {
-        print!("{prompt}");
-        let _ = io::stdout().flush();
+        say::out(prompt);
         let mut line = Vec::new();
         if io::stdin()
             .lock()

@@ -10,6 +10,7 @@ use anyhow::{bail, Context};
 use gateway::wire::{Kind, Message};
 
 use crate::keyboard::{self, Keyboard, Typed};
+use crate::say;
 
 /// How long a gateway has to answer one request, and how many are sent.
 const GATEWAY_WAIT: Duration = Duration::from_secs(2);
@@ -98,14 +99,14 @@ fn server_from_gateway(
     loop {
         match ask_once(gateway) {
             Ok(server) => {
-                println!("gateway {gateway} handed out server {server}");
+                say::line(&format!("gateway {gateway} handed out server {server}"));
                 return Ok(Some(server));
             }
             Err(GatewayError::NoServer { .. }) => {
-                eprintln!(
+                say::err_line(&format!(
                     "no server available: the gateway at {gateway} knows none that can take a \
                      connection now. Press Enter to ask again, Ctrl-D to leave."
-                );
+                ));
                 if !matches!(keyboard.line("")?, Typed::Line(_)) {
                     return Ok(None);
                 }

@@ -6,6 +6,8 @@
 mod common;
 
 use std::ffi::OsStr;
+use std::io::Write;
+use std::process::Stdio;
 use std::time::Duration;
 
 use common::gateway::Gateway;
@@ -66,6 +68,47 @@ fn piped_bytes_that_are_not_utf8_are_sent_as_they_are() {
     );
     let out = client(d.dir.path(), &["-s", &d.addr(), "read", "1"]);
     assert_eq!(out.stdout_bytes, b"caf\xe9 \xff\xfe", "{}", out.describe());
+}
+
+/// Runs `client <args>` with `input` on stdin and a stdout whose reader is
+/// gone (as under `| head -1` once head is done): its exit status.
+fn run_with_stdout_closed(args: &[&str], input: &[u8]) -> std::process::ExitStatus {
+    let mut child = std::process::Command::new(client_bin())
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("starting the client");
+    drop(child.stdout.take());
+    let mut stdin = child.stdin.take().expect("piped stdin");
+    // The client may be gone already: a failed write is its business.
+    let _ = stdin.write_all(input);
+    drop(stdin);
+    common::wait_for(&mut child, Duration::from_secs(30)).expect("the client exits")
+}
+
+/// A closed stdout panics nothing: the session goes on sending what is
+/// typed, and leaves with status 0.
+#[test]
+fn a_closed_stdout_does_not_stop_the_session() {
+    let d = Daemon::start(1);
+    let status = run_with_stdout_closed(&["-s", &d.addr()], b"w 1 still sent\nr 1\n");
+    assert_eq!(status.code(), Some(0), "{status}");
+    let out = client(d.dir.path(), &["-s", &d.addr(), "read", "1"]);
+    assert_eq!(out.stdout, "still sent", "{}", out.describe());
+    // The chat too.
+    let status = run_with_stdout_closed(
+        &["-s", &d.addr(), "chat", "1", "--nick", "blind"],
+        b"typed blind\n",
+    );
+    assert_eq!(status.code(), Some(0), "{status}");
+    let out = client(d.dir.path(), &["-s", &d.addr(), "read", "1"]);
+    assert!(
+        out.stdout.ends_with(" blind: typed blind\n"),
+        "{}",
+        out.describe()
+    );
 }
 
 #[test]

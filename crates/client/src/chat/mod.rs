@@ -21,6 +21,7 @@ use clap::Args;
 
 use crate::keyboard::{self, Editor, Keyboard, Plain, Typed};
 use crate::oneshot::{self, Target};
+use crate::say;
 use follow::Follower;
 use send::{SendOnEnter, QUIT};
 
@@ -48,12 +49,12 @@ pub fn run(args: &ChatArgs, outer: &Target) -> anyhow::Result<ExitCode> {
     let talk = oneshot::connect(&args.target, outer)?;
     let server = talk.addr();
     let (mut follower, history) = Follower::start(server, mailbox)?;
-    println!(
+    say::line(&format!(
         "chat in mailbox {mailbox} of {server} as {nick}: type a line and Enter to send it, \
          {QUIT} or Ctrl-D to leave"
-    );
+    ));
     for line in history {
-        println!("{line}");
+        say::line(&line);
     }
     let prompt = format!("{nick}> ");
     let mut editor = Editor::for_terminal();

@@ -13,13 +13,12 @@
 mod help;
 mod render;
 
-use std::io::{self, Write};
 use std::process::ExitCode;
 use std::time::Duration;
 
 use crate::dipc_client::{reply, Connection, DEFAULT_WAIT_MS, MAX_WAIT_MS, REPLY_WAIT};
 use crate::keyboard::{self, Keyboard, Typed};
-use crate::locate;
+use crate::{locate, say};
 
 pub use render::{escape, render};
 
@@ -39,7 +38,9 @@ pub fn run(server: Option<&str>, gateway: Option<&str>) -> anyhow::Result<ExitCo
         return Ok(ExitCode::FAILURE);
     };
     let mut connection = Connection::connect(server)?;
-    println!("connected to {server}; type help for the commands, Ctrl-D to leave");
+    say::line(&format!(
+        "connected to {server}; type help for the commands, Ctrl-D to leave"
+    ));
     talk(&mut connection, keyboard.as_mut())
 }
 
@@ -51,7 +52,7 @@ fn talk(connection: &mut Connection, keyboard: &mut dyn Keyboard) -> anyhow::Res
             Typed::Line(line) => line,
             Typed::Interrupted => continue,
             Typed::End => {
-                println!();
+                say::line("");
                 say_goodbye(connection);
                 return Ok(ExitCode::SUCCESS);
             }
@@ -65,14 +66,14 @@ fn talk(connection: &mut Connection, keyboard: &mut dyn Keyboard) -> anyhow::Res
         keyboard.remember(&text);
         let command = command_word(&text);
         if command == "help" {
-            print!("{}", help::HELP);
-            println!("\nThe server's help:");
+            say::out(help::HELP);
+            say::line("\nThe server's help:");
         } else if command == "wb" {
-            eprintln!(
+            say::err_line(&format!(
                 "wb needs exact bytes, which a typed line cannot give: use `w {}` (the next line \
                  is the content) or, from a shell, `client -s {server} write <m> --file F`",
                 text.split_whitespace().nth(1).unwrap_or("<m>")
-            );
+            ));
             continue;
         }
         // The error names the server.
@@ -83,11 +84,10 @@ fn talk(connection: &mut Connection, keyboard: &mut dyn Keyboard) -> anyhow::Res
             &command,
         )?;
         if reply.is_empty() {
-            println!("{server} closed the connection");
+            say::line(&format!("{server} closed the connection"));
             return Ok(ExitCode::SUCCESS);
         }
-        print!("{}", render(&reply));
-        let _ = io::stdout().flush();
+        say::out(&render(&reply));
         if reply.trim_ascii_end() == b"Goodbye" {
             return Ok(ExitCode::SUCCESS);
         }
@@ -150,8 +150,7 @@ fn say_goodbye(connection: &mut Connection) {
     }
     if let Ok(reply) = connection.read_raw(GOODBYE_WAIT, REPLY_QUIET, |_| false) {
         if !reply.is_empty() {
-            print!("{}", render(&reply));
-            let _ = io::stdout().flush();
+            say::out(&render(&reply));
         }
     }
 }

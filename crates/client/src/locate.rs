@@ -6,10 +6,11 @@ use std::io;
 use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context};
 use gateway::wire::{Kind, Message};
 
+use crate::dipc_client::ClientError;
 use crate::keyboard::{self, Keyboard, Typed};
+use crate::oneshot::Failure;
 use crate::say;
 
 /// How long a gateway has to answer one request, and how many are sent.
@@ -43,19 +44,23 @@ pub enum GatewayError {
     NoServer { gateway: SocketAddr },
 }
 
-pub fn resolve(target: &str) -> anyhow::Result<SocketAddr> {
-    gateway::resolve_v4(target).with_context(|| format!("{target}: expected HOST:PORT"))
+/// `HOST:PORT` with an IPv4 address.
+pub fn resolve(target: &str) -> Result<SocketAddr, ClientError> {
+    gateway::resolve_v4(target).map_err(|cause| ClientError::Address {
+        target: target.to_string(),
+        cause,
+    })
 }
 
 /// The server to talk to, asking the user what --server and --gateway do
 /// not say; None when the user leaves instead.
-pub fn find(
+pub(crate) fn find(
     server: Option<&str>,
     gateway: Option<&str>,
     keyboard: &mut dyn Keyboard,
-) -> anyhow::Result<Option<SocketAddr>> {
+) -> Result<Option<SocketAddr>, Failure> {
     if let Some(server) = server {
-        return resolve(server).map(Some);
+        return Ok(Some(resolve(server)?));
     }
     let gateway = match gateway {
         Some(gateway) => resolve(gateway)?,
@@ -65,9 +70,9 @@ pub fn find(
 }
 
 /// One typed answer; Ctrl-C asks again.
-fn answer(keyboard: &mut dyn Keyboard, prompt: &str) -> anyhow::Result<Option<String>> {
+fn answer(keyboard: &mut dyn Keyboard, prompt: &str) -> Result<Option<String>, Failure> {
     loop {
-        match keyboard.line(prompt)? {
+        match keyboard.line(prompt).map_err(Failure::Keyboard)? {
             Typed::Line(line) => return Ok(Some(keyboard::text(&line).into_owned())),
             Typed::Interrupted => {}
             Typed::End => return Ok(None),
@@ -76,18 +81,18 @@ fn answer(keyboard: &mut dyn Keyboard, prompt: &str) -> anyhow::Result<Option<St
 }
 
 /// The seed's way: the gateway's address, then its port, from the keyboard.
-fn ask_gateway_address(keyboard: &mut dyn Keyboard) -> anyhow::Result<SocketAddr> {
+fn ask_gateway_address(keyboard: &mut dyn Keyboard) -> Result<SocketAddr, Failure> {
     let Some(address) = answer(keyboard, "gateway address: ")? else {
-        bail!("no gateway address given");
+        return Err(Failure::Usage("no gateway address given".to_string()));
     };
     let Some(port) = answer(keyboard, "gateway port: ")? else {
-        bail!("no gateway port given");
+        return Err(Failure::Usage("no gateway port given".to_string()));
     };
     let port: u16 = port
         .trim()
         .parse()
-        .with_context(|| format!("gateway port {port:?}: expected 1..65535"))?;
-    resolve(&format!("{}:{port}", address.trim()))
+        .map_err(|e| Failure::Usage(format!("gateway port {port:?}: expected 1..65535 ({e})")))?;
+    Ok(resolve(&format!("{}:{port}", address.trim()))?)
 }
 
 /// Asks the gateway until it names a server, or the user gives up; None
@@ -95,7 +100,7 @@ fn ask_gateway_address(keyboard: &mut dyn Keyboard) -> anyhow::Result<SocketAddr
 fn server_from_gateway(
     gateway: SocketAddr,
     keyboard: &mut dyn Keyboard,
-) -> anyhow::Result<Option<SocketAddr>> {
+) -> Result<Option<SocketAddr>, Failure> {
     loop {
         match ask_once(gateway) {
             Ok(server) => {
@@ -107,7 +112,8 @@ fn server_from_gateway(
                     "no server available: the gateway at {gateway} knows none that can take a \
                      connection now. Press Enter to ask again, Ctrl-D to leave."
                 ));
-                if !matches!(keyboard.line("")?, Typed::Line(_)) {
+                let typed = keyboard.line("").map_err(Failure::Keyboard)?;
+                if !matches!(typed, Typed::Line(_)) {
                     return Ok(None);
                 }
             }

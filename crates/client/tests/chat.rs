@@ -158,11 +158,12 @@ fn a_server_without_wait_cannot_hold_a_chat() {
         "{}",
         out.describe()
     );
+    // A bad --nick is a usage error.
     let out = client(
         dir.path(),
         &["-s", &server.addr(), "chat", "1", "--nick", " "],
     );
-    assert_eq!(out.status.code(), Some(1), "{}", out.describe());
+    assert_eq!(out.status.code(), Some(2), "{}", out.describe());
     assert!(out.stderr.contains("--nick"), "{}", out.describe());
 }
 

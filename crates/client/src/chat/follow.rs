@@ -3,11 +3,10 @@
 
 use std::net::SocketAddr;
 
-use anyhow::bail;
-
 use super::lines;
 use crate::dipc_client::{ClientError, Connection, Waited, DEFAULT_WAIT_MS};
 use crate::keyboard::Printer;
+use crate::oneshot::Failure;
 
 /// How long one wait lasts before it is asked again: the server's default.
 const WAIT_MS: u32 = DEFAULT_WAIT_MS;
@@ -22,14 +21,11 @@ pub struct Follower {
 impl Follower {
     /// Connects and checks that the server knows `wait`; the mailbox's
     /// lines so far come with it.
-    pub fn start(server: SocketAddr, mailbox: u32) -> anyhow::Result<(Follower, Vec<String>)> {
+    pub fn start(server: SocketAddr, mailbox: u32) -> Result<(Follower, Vec<String>), Failure> {
         let mut connection = Connection::connect(server)?;
         let content = connection.read(mailbox)?;
         match connection.wait(mailbox, content.version, Some(1)) {
-            Err(ClientError::Refusal(reason)) => bail!(
-                "{server} cannot hold a chat: it answered `wait` with {reason:?} (a chat needs \
-                 dipc's append and wait requests)"
-            ),
+            Err(ClientError::Refusal(reason)) => return Err(Failure::NoChat { server, reason }),
             // Lines appended since the read come with the first wait of
             // follow().
             other => {

@@ -16,11 +16,10 @@ use std::process::ExitCode;
 use std::sync::mpsc::Sender;
 use std::thread;
 
-use anyhow::bail;
 use clap::Args;
 
 use crate::keyboard::{self, Editor, Keyboard, Plain, Typed};
-use crate::oneshot::{self, Target};
+use crate::oneshot::{self, Failure, Status, Target};
 use crate::say;
 use follow::Follower;
 use send::{SendOnEnter, QUIT};
@@ -37,13 +36,20 @@ pub struct ChatArgs {
     pub target: Target,
 }
 
-pub fn run(args: &ChatArgs, outer: &Target) -> anyhow::Result<ExitCode> {
+/// Runs the chat; its exit status is one-shot's (docs/prog3.md): 0 done, 1
+/// the server refused (no `wait`, a bad mailbox), 2 usage (a bad --nick),
+/// 4 no server reached or understood.
+pub fn run(args: &ChatArgs, outer: &Target) -> ExitCode {
+    oneshot::exit("chat", chat(args, outer).map(|()| Status::Done))
+}
+
+fn chat(args: &ChatArgs, outer: &Target) -> Result<(), Failure> {
     let nick = args.nick.trim();
     if nick.is_empty() || nick.chars().any(char::is_control) {
-        bail!(
+        return Err(Failure::Usage(format!(
             "--nick {:?}: a name of printable characters is needed",
             args.nick
-        );
+        )));
     }
     let mailbox = args.mailbox;
     let talk = oneshot::connect(&args.target, outer)?;
@@ -77,7 +83,7 @@ pub fn run(args: &ChatArgs, outer: &Target) -> anyhow::Result<ExitCode> {
     // The lines typed so far are sent before leaving.
     drop(lines);
     let _ = sender.join();
-    typed.map(|()| ExitCode::SUCCESS)
+    typed
 }
 
 /// Reads the keyboard until /quit or the end of the input. On a terminal
@@ -87,9 +93,9 @@ fn type_lines(
     keyboard: &mut dyn Keyboard,
     prompt: &str,
     lines: Option<&Sender<String>>,
-) -> anyhow::Result<()> {
+) -> Result<(), Failure> {
     loop {
-        match keyboard.line(prompt)? {
+        match keyboard.line(prompt).map_err(Failure::Keyboard)? {
             Typed::Line(line) => {
                 // Piped bytes that are not UTF-8 go as their replacement
                 // characters: a chat line is text.

@@ -16,8 +16,11 @@ mod render;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use crate::dipc_client::{reply, Connection, DEFAULT_WAIT_MS, MAX_WAIT_MS, REPLY_WAIT};
+use crate::dipc_client::{
+    reply, ClientError, Connection, DEFAULT_WAIT_MS, MAX_WAIT_MS, REPLY_WAIT,
+};
 use crate::keyboard::{self, Keyboard, Typed};
+use crate::oneshot::{self, Failure, Status};
 use crate::{locate, say};
 
 pub use render::{escape, render};
@@ -31,11 +34,23 @@ const DIPC_COMMANDS: &[&str] = &[
     "r", "read", "w", "write", "append", "wait", "put", "get", "del", "stat", "help", "q", "quit",
     "exit", "bye",
 ];
+/// The request words that end the connection.
+const QUIT_COMMANDS: &[&str] = &["q", "quit", "exit", "bye"];
 
-pub fn run(server: Option<&str>, gateway: Option<&str>) -> anyhow::Result<ExitCode> {
+/// Runs the session; its exit status is one-shot's (docs/prog3.md): 0
+/// done, 2 usage (a bad address, the keyboard unreadable), 4 no server
+/// reached or understood (refused, the gateway silent, the connection
+/// lost, no reply in time).
+pub fn run(server: Option<&str>, gateway: Option<&str>) -> ExitCode {
+    oneshot::exit("session", session(server, gateway))
+}
+
+fn session(server: Option<&str>, gateway: Option<&str>) -> Result<Status, Failure> {
     let mut keyboard = keyboard::open();
     let Some(server) = locate::find(server, gateway, keyboard.as_mut())? else {
-        return Ok(ExitCode::FAILURE);
+        // The user left at the "no server available" prompt: status 1, as
+        // crates/dipc/tests/gateway.rs expects.
+        return Ok(Status::Refused);
     };
     let mut connection = Connection::connect(server)?;
     say::line(&format!(
@@ -45,16 +60,16 @@ pub fn run(server: Option<&str>, gateway: Option<&str>) -> anyhow::Result<ExitCo
 }
 
 /// The read-send-show loop.
-fn talk(connection: &mut Connection, keyboard: &mut dyn Keyboard) -> anyhow::Result<ExitCode> {
+fn talk(connection: &mut Connection, keyboard: &mut dyn Keyboard) -> Result<Status, Failure> {
     let server = connection.addr();
     loop {
-        let line = match keyboard.line("> ")? {
+        let line = match keyboard.line("> ").map_err(Failure::Keyboard)? {
             Typed::Line(line) => line,
             Typed::Interrupted => continue,
             Typed::End => {
                 say::line("");
                 say_goodbye(connection);
-                return Ok(ExitCode::SUCCESS);
+                return Ok(Status::Done);
             }
         };
         // The bytes are sent as typed; the text is for looking at them.
@@ -84,12 +99,16 @@ fn talk(connection: &mut Connection, keyboard: &mut dyn Keyboard) -> anyhow::Res
             &command,
         )?;
         if reply.is_empty() {
-            say::line(&format!("{server} closed the connection"));
-            return Ok(ExitCode::SUCCESS);
+            // Asked to (a server that closes without a Goodbye), or lost.
+            if QUIT_COMMANDS.contains(&command.as_str()) {
+                say::line(&format!("{server} closed the connection"));
+                return Ok(Status::Done);
+            }
+            return Err(ClientError::Closed { addr: server }.into());
         }
         say::out(&render(&reply));
         if reply.trim_ascii_end() == b"Goodbye" {
-            return Ok(ExitCode::SUCCESS);
+            return Ok(Status::Done);
         }
     }
 }

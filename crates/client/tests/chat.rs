@@ -210,3 +210,33 @@ fn piped_bytes_that_are_not_utf8_are_sent_lossily() {
         out.describe()
     );
 }
+
+/// The server gone (dipc stopped), the chat says so once, ends at the next
+/// Enter, and exits 4 with the reason on stderr.
+#[test]
+fn a_lost_server_ends_the_chat_with_status_4() {
+    let d = Daemon::start(1);
+    let addr = d.addr();
+    let home = tempfile::tempdir().expect("a home directory");
+    let mut term = chatter(&addr, "alice", home.path().as_os_str());
+    term.type_slowly("before\r");
+    term.expect("alice: before", SHOWN);
+    drop(d);
+    term.expect(
+        &format!("-- {addr} is lost: the chat is over (Enter or Ctrl-D leaves) --"),
+        SHOWN,
+    );
+    term.type_slowly("after\r");
+    let status = term.wait(SHOWN).expect("the chat exits");
+    assert_eq!(status.code(), Some(4), "{status}:\n{}", term.screen());
+    let screen = term.screen();
+    assert!(
+        screen.contains("client chat: no longer following mailbox 1: "),
+        "{screen}"
+    );
+    assert_eq!(
+        screen.matches(" is lost: the chat is over").count(),
+        1,
+        "{screen}"
+    );
+}

@@ -1,7 +1,9 @@
 //! The waiting side of a chat: its own connection, a `wait` for each new
-//! version, the new lines printed as they come.
+//! version, the new lines printed as they come; when the connection fails,
+//! the error is left in [`Lost`] for the typing side to end the chat with.
 
 use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use super::lines;
 use crate::dipc_client::{ClientError, Connection, Waited, DEFAULT_WAIT_MS};
@@ -10,6 +12,28 @@ use crate::oneshot::Failure;
 
 /// How long one wait lasts before it is asked again: the server's default.
 const WAIT_MS: u32 = DEFAULT_WAIT_MS;
+
+/// Why the follower stopped, once it has: shared with the typing side,
+/// which ends the chat when it sees it.
+#[derive(Clone, Default)]
+pub struct Lost(Arc<Mutex<Option<ClientError>>>);
+
+impl Lost {
+    pub fn is_lost(&self) -> bool {
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .is_some()
+    }
+
+    fn set(&self, error: ClientError) {
+        *self.0.lock().unwrap_or_else(PoisonError::into_inner) = Some(error);
+    }
+
+    pub fn take(&self) -> Option<ClientError> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner).take()
+    }
+}
 
 pub struct Follower {
     connection: Connection,
@@ -41,8 +65,10 @@ impl Follower {
         Ok((follower, history))
     }
 
-    /// Prints new lines as they come, until the connection fails.
-    pub fn follow(&mut self, mut print: Printer) {
+    /// Prints new lines as they come, until the connection fails: then the
+    /// error goes to `lost`, and the user is told once that the chat is
+    /// over.
+    pub fn follow(&mut self, mut print: Printer, lost: &Lost) {
         loop {
             match self
                 .connection
@@ -57,9 +83,10 @@ impl Follower {
                 }
                 Ok(Waited::TimedOut { .. }) => {}
                 Err(e) => {
+                    lost.set(e);
                     print(format!(
-                        "client chat: no longer following mailbox {}: {e}",
-                        self.mailbox
+                        "-- {} is lost: the chat is over (Enter or Ctrl-D leaves) --",
+                        self.connection.addr()
                     ));
                     return;
                 }

@@ -21,7 +21,7 @@ use clap::Args;
 use crate::keyboard::{self, Editor, Keyboard, Plain, Typed};
 use crate::oneshot::{self, Failure, Status, Target};
 use crate::say;
-use follow::Follower;
+use follow::{Follower, Lost};
 use send::{SendOnEnter, QUIT};
 
 #[derive(Debug, Args)]
@@ -68,31 +68,42 @@ fn chat(args: &ChatArgs, outer: &Target) -> Result<(), Failure> {
         Some(editor) => (editor.printer(), editor.printer()),
         None => (Plain.printer(), Plain.printer()),
     };
-    thread::spawn(move || follower.follow(printer));
+    let lost = Lost::default();
+    let following = lost.clone();
+    thread::spawn(move || follower.follow(printer, &following));
     let (lines, sender) = send::start(talk, mailbox, nick.to_string(), errors);
     let typed = match editor {
         Some(mut editor) => {
             editor.on_enter(SendOnEnter {
                 lines: lines.clone(),
+                lost: lost.clone(),
             });
             // The editor (and its Enter's Sender) goes when this ends.
-            type_lines(&mut editor, &prompt, None)
+            type_lines(&mut editor, &prompt, None, &lost)
         }
-        None => type_lines(&mut Plain, &prompt, Some(&lines)),
+        None => type_lines(&mut Plain, &prompt, Some(&lines), &lost),
     };
     // The lines typed so far are sent before leaving.
     drop(lines);
     let _ = sender.join();
-    typed
+    typed?;
+    // A chat whose server is gone ends as a lost connection does.
+    match lost.take() {
+        Some(cause) => Err(Failure::Following { mailbox, cause }),
+        None => Ok(()),
+    }
 }
 
-/// Reads the keyboard until /quit or the end of the input. On a terminal
-/// Enter sends each line itself (see SendOnEnter), and the editor returns
-/// only /quit; otherwise each line read goes to `lines`.
+/// Reads the keyboard until /quit, the end of the input, or a line typed
+/// after the follower lost the server. On a terminal Enter sends each line
+/// itself (see SendOnEnter), and the editor returns only /quit (or any
+/// line once the server is lost); otherwise each line read goes to
+/// `lines`.
 fn type_lines(
     keyboard: &mut dyn Keyboard,
     prompt: &str,
     lines: Option<&Sender<String>>,
+    lost: &Lost,
 ) -> Result<(), Failure> {
     loop {
         match keyboard.line(prompt).map_err(Failure::Keyboard)? {
@@ -100,7 +111,7 @@ fn type_lines(
                 // Piped bytes that are not UTF-8 go as their replacement
                 // characters: a chat line is text.
                 let line = keyboard::text(&line);
-                if line.trim() == QUIT {
+                if line.trim() == QUIT || lost.is_lost() {
                     return Ok(());
                 }
                 if let Some(lines) = lines.filter(|_| !line.trim().is_empty()) {

@@ -67,6 +67,9 @@ pub(crate) enum Failure {
          append and wait requests)"
     )]
     NoChat { server: SocketAddr, reason: String },
+    /// A chat's follower lost its server.
+    #[error("no longer following mailbox {mailbox}: {cause}")]
+    Following { mailbox: u32, cause: ClientError },
 }
 
 impl Failure {
@@ -74,7 +77,9 @@ impl Failure {
         match self {
             Failure::Client(e) if e.is_refusal() => Status::Refused,
             Failure::Client(e) if e.is_argument() => Status::Usage,
-            Failure::Client(_) | Failure::Gateway(_) => Status::Unreachable,
+            Failure::Client(_) | Failure::Gateway(_) | Failure::Following { .. } => {
+                Status::Unreachable
+            }
             Failure::NoTarget
             | Failure::Input { .. }
             | Failure::Stdout(_)

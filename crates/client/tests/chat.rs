@@ -240,3 +240,41 @@ fn a_lost_server_ends_the_chat_with_status_4() {
         "{screen}"
     );
 }
+
+/// A write (not an append) between appends: the chat shows a marker and
+/// the whole new content, then goes on with the appends after it; every
+/// line once.
+#[test]
+fn a_rewritten_mailbox_is_shown_whole_after_a_marker() {
+    let d = Daemon::start(1);
+    let addr = d.addr();
+    let dir = d.dir.path();
+    let home = tempfile::tempdir().expect("a home directory");
+    let mut term = chatter(&addr, "alice", home.path().as_os_str());
+    client(dir, &["-s", &addr, "append", "1", "appended-one"]);
+    term.expect("appended-one", SHOWN);
+    // One version, two lines: the last (versions) lines would be only the
+    // second.
+    client(
+        dir,
+        &["-s", &addr, "write", "1", "rewritten-1\nrewritten-2\n"],
+    );
+    term.expect("-- mailbox rewritten --", SHOWN);
+    term.expect("rewritten-1", SHOWN);
+    term.expect("rewritten-2", SHOWN);
+    client(dir, &["-s", &addr, "append", "1", "appended-two"]);
+    term.expect("appended-two", SHOWN);
+    term.type_slowly("/quit\r");
+    let status = term.wait(SHOWN).expect("the chat exits");
+    assert!(status.success(), "{status}:\n{}", term.screen());
+    let screen = term.screen();
+    for line in [
+        "appended-one",
+        "-- mailbox rewritten --",
+        "rewritten-1",
+        "rewritten-2",
+        "appended-two",
+    ] {
+        assert_eq!(screen.matches(line).count(), 1, "{line}:\n{screen}");
+    }
+}

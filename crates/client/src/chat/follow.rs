@@ -38,8 +38,9 @@ impl Lost {
 pub struct Follower {
     connection: Connection,
     mailbox: u32,
-    /// The version shown so far.
+    /// The version shown so far, and its content.
     version: u64,
+    shown: Vec<u8>,
 }
 
 impl Follower {
@@ -61,6 +62,7 @@ impl Follower {
             connection,
             mailbox,
             version: content.version,
+            shown: content.data,
         };
         Ok((follower, history))
     }
@@ -76,10 +78,11 @@ impl Follower {
             {
                 Ok(Waited::Changed(content)) => {
                     let added = content.version.saturating_sub(self.version);
-                    for line in lines::new_lines(&content.data, added) {
+                    for line in lines::update(&self.shown, &content.data, added) {
                         print(line);
                     }
                     self.version = content.version;
+                    self.shown = content.data;
                 }
                 Ok(Waited::TimedOut { .. }) => {}
                 Err(e) => {

@@ -47,6 +47,30 @@ fn piped_requests_get_readable_replies() {
     assert_eq!(out.stderr.lines().count(), 1, "{}", out.describe());
 }
 
+/// After a two-step `w <m>` (DATA), the next non-blank line is the
+/// content, sent as it is even when it looks like a command the session
+/// would keep (`wb`, `help`).
+#[test]
+fn a_two_step_writes_content_is_sent_as_it_is() {
+    let d = Daemon::start(1);
+    let input = b"w 1\nwb 1 5 looks like a command\nw 1\n\nhelp me\nr 1\n";
+    let out = client_with_input(d.dir.path(), &["-s", &d.addr()], input);
+    assert_eq!(out.status.code(), Some(0), "{}", out.describe());
+    assert_eq!(out.stderr, "", "{}", out.describe());
+    let replies: Vec<&str> = out.stdout.split("> ").skip(1).collect();
+    assert!(
+        replies.len() == 7
+            && replies[0].starts_with("DATA send mailbox 1's content")
+            && replies[1] == "OK wrote 27 bytes to mailbox 1, version 1\n"
+            && replies[2].starts_with("DATA send mailbox 1's content")
+            && replies[3].is_empty()
+            && replies[4] == "OK wrote 7 bytes to mailbox 1, version 2\n"
+            && replies[5] == "mailbox 1, version 2, 7 bytes:\nhelp me\n",
+        "{replies:?}: {}",
+        out.describe()
+    );
+}
+
 /// Piped bytes that are not UTF-8 go to the server as they are.
 #[test]
 fn piped_bytes_that_are_not_utf8_are_sent_as_they_are() {

@@ -62,6 +62,9 @@ fn session(server: Option<&str>, gateway: Option<&str>) -> Result<Status, Failur
 /// The read-send-show loop.
 fn talk(connection: &mut Connection, keyboard: &mut dyn Keyboard) -> Result<Status, Failure> {
     let server = connection.addr();
+    // After a `DATA` reply (a two-step `w <m>`), the next line is the
+    // content: sent as it is, whatever it looks like.
+    let mut content_next = false;
     loop {
         let line = match keyboard.line("> ").map_err(Failure::Keyboard)? {
             Typed::Line(line) => line,
@@ -79,8 +82,16 @@ fn talk(connection: &mut Connection, keyboard: &mut dyn Keyboard) -> Result<Stat
             continue;
         }
         keyboard.remember(&text);
-        let command = command_word(&text);
-        if command == "help" {
+        // A content line is no command; its reply is a write's.
+        let content = std::mem::take(&mut content_next);
+        let command = if content {
+            "w".to_string()
+        } else {
+            command_word(&text)
+        };
+        if content {
+            // Sent as it is.
+        } else if command == "help" {
             say::out(help::HELP);
             say::line("\nThe server's help:");
         } else if command == "wb" {
@@ -110,6 +121,7 @@ fn talk(connection: &mut Connection, keyboard: &mut dyn Keyboard) -> Result<Stat
         if reply.trim_ascii_end() == b"Goodbye" {
             return Ok(Status::Done);
         }
+        content_next = reply.starts_with(b"DATA ");
     }
 }
 

@@ -21,10 +21,14 @@ Example (a daemon started with ``./dipc 4 8 50007 2``)::
     dipc.read(1, port=50007)                     # one request, one connection
 
 ``delete`` is the wire's ``del`` (``del`` is a Python keyword). An ``ERR``
-reply raises DipcError with the server's reason (``err.reason``); a server
-that cannot be reached raises DipcConnectError, which says "is dipc running
-on HOST:PORT?". After a timeout or a lost connection the Client is closed:
-the stream is out of step, so make a new one.
+reply raises DipcError with the server's reason (``err.reason``), and the
+Client stays usable; but ``get`` returns None and ``delete`` returns False
+for ``ERR no such key``. A server that cannot be reached raises
+DipcConnectError, which says "is dipc running on HOST:PORT?". After a
+timeout, a lost connection, or a reply that is neither ``ERR`` nor the
+request's (a body announced over 1 MiB + 64 bytes included) the Client is
+closed and DipcConnectError raised: the stream is out of step, so make a
+new one.
 """
 
 import re
@@ -54,6 +58,10 @@ WAIT_DEFAULT_MS = 30000
 WAIT_MAX_MS = 3600000
 # No reply header is near this long; a longer line means a confused stream.
 _MAX_LINE = 1 << 20
+# No body dipc sends is longer: a read's content is at most one packet (1 MiB
+# at most), a help text or worker table far less. A longer announced body is
+# refused, not buffered.
+_MAX_BODY = (1 << 20) + 64
 
 _READ_OK = re.compile(rb"OK (\d+) bytes from mailbox (\d+), version (\d+)")
 _WROTE_OK = re.compile(rb"OK wrote (\d+) bytes to mailbox (\d+), version (\d+)")
@@ -72,7 +80,8 @@ class DipcError(Exception):
 
 
 class DipcConnectError(DipcError, ConnectionError):
-    """The daemon could not be reached, or the connection was lost."""
+    """The daemon could not be reached, the connection was lost, or the
+    stream is out of step (a reply that is not dipc's): the Client is closed."""
 
 
 def _mailbox(m):
@@ -209,15 +218,23 @@ class Client:
 
     def _body(self, length):
         """``length`` bytes of content, then the LF that ends them."""
+        if length > _MAX_BODY:
+            raise self._lost(
+                "a reply announces %d bytes, over the %d a dipc reply can hold; connection closed"
+                % (length, _MAX_BODY)
+            )
         data = self._exact(length + 1)
         if data[-1:] != b"\n":
             raise self._lost("a reply's content did not end with LF: out of step")
         return data[:-1]
 
     def _unexpected(self, line):
+        """The error for a reply that is not the request's: an ERR keeps the
+        Client in step (DipcError); anything else leaves it out of step, so
+        the Client is closed (DipcConnectError, as for a lost connection)."""
         if line.startswith(b"ERR "):
             return DipcError(line[4:].decode("utf-8", "replace"))
-        return DipcError("unexpected reply %r" % line)
+        return self._lost("unexpected reply %r: not a dipc server?; connection closed" % line)
 
     def _match(self, pattern, line):
         found = pattern.fullmatch(line)

@@ -79,8 +79,11 @@ impl Cli {
             Some(Command::OneShot(ref command)) => {
                 Ok(crate::oneshot::run(command, &self.outer_target()))
             }
-            Some(Command::Chat(ref args)) => crate::chat::run(args, &self.outer_target()),
-            None => crate::session::run(self.server.as_deref(), self.gateway.as_deref()),
+            Some(Command::Chat(ref args)) => Ok(crate::chat::run(args, &self.outer_target())),
+            None => Ok(crate::session::run(
+                self.server.as_deref(),
+                self.gateway.as_deref(),
+            )),
         }
     }
 }

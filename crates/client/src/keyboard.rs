@@ -3,10 +3,12 @@
 //! file, as in the tests): the seed's plain way, the prompt printed on
 //! stdout and one line read from stdin.
 
-use std::io::{self, BufRead, IsTerminal, Write};
+use std::io::{self, BufRead, IsTerminal};
 use std::path::PathBuf;
 
 use anyhow::Context;
+
+use crate::say;
 use rustyline::config::Config;
 use rustyline::error::ReadlineError;
 use rustyline::{
@@ -21,12 +23,18 @@ const HISTORY_LINES: usize = 1000;
 /// What one read of the keyboard gave.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Typed {
-    /// A line, without its newline.
-    Line(String),
+    /// A line, without its newline: its bytes as typed (piped input need
+    /// not be UTF-8; an editor's always is).
+    Line(Vec<u8>),
     /// Ctrl-C: the line being typed is dropped.
     Interrupted,
     /// Ctrl-D, or the end of the input.
     End,
+}
+
+/// A typed line as text, bytes that are not UTF-8 replaced (U+FFFD).
+pub fn text(line: &[u8]) -> std::borrow::Cow<'_, str> {
+    String::from_utf8_lossy(line)
 }
 
 /// Prints one line (given without its newline) from any thread, without
@@ -34,7 +42,7 @@ pub enum Typed {
 pub type Printer = Box<dyn FnMut(String) + Send>;
 
 fn plain_printer() -> Printer {
-    Box::new(|line| println!("{line}"))
+    Box::new(|line| say::line(&line))
 }
 
 pub trait Keyboard {
@@ -62,18 +70,20 @@ pub struct Plain;
 
 impl Keyboard for Plain {
     fn line(&mut self, prompt: &str) -> anyhow::Result<Typed> {
-        print!("{prompt}");
-        let _ = io::stdout().flush();
-        let mut line = String::new();
+        say::out(prompt);
+        let mut line = Vec::new();
         if io::stdin()
             .lock()
-            .read_line(&mut line)
+            .read_until(b'\n', &mut line)
             .context("reading the keyboard")?
             == 0
         {
             return Ok(Typed::End);
         }
-        Ok(Typed::Line(line.trim_end_matches(['\n', '\r']).to_string()))
+        while matches!(line.last(), Some(b'\n' | b'\r')) {
+            line.pop();
+        }
+        Ok(Typed::Line(line))
     }
 }
 
@@ -131,7 +141,7 @@ impl Editor {
 impl Keyboard for Editor {
     fn line(&mut self, prompt: &str) -> anyhow::Result<Typed> {
         match self.editor.readline(prompt) {
-            Ok(line) => Ok(Typed::Line(line)),
+            Ok(line) => Ok(Typed::Line(line.into_bytes())),
             Err(ReadlineError::Interrupted) => Ok(Typed::Interrupted),
             Err(ReadlineError::Eof) => Ok(Typed::End),
             Err(e) => Err(e).context("reading the keyboard"),

@@ -15,4 +15,5 @@ pub mod limits;
 pub mod locate;
 pub mod oneshot;
 pub mod protocol;
+pub mod say;
 pub mod session;

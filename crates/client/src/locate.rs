@@ -4,12 +4,14 @@
 
 use std::io;
 use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context};
-use gateway::wire::{Kind, Message, MESSAGE_LEN};
+use gateway::wire::{Kind, Message};
 
-use crate::keyboard::{Keyboard, Typed};
+use crate::dipc_client::ClientError;
+use crate::keyboard::{self, Keyboard, Typed};
+use crate::oneshot::Failure;
+use crate::say;
 
 /// How long a gateway has to answer one request, and how many are sent.
 const GATEWAY_WAIT: Duration = Duration::from_secs(2);
@@ -42,19 +44,23 @@ pub enum GatewayError {
     NoServer { gateway: SocketAddr },
 }
 
-pub fn resolve(target: &str) -> anyhow::Result<SocketAddr> {
-    gateway::resolve_v4(target).with_context(|| format!("{target}: expected HOST:PORT"))
+/// `HOST:PORT` with an IPv4 address.
+pub fn resolve(target: &str) -> Result<SocketAddr, ClientError> {
+    gateway::resolve_v4(target).map_err(|cause| ClientError::Address {
+        target: target.to_string(),
+        cause,
+    })
 }
 
 /// The server to talk to, asking the user what --server and --gateway do
 /// not say; None when the user leaves instead.
-pub fn find(
+pub(crate) fn find(
     server: Option<&str>,
     gateway: Option<&str>,
     keyboard: &mut dyn Keyboard,
-) -> anyhow::Result<Option<SocketAddr>> {
+) -> Result<Option<SocketAddr>, Failure> {
     if let Some(server) = server {
-        return resolve(server).map(Some);
+        return Ok(Some(resolve(server)?));
     }
     let gateway = match gateway {
         Some(gateway) => resolve(gateway)?,
@@ -64,10 +70,10 @@ pub fn find(
 }
 
 /// One typed answer; Ctrl-C asks again.
-fn answer(keyboard: &mut dyn Keyboard, prompt: &str) -> anyhow::Result<Option<String>> {
+fn answer(keyboard: &mut dyn Keyboard, prompt: &str) -> Result<Option<String>, Failure> {
     loop {
-        match keyboard.line(prompt)? {
-            Typed::Line(line) => return Ok(Some(line)),
+        match keyboard.line(prompt).map_err(Failure::Keyboard)? {
+            Typed::Line(line) => return Ok(Some(keyboard::text(&line).into_owned())),
             Typed::Interrupted => {}
             Typed::End => return Ok(None),
         }
@@ -75,18 +81,18 @@ fn answer(keyboard: &mut dyn Keyboard, prompt: &str) -> anyhow::Result<Option<St
 }
 
 /// The seed's way: the gateway's address, then its port, from the keyboard.
-fn ask_gateway_address(keyboard: &mut dyn Keyboard) -> anyhow::Result<SocketAddr> {
+fn ask_gateway_address(keyboard: &mut dyn Keyboard) -> Result<SocketAddr, Failure> {
     let Some(address) = answer(keyboard, "gateway address: ")? else {
-        bail!("no gateway address given");
+        return Err(Failure::Usage("no gateway address given".to_string()));
     };
     let Some(port) = answer(keyboard, "gateway port: ")? else {
-        bail!("no gateway port given");
+        return Err(Failure::Usage("no gateway port given".to_string()));
     };
     let port: u16 = port
         .trim()
         .parse()
-        .with_context(|| format!("gateway port {port:?}: expected 1..65535"))?;
-    resolve(&format!("{}:{port}", address.trim()))
+        .map_err(|e| Failure::Usage(format!("gateway port {port:?}: expected 1..65535 ({e})")))?;
+    Ok(resolve(&format!("{}:{port}", address.trim()))?)
 }
 
 /// Asks the gateway until it names a server, or the user gives up; None
@@ -94,19 +100,20 @@ fn ask_gateway_address(keyboard: &mut dyn Keyboard) -> anyhow::Result<SocketAddr
 fn server_from_gateway(
     gateway: SocketAddr,
     keyboard: &mut dyn Keyboard,
-) -> anyhow::Result<Option<SocketAddr>> {
+) -> Result<Option<SocketAddr>, Failure> {
     loop {
         match ask_once(gateway) {
             Ok(server) => {
-                println!("gateway {gateway} handed out server {server}");
+                say::line(&format!("gateway {gateway} handed out server {server}"));
                 return Ok(Some(server));
             }
             Err(GatewayError::NoServer { .. }) => {
-                eprintln!(
+                say::err_line(&format!(
                     "no server available: the gateway at {gateway} knows none that can take a \
                      connection now. Press Enter to ask again, Ctrl-D to leave."
-                );
-                if !matches!(keyboard.line("")?, Typed::Line(_)) {
+                ));
+                let typed = keyboard.line("").map_err(Failure::Keyboard)?;
+                if !matches!(typed, Typed::Line(_)) {
                     return Ok(None);
                 }
             }
@@ -117,45 +124,75 @@ fn server_from_gateway(
 
 /// One request (message A), retried on silence. A socket of its own: a
 /// late answer to an earlier request is never taken for this one's.
+/// Datagrams from any other address are no answer: they are skipped, and
+/// the try goes on waiting until its deadline.
 pub fn ask_once(gateway: SocketAddr) -> Result<SocketAddr, GatewayError> {
     let socket = UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0)).map_err(GatewayError::Socket)?;
-    socket
-        .set_read_timeout(Some(GATEWAY_WAIT))
-        .map_err(GatewayError::Socket)?;
     let request = Message::new(Kind::Request, None, 0).encode();
-    let mut buf = [0u8; 512];
     for _ in 0..GATEWAY_TRIES {
         socket
             .send_to(&request, gateway)
             .map_err(|cause| GatewayError::Send { gateway, cause })?;
-        match socket.recv_from(&mut buf) {
-            Ok((n, from)) if from == gateway && n == MESSAGE_LEN => {
-                let reply = Message::decode(&buf[..n]).map_err(|e| GatewayError::BadReply {
-                    gateway,
-                    reason: e.to_string(),
-                })?;
-                if reply.kind != Kind::Announce {
-                    return Err(GatewayError::NoServer { gateway });
-                }
-                // No address in the reply: the server is on the gateway's
-                // host.
-                let ip = reply.address_field().unwrap_or(match gateway {
-                    SocketAddr::V4(v4) => *v4.ip(),
-                    SocketAddr::V6(_) => Ipv4Addr::LOCALHOST,
-                });
-                return Ok(SocketAddr::from((ip, Message::tcp_port(reply.port))));
-            }
-            Ok(_) => {}
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                ) => {}
-            Err(cause) => return Err(GatewayError::Receive { gateway, cause }),
+        if let Some(reply) = answer_by(&socket, gateway, Instant::now() + GATEWAY_WAIT)? {
+            return server_in(gateway, &reply);
         }
     }
     Err(GatewayError::Silent {
         gateway,
         secs: GATEWAY_WAIT.as_secs() * u64::from(GATEWAY_TRIES),
     })
+}
+
+/// The first datagram from `gateway` before `deadline`; None when none
+/// came.
+fn answer_by(
+    socket: &UdpSocket,
+    gateway: SocketAddr,
+    deadline: Instant,
+) -> Result<Option<Vec<u8>>, GatewayError> {
+    let mut buf = [0u8; 512];
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Ok(None);
+        }
+        socket
+            .set_read_timeout(Some(left))
+            .map_err(GatewayError::Socket)?;
+        match socket.recv_from(&mut buf) {
+            Ok((n, from)) if from == gateway => return Ok(Some(buf[..n].to_vec())),
+            // Not the gateway's: not an answer.
+            Ok(_) => {}
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock
+                        | io::ErrorKind::TimedOut
+                        | io::ErrorKind::Interrupted
+                ) => {}
+            Err(cause) => return Err(GatewayError::Receive { gateway, cause }),
+        }
+    }
+}
+
+/// The server a gateway's reply names: an Announce (message B) names one,
+/// a Request means none is available, anything else is a bad reply.
+fn server_in(gateway: SocketAddr, datagram: &[u8]) -> Result<SocketAddr, GatewayError> {
+    let bad = |reason: String| GatewayError::BadReply { gateway, reason };
+    let reply = Message::decode(datagram).map_err(|e| bad(e.to_string()))?;
+    match reply.kind {
+        Kind::Announce => {}
+        Kind::Request => return Err(GatewayError::NoServer { gateway }),
+        other => {
+            return Err(bad(format!(
+                "a message of kind {other:?} where a server's address was expected"
+            )))
+        }
+    }
+    // No address in the reply: the server is on the gateway's host.
+    let ip = reply.address_field().unwrap_or(match gateway {
+        SocketAddr::V4(v4) => *v4.ip(),
+        SocketAddr::V6(_) => Ipv4Addr::LOCALHOST,
+    });
+    Ok(SocketAddr::from((ip, Message::tcp_port(reply.port))))
 }

@@ -13,7 +13,7 @@ fn main() -> ExitCode {
         Err(error) => {
             // `{:#}` prints the whole context chain on one line, which is
             // what a script reading stderr wants.
-            eprintln!("client {name}: {error:#}");
+            client::say::err_line(&format!("client {name}: {error:#}"));
             ExitCode::FAILURE
         }
     }

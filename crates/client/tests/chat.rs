@@ -158,11 +158,12 @@ fn a_server_without_wait_cannot_hold_a_chat() {
         "{}",
         out.describe()
     );
+    // A bad --nick is a usage error.
     let out = client(
         dir.path(),
         &["-s", &server.addr(), "chat", "1", "--nick", " "],
     );
-    assert_eq!(out.status.code(), Some(1), "{}", out.describe());
+    assert_eq!(out.status.code(), Some(2), "{}", out.describe());
     assert!(out.stderr.contains("--nick"), "{}", out.describe());
 }
 
@@ -183,4 +184,97 @@ fn piped_lines_are_appended_and_shown_to_the_next_comer() {
         .filter(|l| l.starts_with("pipe: "))
         .collect();
     assert_eq!(shown, ["pipe: first", "pipe: second"], "{}", out.describe());
+}
+
+/// Piped bytes that are not UTF-8 do not end the chat: the line goes with
+/// its bad bytes replaced (U+FFFD), and the next line too.
+#[test]
+fn piped_bytes_that_are_not_utf8_are_sent_lossily() {
+    let server = FakeDipc::start();
+    let dir = tempfile::tempdir().expect("a directory");
+    let args = ["-s", &server.addr(), "chat", "1", "--nick", "pipe"];
+    let out = client_with_input(dir.path(), &args, b"caf\xe9 au lait\nnext\n");
+    assert_eq!(out.status.code(), Some(0), "{}", out.describe());
+    assert_eq!(out.stderr, "", "{}", out.describe());
+    let out = client_with_input(dir.path(), &args, b"");
+    let shown: Vec<&str> = out
+        .stdout
+        .lines()
+        .filter_map(|l| l.get(9..))
+        .filter(|l| l.starts_with("pipe: "))
+        .collect();
+    assert_eq!(
+        shown,
+        ["pipe: caf\u{fffd} au lait", "pipe: next"],
+        "{}",
+        out.describe()
+    );
+}
+
+/// The server gone (dipc stopped), the chat says so once, ends at the next
+/// Enter, and exits 4 with the reason on stderr.
+#[test]
+fn a_lost_server_ends_the_chat_with_status_4() {
+    let d = Daemon::start(1);
+    let addr = d.addr();
+    let home = tempfile::tempdir().expect("a home directory");
+    let mut term = chatter(&addr, "alice", home.path().as_os_str());
+    term.type_slowly("before\r");
+    term.expect("alice: before", SHOWN);
+    drop(d);
+    term.expect(
+        &format!("-- {addr} is lost: the chat is over (Enter or Ctrl-D leaves) --"),
+        SHOWN,
+    );
+    term.type_slowly("after\r");
+    let status = term.wait(SHOWN).expect("the chat exits");
+    assert_eq!(status.code(), Some(4), "{status}:\n{}", term.screen());
+    let screen = term.screen();
+    assert!(
+        screen.contains("client chat: no longer following mailbox 1: "),
+        "{screen}"
+    );
+    assert_eq!(
+        screen.matches(" is lost: the chat is over").count(),
+        1,
+        "{screen}"
+    );
+}
+
+/// A write (not an append) between appends: the chat shows a marker and
+/// the whole new content, then goes on with the appends after it; every
+/// line once.
+#[test]
+fn a_rewritten_mailbox_is_shown_whole_after_a_marker() {
+    let d = Daemon::start(1);
+    let addr = d.addr();
+    let dir = d.dir.path();
+    let home = tempfile::tempdir().expect("a home directory");
+    let mut term = chatter(&addr, "alice", home.path().as_os_str());
+    client(dir, &["-s", &addr, "append", "1", "appended-one"]);
+    term.expect("appended-one", SHOWN);
+    // One version, two lines: the last (versions) lines would be only the
+    // second.
+    client(
+        dir,
+        &["-s", &addr, "write", "1", "rewritten-1\nrewritten-2\n"],
+    );
+    term.expect("-- mailbox rewritten --", SHOWN);
+    term.expect("rewritten-1", SHOWN);
+    term.expect("rewritten-2", SHOWN);
+    client(dir, &["-s", &addr, "append", "1", "appended-two"]);
+    term.expect("appended-two", SHOWN);
+    term.type_slowly("/quit\r");
+    let status = term.wait(SHOWN).expect("the chat exits");
+    assert!(status.success(), "{status}:\n{}", term.screen());
+    let screen = term.screen();
+    for line in [
+        "appended-one",
+        "-- mailbox rewritten --",
+        "rewritten-1",
+        "rewritten-2",
+        "appended-two",
+    ] {
+        assert_eq!(screen.matches(line).count(), 1, "{line}:\n{screen}");
+    }
 }

@@ -152,3 +152,37 @@ fn replies_that_are_wrong() {
     assert!(error.to_string().contains("not a read's header"), "{error}");
     sent(server, NOT_DIPC);
 }
+
+/// A server that never reads: once the socket buffers are full, a send
+/// gives up after the reply wait (10 s with no progress) with NoReply
+/// instead of hanging.
+#[test]
+fn a_server_that_does_not_read_fails_the_send() {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    // A small receive buffer, not grown by the kernel: the window closes
+    // for good soon after the first megabytes.
+    nix::sys::socket::setsockopt(&listener, nix::sys::socket::sockopt::RcvBuf, &4096)
+        .expect("SO_RCVBUF");
+    let addr = listener.local_addr().expect("local_addr");
+    let (done, finished) = std::sync::mpsc::channel();
+    let server = thread::spawn(move || {
+        let (stream, _) = listener.accept().expect("accept");
+        // Holds the connection open, reading nothing, until the client is
+        // done.
+        let _ = finished.recv_timeout(Duration::from_secs(90));
+        drop(stream);
+    });
+    let (result, outcome) = std::sync::mpsc::channel();
+    thread::spawn(move || {
+        let mut c = Connection::connect(addr).expect("connect");
+        // Far more than any socket buffers hold.
+        let _ = result.send(c.write(1, &vec![b'x'; 64 << 20]));
+    });
+    let error = outcome
+        .recv_timeout(Duration::from_secs(45))
+        .expect("the send still hangs after 45 s")
+        .expect_err("a server that reads nothing took 64 MiB");
+    assert!(matches!(error, ClientError::NoReply { .. }), "{error:?}");
+    let _ = done.send(());
+    server.join().expect("the server");
+}

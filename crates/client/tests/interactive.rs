@@ -6,6 +6,8 @@
 mod common;
 
 use std::ffi::OsStr;
+use std::io::Write;
+use std::process::Stdio;
 use std::time::Duration;
 
 use common::gateway::Gateway;
@@ -43,6 +45,94 @@ fn piped_requests_get_readable_replies() {
         out.describe()
     );
     assert_eq!(out.stderr.lines().count(), 1, "{}", out.describe());
+}
+
+/// After a two-step `w <m>` (DATA), the next non-blank line is the
+/// content, sent as it is even when it looks like a command the session
+/// would keep (`wb`, `help`).
+#[test]
+fn a_two_step_writes_content_is_sent_as_it_is() {
+    let d = Daemon::start(1);
+    let input = b"w 1\nwb 1 5 looks like a command\nw 1\n\nhelp me\nr 1\n";
+    let out = client_with_input(d.dir.path(), &["-s", &d.addr()], input);
+    assert_eq!(out.status.code(), Some(0), "{}", out.describe());
+    assert_eq!(out.stderr, "", "{}", out.describe());
+    let replies: Vec<&str> = out.stdout.split("> ").skip(1).collect();
+    assert!(
+        replies.len() == 7
+            && replies[0].starts_with("DATA send mailbox 1's content")
+            && replies[1] == "OK wrote 27 bytes to mailbox 1, version 1\n"
+            && replies[2].starts_with("DATA send mailbox 1's content")
+            && replies[3].is_empty()
+            && replies[4] == "OK wrote 7 bytes to mailbox 1, version 2\n"
+            && replies[5] == "mailbox 1, version 2, 7 bytes:\nhelp me\n",
+        "{replies:?}: {}",
+        out.describe()
+    );
+}
+
+/// Piped bytes that are not UTF-8 go to the server as they are.
+#[test]
+fn piped_bytes_that_are_not_utf8_are_sent_as_they_are() {
+    let d = Daemon::start(1);
+    let out = client_with_input(
+        d.dir.path(),
+        &["-s", &d.addr()],
+        b"w 1 caf\xe9 \xff\xfe\nr 1\n",
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", out.describe());
+    assert!(
+        out.stdout
+            .contains("> OK wrote 7 bytes to mailbox 1, version 1\n")
+            && out
+                .stdout
+                .contains("> mailbox 1, version 1, 7 bytes:\ncaf\\xe9 \\xff\\xfe\n"),
+        "{}",
+        out.describe()
+    );
+    let out = client(d.dir.path(), &["-s", &d.addr(), "read", "1"]);
+    assert_eq!(out.stdout_bytes, b"caf\xe9 \xff\xfe", "{}", out.describe());
+}
+
+/// Runs `client <args>` with `input` on stdin and a stdout whose reader is
+/// gone (as under `| head -1` once head is done): its exit status.
+fn run_with_stdout_closed(args: &[&str], input: &[u8]) -> std::process::ExitStatus {
+    let mut child = std::process::Command::new(client_bin())
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("starting the client");
+    drop(child.stdout.take());
+    let mut stdin = child.stdin.take().expect("piped stdin");
+    // The client may be gone already: a failed write is its business.
+    let _ = stdin.write_all(input);
+    drop(stdin);
+    common::wait_for(&mut child, Duration::from_secs(30)).expect("the client exits")
+}
+
+/// A closed stdout panics nothing: the session goes on sending what is
+/// typed, and leaves with status 0.
+#[test]
+fn a_closed_stdout_does_not_stop_the_session() {
+    let d = Daemon::start(1);
+    let status = run_with_stdout_closed(&["-s", &d.addr()], b"w 1 still sent\nr 1\n");
+    assert_eq!(status.code(), Some(0), "{status}");
+    let out = client(d.dir.path(), &["-s", &d.addr(), "read", "1"]);
+    assert_eq!(out.stdout, "still sent", "{}", out.describe());
+    // The chat too.
+    let status = run_with_stdout_closed(
+        &["-s", &d.addr(), "chat", "1", "--nick", "blind"],
+        b"typed blind\n",
+    );
+    assert_eq!(status.code(), Some(0), "{status}");
+    let out = client(d.dir.path(), &["-s", &d.addr(), "read", "1"]);
+    assert!(
+        out.stdout.ends_with(" blind: typed blind\n"),
+        "{}",
+        out.describe()
+    );
 }
 
 #[test]

@@ -243,15 +243,62 @@ fn connection_refused_is_said_plainly() {
              port?)\n"
         ),
     );
-    // The interactive session says the same.
+    // The interactive session and the chat say the same, with the same
+    // status.
     let out = client(dir.path(), &["-s", &target]);
-    assert_eq!(out.status.code(), Some(1), "{}", out.describe());
+    assert_eq!(out.status.code(), Some(4), "{}", out.describe());
     assert_eq!(
         out.stderr,
         format!(
             "client session: cannot connect to {target}: connection refused (is dipc running on \
              that port?)\n"
         ),
+        "{}",
+        out.describe()
+    );
+    let out = client(dir.path(), &["-s", &target, "chat", "1", "--nick", "n"]);
+    assert_eq!(out.status.code(), Some(4), "{}", out.describe());
+    assert_eq!(
+        out.stderr,
+        format!(
+            "client chat: cannot connect to {target}: connection refused (is dipc running on that \
+             port?)\n"
+        ),
+        "{}",
+        out.describe()
+    );
+    // A server that closes the connection on a request: lost, 4.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let closer = listener.local_addr().expect("local_addr").to_string();
+    let server = std::thread::spawn(move || {
+        let (stream, _) = listener.accept().expect("accept");
+        let mut line = String::new();
+        let _ = std::io::BufRead::read_line(&mut std::io::BufReader::new(&stream), &mut line);
+        line
+    });
+    let out = client_with_input(dir.path(), &["-s", &closer], b"r 1\nr 2\n");
+    assert_eq!(out.status.code(), Some(4), "{}", out.describe());
+    assert_eq!(
+        out.stderr,
+        format!("client session: {closer} closed the connection\n"),
+        "{}",
+        out.describe()
+    );
+    assert_eq!(server.join().expect("the server"), "r 1\n");
+    // Bad addresses, given or typed: usage, 2.
+    let out = client(dir.path(), &["-s", "no-port-here"]);
+    assert_eq!(out.status.code(), Some(2), "{}", out.describe());
+    assert!(
+        out.stderr
+            .starts_with("client session: no-port-here: expected HOST:PORT"),
+        "{}",
+        out.describe()
+    );
+    let out = client_with_input(dir.path(), &[], b"127.0.0.1\nport\n");
+    assert_eq!(out.status.code(), Some(2), "{}", out.describe());
+    assert!(
+        out.stderr
+            .starts_with("client session: gateway port \"port\": expected 1..65535"),
         "{}",
         out.describe()
     );

@@ -281,6 +281,46 @@ class RepliesParsedExactly(unittest.TestCase):
         finally:
             server.close()
 
+    def test_an_unexpected_reply_closes_the_client(self):
+        server = Scripted([b"R 1\n"])
+        try:
+            c = dipc.Client("127.0.0.1", server.port, timeout=5)
+            with self.assertRaises(dipc.DipcConnectError) as caught:
+                c.read(1)
+            self.assertIn("unexpected reply b'R 1'", str(caught.exception))
+            self.assertTrue(c.closed)
+            with self.assertRaises(dipc.DipcConnectError):
+                c.read(1)
+        finally:
+            server.close()
+
+    def test_an_err_keeps_the_client_open(self):
+        server = Scripted([b"ERR mailbox 9 is out of range 1..4\n", b"ERR no such key\n"])
+        try:
+            with dipc.Client("127.0.0.1", server.port, timeout=5) as c:
+                with self.assertRaises(dipc.DipcError) as caught:
+                    c.read(9)
+                self.assertEqual(caught.exception.reason, "mailbox 9 is out of range 1..4")
+                self.assertFalse(c.closed)
+                self.assertIsNone(c.get(5))
+        finally:
+            server.close()
+
+    def test_an_announced_body_over_the_cap_is_refused(self):
+        # The server then holds the connection open: no end of stream to
+        # stop a client that would wait for the bytes.
+        server = Scripted([b"OK 99999999999 bytes from mailbox 1, version 1\n", b""])
+        try:
+            c = dipc.Client("127.0.0.1", server.port, timeout=5)
+            started = time.monotonic()
+            with self.assertRaises(dipc.DipcConnectError) as caught:
+                c.read(1)
+            self.assertIn("announces 99999999999 bytes, over the 1048640", str(caught.exception))
+            self.assertLess(time.monotonic() - started, 4)
+            self.assertTrue(c.closed)
+        finally:
+            server.close()
+
     def test_a_closed_connection_is_reported(self):
         server = Scripted([b"OK 10 bytes from mailbox 1, version 1\nabc"])
         try:

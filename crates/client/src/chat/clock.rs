@@ -7,10 +7,14 @@ pub fn hh_mm_ss() -> String {
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
     let now = libc::time_t::try_from(secs).unwrap_or(0);
-    // SAFETY: an all-zero `tm` is a valid value of that plain C struct, and
-    // localtime_r writes only into the `tm` it is given (it is the
-    // thread-safe form of localtime).
+    // SAFETY: `libc::tm` is a plain C struct of integers and (on glibc) a
+    // `*const c_char` zone name: all-zero bytes are a valid value of every
+    // field (0, and a null pointer), so zeroed() makes a valid `tm`.
     let mut tm: libc::tm = unsafe { std::mem::zeroed() };
+    // SAFETY: both pointers come from references to live locals, so they
+    // are valid and aligned for the call; localtime_r reads `now`, writes
+    // only into `tm` (no static buffer: it is the thread-safe form of
+    // localtime), and keeps neither pointer after it returns.
     let local = unsafe { libc::localtime_r(&now, &mut tm) };
     if local.is_null() {
         // No time zone to be had: UTC.

@@ -1,35 +1,56 @@
 //! The waiting side of a chat: its own connection, a `wait` for each new
-//! version, the new lines printed as they come.
+//! version, the new lines printed as they come; when the connection fails,
+//! the error is left in [`Lost`] for the typing side to end the chat with.
 
 use std::net::SocketAddr;
-
-use anyhow::bail;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use super::lines;
-use crate::dipc_client::{ClientError, Connection, Waited};
+use crate::dipc_client::{ClientError, Connection, Waited, DEFAULT_WAIT_MS};
 use crate::keyboard::Printer;
+use crate::oneshot::Failure;
 
-/// How long one wait lasts before it is asked again (the server's default).
-const WAIT_MS: u32 = 30_000;
+/// How long one wait lasts before it is asked again: the server's default.
+const WAIT_MS: u32 = DEFAULT_WAIT_MS;
+
+/// Why the follower stopped, once it has: shared with the typing side,
+/// which ends the chat when it sees it.
+#[derive(Clone, Default)]
+pub struct Lost(Arc<Mutex<Option<ClientError>>>);
+
+impl Lost {
+    pub fn is_lost(&self) -> bool {
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .is_some()
+    }
+
+    fn set(&self, error: ClientError) {
+        *self.0.lock().unwrap_or_else(PoisonError::into_inner) = Some(error);
+    }
+
+    pub fn take(&self) -> Option<ClientError> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner).take()
+    }
+}
 
 pub struct Follower {
     connection: Connection,
     mailbox: u32,
-    /// The version shown so far.
+    /// The version shown so far, and its content.
     version: u64,
+    shown: Vec<u8>,
 }
 
 impl Follower {
     /// Connects and checks that the server knows `wait`; the mailbox's
     /// lines so far come with it.
-    pub fn start(server: SocketAddr, mailbox: u32) -> anyhow::Result<(Follower, Vec<String>)> {
+    pub fn start(server: SocketAddr, mailbox: u32) -> Result<(Follower, Vec<String>), Failure> {
         let mut connection = Connection::connect(server)?;
         let content = connection.read(mailbox)?;
         match connection.wait(mailbox, content.version, Some(1)) {
-            Err(ClientError::Refusal(reason)) => bail!(
-                "{server} cannot hold a chat: it answered `wait` with {reason:?} (a chat needs \
-                 dipc's append and wait requests)"
-            ),
+            Err(ClientError::Refusal(reason)) => return Err(Failure::NoChat { server, reason }),
             // Lines appended since the read come with the first wait of
             // follow().
             other => {
@@ -41,12 +62,15 @@ impl Follower {
             connection,
             mailbox,
             version: content.version,
+            shown: content.data,
         };
         Ok((follower, history))
     }
 
-    /// Prints new lines as they come, until the connection fails.
-    pub fn follow(&mut self, mut print: Printer) {
+    /// Prints new lines as they come, until the connection fails: then the
+    /// error goes to `lost`, and the user is told once that the chat is
+    /// over.
+    pub fn follow(&mut self, mut print: Printer, lost: &Lost) {
         loop {
             match self
                 .connection
@@ -54,16 +78,18 @@ impl Follower {
             {
                 Ok(Waited::Changed(content)) => {
                     let added = content.version.saturating_sub(self.version);
-                    for line in lines::new_lines(&content.data, added) {
+                    for line in lines::update(&self.shown, &content.data, added) {
                         print(line);
                     }
                     self.version = content.version;
+                    self.shown = content.data;
                 }
                 Ok(Waited::TimedOut { .. }) => {}
                 Err(e) => {
+                    lost.set(e);
                     print(format!(
-                        "client chat: no longer following mailbox {}: {e}",
-                        self.mailbox
+                        "-- {} is lost: the chat is over (Enter or Ctrl-D leaves) --",
+                        self.connection.addr()
                     ));
                     return;
                 }

@@ -8,6 +8,7 @@ use std::thread::{self, JoinHandle};
 use rustyline::{Cmd, ConditionalEventHandler, Event, EventContext, Movement, RepeatCount};
 
 use super::clock;
+use super::follow::Lost;
 use crate::dipc_client::Connection;
 use crate::keyboard::Printer;
 
@@ -41,15 +42,18 @@ pub fn start(
 /// a new one, without ever leaving the editor (so that the lines printed
 /// from the waiting thread all take one path, in order); `/quit` ends the
 /// editor's line as usual.
+/// Once the follower has lost the server, Enter ends the editor's line
+/// too, and the chat with it.
 #[derive(Clone)]
 pub struct SendOnEnter {
     pub lines: Sender<String>,
+    pub lost: Lost,
 }
 
 impl ConditionalEventHandler for SendOnEnter {
     fn handle(&self, _: &Event, _: RepeatCount, _: bool, ctx: &EventContext) -> Option<Cmd> {
         let line = ctx.line();
-        if line.trim() == QUIT {
+        if line.trim() == QUIT || self.lost.is_lost() {
             return None;
         }
         if !line.trim().is_empty() {

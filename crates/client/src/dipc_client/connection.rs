@@ -15,8 +15,10 @@ pub const CONNECT_WAIT: Duration = Duration::from_secs(5);
 /// How long a reply may take: longer than dipc's default lock timeout
 /// (5 s), after which a request queued behind a lock gets its `ERR`.
 pub const REPLY_WAIT: Duration = Duration::from_secs(10);
-/// The server's wait when the request names none.
-const DEFAULT_WAIT_MS: u32 = 30_000;
+/// The server's wait when a `wait` request names none.
+pub const DEFAULT_WAIT_MS: u32 = 30_000;
+/// The longest wait the server takes.
+pub const MAX_WAIT_MS: u32 = 3_600_000;
 /// The longest reply line taken: dipc's longest is a `get` value of at most
 /// one packet (1 MiB at most).
 const MAX_LINE: u64 = 4 << 20;
@@ -92,6 +94,11 @@ impl Connection {
                 ClientError::Connect { addr, cause }
             }
         })?;
+        // A server that stops reading (its buffers and ours full) fails a
+        // send after this long instead of hanging it.
+        stream
+            .set_write_timeout(Some(REPLY_WAIT))
+            .map_err(|cause| ClientError::Io { addr, cause })?;
         Ok(Connection {
             reader: BufReader::new(stream),
             addr,
@@ -243,13 +250,12 @@ impl Connection {
         }
     }
 
+    /// Sends `bytes`; a server that takes none of them for REPLY_WAIT (it
+    /// does not read) is one that does not answer.
     fn send(&mut self, bytes: &[u8]) -> Result<(), ClientError> {
-        let addr = self.addr;
         let stream = self.reader.get_mut();
-        stream
-            .write_all(bytes)
-            .and_then(|()| stream.flush())
-            .map_err(|cause| ClientError::Io { addr, cause })
+        let sent = stream.write_all(bytes).and_then(|()| stream.flush());
+        sent.map_err(|cause| self.io_error(cause, REPLY_WAIT))
     }
 
     fn set_timeout(&mut self, wait: Duration) -> Result<(), ClientError> {

@@ -8,5 +8,7 @@ mod connection;
 mod error;
 pub mod reply;
 
-pub use connection::{Connection, Content, Stored, Waited, CONNECT_WAIT, REPLY_WAIT};
+pub use connection::{
+    Connection, Content, Stored, Waited, CONNECT_WAIT, DEFAULT_WAIT_MS, MAX_WAIT_MS, REPLY_WAIT,
+};
 pub use error::ClientError;

@@ -5,6 +5,8 @@ use std::path::PathBuf;
 
 use clap::{Args, Subcommand};
 
+use crate::dipc_client::MAX_WAIT_MS;
+
 /// Where the request goes. Also accepted before the subcommand
 /// (`client -s HOST:PORT read 1`); given here, it wins.
 #[derive(Debug, Clone, Default, Args)]
@@ -55,7 +57,7 @@ pub enum OneShot {
         version: u64,
         /// How long the server waits [server's default: 30000]
         #[arg(long, value_name = "MS",
-              value_parser = clap::value_parser!(u32).range(1..=3_600_000))]
+              value_parser = clap::value_parser!(u32).range(1..=i64::from(MAX_WAIT_MS)))]
         timeout_ms: Option<u32>,
         /// Print the server's header line (with the version) before the content
         #[arg(long)]

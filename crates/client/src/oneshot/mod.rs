@@ -2,12 +2,14 @@
 //! `put 5 hello`... One request, its result on stdout (content exactly as
 //! stored; for writes, the server's `OK` line), a failure as one line
 //! `client <cmd>: <reason>` on stderr and an exit status that says which
-//! kind (see [`Status`]).
+//! kind (see [`Status`]). The session and the chat end the same way
+//! ([`Failure`], [`exit`]).
 
 mod args;
 
 use std::fs;
 use std::io::{self, Read, Write};
+use std::net::SocketAddr;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -16,6 +18,7 @@ pub use args::{OneShot, Target, WriteArgs};
 
 use crate::dipc_client::{ClientError, Connection, Waited};
 use crate::locate::{self, GatewayError};
+use crate::say;
 
 /// The exit statuses.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -24,7 +27,8 @@ pub enum Status {
     /// The server answered `ERR`.
     Refused = 1,
     /// The command line or its input is wrong (clap's usage errors exit 2
-    /// too), or stdout cannot be written.
+    /// too: a bad option, address, file or --nick; the keyboard unreadable),
+    /// or stdout cannot be written.
     Usage = 2,
     /// `wait`: the timeout passed with no new version.
     TimedOut = 3,
@@ -34,6 +38,8 @@ pub enum Status {
     Unreachable = 4,
 }
 
+/// Why a one-shot request, a session or a chat ended badly; its status()
+/// is the exit status.
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum Failure {
     #[error(transparent)]
@@ -48,29 +54,68 @@ pub(crate) enum Failure {
     Stdout(io::Error),
     #[error("timed out: mailbox {mailbox} is at version {version}")]
     TimedOut { mailbox: u32, version: u64 },
+    /// A bad argument or typed answer found here (a --nick, a gateway
+    /// port).
+    #[error("{0}")]
+    Usage(String),
+    /// The keyboard (stdin) could not be read.
+    #[error("{0:#}")]
+    Keyboard(anyhow::Error),
+    /// A chat's server answered `wait` with ERR.
+    #[error(
+        "{server} cannot hold a chat: it answered `wait` with {reason:?} (a chat needs dipc's \
+         append and wait requests)"
+    )]
+    NoChat { server: SocketAddr, reason: String },
+    /// A chat's follower lost its server.
+    #[error("no longer following mailbox {mailbox}: {cause}")]
+    Following { mailbox: u32, cause: ClientError },
 }
 
 impl Failure {
-    fn status(&self) -> Status {
+    pub(crate) fn status(&self) -> Status {
         match self {
             Failure::Client(e) if e.is_refusal() => Status::Refused,
             Failure::Client(e) if e.is_argument() => Status::Usage,
-            Failure::Client(_) | Failure::Gateway(_) => Status::Unreachable,
-            Failure::NoTarget | Failure::Input { .. } | Failure::Stdout(_) => Status::Usage,
+            Failure::Client(_) | Failure::Gateway(_) | Failure::Following { .. } => {
+                Status::Unreachable
+            }
+            Failure::NoTarget
+            | Failure::Input { .. }
+            | Failure::Stdout(_)
+            | Failure::Usage(_)
+            | Failure::Keyboard(_) => Status::Usage,
             Failure::TimedOut { .. } => Status::TimedOut,
+            Failure::NoChat { .. } => Status::Refused,
+        }
+    }
+}
+
+impl From<Status> for ExitCode {
+    fn from(status: Status) -> ExitCode {
+        ExitCode::from(status as u8)
+    }
+}
+
+/// The exit status of a run called `name` (`read`, `chat`, `session`...)
+/// that ended with `result`; a failure is said on stderr first, as
+/// `client <name>: <reason>`.
+pub(crate) fn exit(name: &str, result: Result<Status, Failure>) -> ExitCode {
+    match result {
+        Ok(status) => status.into(),
+        Err(failure) => {
+            say::err_line(&format!("client {name}: {failure}"));
+            failure.status().into()
         }
     }
 }
 
 /// Runs `command`; `outer` is the target given before the subcommand.
 pub fn run(command: &OneShot, outer: &Target) -> ExitCode {
-    match execute(command, outer) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(failure) => {
-            eprintln!("client {}: {failure}", command.name());
-            ExitCode::from(failure.status() as u8)
-        }
-    }
+    exit(
+        command.name(),
+        execute(command, outer).map(|()| Status::Done),
+    )
 }
 
 /// Connects to the server `inner` names, else the one `outer` names

@@ -13,13 +13,15 @@
 mod help;
 mod render;
 
-use std::io::{self, Write};
 use std::process::ExitCode;
 use std::time::Duration;
 
-use crate::dipc_client::{reply, Connection, REPLY_WAIT};
+use crate::dipc_client::{
+    reply, ClientError, Connection, DEFAULT_WAIT_MS, MAX_WAIT_MS, REPLY_WAIT,
+};
 use crate::keyboard::{self, Keyboard, Typed};
-use crate::locate;
+use crate::oneshot::{self, Failure, Status};
+use crate::{locate, say};
 
 pub use render::{escape, render};
 
@@ -27,65 +29,99 @@ pub use render::{escape, render};
 const REPLY_QUIET: Duration = Duration::from_millis(150);
 /// How long the server has to say goodbye once the user leaves.
 const GOODBYE_WAIT: Duration = Duration::from_secs(2);
-/// The server's wait when a `wait` request names none.
-const DEFAULT_WAIT_MS: u64 = 30_000;
 /// dipc's request words.
 const DIPC_COMMANDS: &[&str] = &[
     "r", "read", "w", "write", "append", "wait", "put", "get", "del", "stat", "help", "q", "quit",
     "exit", "bye",
 ];
+/// The request words that end the connection.
+const QUIT_COMMANDS: &[&str] = &["q", "quit", "exit", "bye"];
 
-pub fn run(server: Option<&str>, gateway: Option<&str>) -> anyhow::Result<ExitCode> {
+/// Runs the session; its exit status is one-shot's (docs/prog3.md): 0
+/// done, 2 usage (a bad address, the keyboard unreadable), 4 no server
+/// reached or understood (refused, the gateway silent, the connection
+/// lost, no reply in time).
+pub fn run(server: Option<&str>, gateway: Option<&str>) -> ExitCode {
+    oneshot::exit("session", session(server, gateway))
+}
+
+fn session(server: Option<&str>, gateway: Option<&str>) -> Result<Status, Failure> {
     let mut keyboard = keyboard::open();
     let Some(server) = locate::find(server, gateway, keyboard.as_mut())? else {
-        return Ok(ExitCode::FAILURE);
+        // The user left at the "no server available" prompt: status 1, as
+        // crates/dipc/tests/gateway.rs expects.
+        return Ok(Status::Refused);
     };
     let mut connection = Connection::connect(server)?;
-    println!("connected to {server}; type help for the commands, Ctrl-D to leave");
+    say::line(&format!(
+        "connected to {server}; type help for the commands, Ctrl-D to leave"
+    ));
     talk(&mut connection, keyboard.as_mut())
 }
 
 /// The read-send-show loop.
-fn talk(connection: &mut Connection, keyboard: &mut dyn Keyboard) -> anyhow::Result<ExitCode> {
+fn talk(connection: &mut Connection, keyboard: &mut dyn Keyboard) -> Result<Status, Failure> {
     let server = connection.addr();
+    // After a `DATA` reply (a two-step `w <m>`), the next line is the
+    // content: sent as it is, whatever it looks like.
+    let mut content_next = false;
     loop {
-        let line = match keyboard.line("> ")? {
+        let line = match keyboard.line("> ").map_err(Failure::Keyboard)? {
             Typed::Line(line) => line,
             Typed::Interrupted => continue,
             Typed::End => {
-                println!();
+                say::line("");
                 say_goodbye(connection);
-                return Ok(ExitCode::SUCCESS);
+                return Ok(Status::Done);
             }
         };
+        // The bytes are sent as typed; the text is for looking at them.
+        let text = keyboard::text(&line).into_owned();
         // dipc answers nothing to a blank line: nothing to send.
-        if line.trim().is_empty() {
+        if text.trim().is_empty() {
             continue;
         }
-        keyboard.remember(&line);
-        let command = command_word(&line);
-        if command == "help" {
-            print!("{}", help::HELP);
-            println!("\nThe server's help:");
+        keyboard.remember(&text);
+        // A content line is no command; its reply is a write's.
+        let content = std::mem::take(&mut content_next);
+        let command = if content {
+            "w".to_string()
+        } else {
+            command_word(&text)
+        };
+        if content {
+            // Sent as it is.
+        } else if command == "help" {
+            say::out(help::HELP);
+            say::line("\nThe server's help:");
         } else if command == "wb" {
-            eprintln!(
+            say::err_line(&format!(
                 "wb needs exact bytes, which a typed line cannot give: use `w {}` (the next line \
                  is the content) or, from a shell, `client -s {server} write <m> --file F`",
-                line.split_whitespace().nth(1).unwrap_or("<m>")
-            );
+                text.split_whitespace().nth(1).unwrap_or("<m>")
+            ));
             continue;
         }
         // The error names the server.
-        let reply = exchange(connection, &line, &command)?;
+        let reply = exchange(
+            connection,
+            &line,
+            first_byte_wait(&text, &command),
+            &command,
+        )?;
         if reply.is_empty() {
-            println!("{server} closed the connection");
-            return Ok(ExitCode::SUCCESS);
+            // Asked to (a server that closes without a Goodbye), or lost.
+            if QUIT_COMMANDS.contains(&command.as_str()) {
+                say::line(&format!("{server} closed the connection"));
+                return Ok(Status::Done);
+            }
+            return Err(ClientError::Closed { addr: server }.into());
         }
-        print!("{}", render(&reply));
-        let _ = io::stdout().flush();
+        say::out(&render(&reply));
         if reply.trim_ascii_end() == b"Goodbye" {
-            return Ok(ExitCode::SUCCESS);
+            return Ok(Status::Done);
         }
+        content_next = reply.starts_with(b"DATA ");
     }
 }
 
@@ -103,28 +139,36 @@ fn command_word(line: &str) -> String {
 }
 
 /// How long the first byte of the reply may take: a `wait` takes its
-/// timeout.
+/// timeout, the words after the command being the mailbox, the version and
+/// the timeout (`wait 1 3 500`, or `wait1 3 500`: the server takes the
+/// number glued to the command). A timeout that is no number is waited for
+/// as the longest the server takes; the server refuses it at once anyway.
 fn first_byte_wait(line: &str, command: &str) -> Duration {
     if command != "wait" {
         return REPLY_WAIT;
     }
-    let ms = line
-        .split_whitespace()
-        .nth(3)
-        .and_then(|ms| ms.parse().ok())
-        .unwrap_or(DEFAULT_WAIT_MS);
-    Duration::from_millis(ms) + REPLY_WAIT
+    // command_word() lower-cases ASCII letters only: the same length.
+    let after = line.trim_start().get(command.len()..).unwrap_or("");
+    let ms = match after.split_whitespace().nth(2) {
+        None => DEFAULT_WAIT_MS,
+        Some(ms) => ms.parse().unwrap_or(MAX_WAIT_MS),
+    };
+    Duration::from_millis(u64::from(ms)) + REPLY_WAIT
 }
 
-/// Sends the line and reads the reply.
+/// Sends the line and reads the reply, whose first byte may take
+/// `first_wait`.
 fn exchange(
     connection: &mut Connection,
-    line: &str,
+    line: &[u8],
+    first_wait: Duration,
     command: &str,
 ) -> Result<Vec<u8>, crate::dipc_client::ClientError> {
-    connection.send_raw(format!("{line}\n").as_bytes())?;
+    let mut request = line.to_vec();
+    request.push(b'\n');
+    connection.send_raw(&request)?;
     let dipc = DIPC_COMMANDS.contains(&command);
-    connection.read_raw(first_byte_wait(line, command), REPLY_QUIET, |bytes| {
+    connection.read_raw(first_wait, REPLY_QUIET, |bytes| {
         dipc && reply::complete_len(bytes) == Some(bytes.len())
     })
 }
@@ -137,8 +181,7 @@ fn say_goodbye(connection: &mut Connection) {
     }
     if let Ok(reply) = connection.read_raw(GOODBYE_WAIT, REPLY_QUIET, |_| false) {
         if !reply.is_empty() {
-            print!("{}", render(&reply));
-            let _ = io::stdout().flush();
+            say::out(&render(&reply));
         }
     }
 }
@@ -165,7 +208,16 @@ mod tests {
         );
         assert_eq!(
             first_byte_wait("wait 1 3", "wait"),
-            Duration::from_millis(DEFAULT_WAIT_MS) + REPLY_WAIT
+            Duration::from_millis(u64::from(DEFAULT_WAIT_MS)) + REPLY_WAIT
+        );
+        // The mailbox glued to the command, as the server accepts it.
+        assert_eq!(
+            first_byte_wait("  WAIT1 3 60000", "wait"),
+            Duration::from_millis(60_000) + REPLY_WAIT
+        );
+        assert_eq!(
+            first_byte_wait("wait 1 3 lots", "wait"),
+            Duration::from_millis(u64::from(MAX_WAIT_MS)) + REPLY_WAIT
         );
     }
 }

@@ -50,8 +50,10 @@ pub fn render(reply: &[u8]) -> String {
     let line = line_end.and_then(|end| std::str::from_utf8(&reply[..end]).ok());
     if let (Some(line), Some(end)) = (line, line_end) {
         let body = &reply[end + 1..];
-        // A length-bearing reply is shown as such only when it is whole.
-        let whole = |len: usize| body.len() == len + 1 && body.last() == Some(&b'\n');
+        // A length-bearing reply is shown as such only when it is whole
+        // (a length no reply could have, 2^64 - 1 say, never is).
+        let whole =
+            |len: usize| len.checked_add(1) == Some(body.len()) && body.last() == Some(&b'\n');
         if let Some(h) = reply::read_header(line).filter(|h| whole(h.len)) {
             let what = format!("mailbox {}, version {}", h.mailbox, h.version);
             if h.len == 0 {
@@ -131,6 +133,15 @@ mod tests {
         assert_eq!(render(b"Goodbye"), "Goodbye\n");
         assert_eq!(render(b"HELLO\0\0\0"), "HELLO\n");
         assert_eq!(render(b"HI\0THERE\0"), "HI\\0THERE\n");
+        // A hostile length: shown as it came, no overflow.
+        assert_eq!(
+            render(b"OK 18446744073709551615 bytes from mailbox 1, version 1\nab\n"),
+            "OK 18446744073709551615 bytes from mailbox 1, version 1\nab\n"
+        );
+        assert_eq!(
+            render(b"OK 18446744073709551615 bytes of help\n"),
+            "OK 18446744073709551615 bytes of help\n"
+        );
         let stat = render(b"OK mailboxes=4 mailbox_bytes=8192\n");
         assert_eq!(stat, "OK\n  mailboxes=4 mailbox_bytes=8192\n");
     }

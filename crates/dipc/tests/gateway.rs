@@ -363,7 +363,7 @@ fn c_programs_written_from_the_seed_interoperate() {
     gw.wait_state(port, "down");
     assert_eq!(gw.ask(), None, "no server available: type 0");
     let out = run_typed(&rust_client(), &["--gateway", &gw.target()], "", dir.path());
-    assert_eq!(out.code(), Some(1), "{}", out.describe());
+    assert_eq!(out.code(), Some(4), "no server reached: {}", out.describe());
     assert!(
         out.stderr.contains("no server available"),
         "{}",

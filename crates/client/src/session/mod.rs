@@ -48,9 +48,9 @@ pub fn run(server: Option<&str>, gateway: Option<&str>) -> ExitCode {
 fn session(server: Option<&str>, gateway: Option<&str>) -> Result<Status, Failure> {
     let mut keyboard = keyboard::open();
     let Some(server) = locate::find(server, gateway, keyboard.as_mut())? else {
-        // The user left at the "no server available" prompt: status 1, as
-        // crates/dipc/tests/gateway.rs expects.
-        return Ok(Status::Refused);
+        // The user left at the "no server available" prompt: no server
+        // reached.
+        return Ok(Status::Unreachable);
     };
     let mut connection = Connection::connect(server)?;
     say::line(&format!(

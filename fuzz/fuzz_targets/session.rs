@@ -2,10 +2,9 @@
 #![no_main]
 
 use std::sync::OnceLock;
-use std::time::Duration;
 
 use libfuzzer_sys::fuzz_target;
-use shmlib::{DaemonRecord, Geometry, Segment};
+use shmlib::Segment;
 
 #[path = "../../crates/worker/tests/support/stream_check.rs"]
 mod stream_check;
@@ -16,17 +15,7 @@ fn segment() -> &'static Segment {
     static SEGMENT: OnceLock<Segment> = OnceLock::new();
     SEGMENT.get_or_init(|| {
         let port = 20000 + (std::process::id() % 10000) as u16;
-        let _ = Segment::unlink(port);
-        let geometry = Geometry::from_kib(2, 1, 1, 1)
-            .and_then(|g| g.with_keys(16))
-            .expect("geometry");
-        let record = DaemonRecord {
-            pid_file: "",
-            log_file: "",
-            db_lock_file: "",
-            grace: Duration::from_secs(1),
-        };
-        let segment = Segment::create(port, geometry, &record).expect("segment");
+        let segment = stream_check::stream_segment(port);
         let _ = Segment::unlink(port);
         segment
     })

@@ -163,13 +163,7 @@ fn answer_by(
             Ok((n, from)) if from == gateway => return Ok(Some(buf[..n].to_vec())),
             // Not the gateway's: not an answer.
             Ok(_) => {}
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::WouldBlock
-                        | io::ErrorKind::TimedOut
-                        | io::ErrorKind::Interrupted
-                ) => {}
+            Err(e) if gateway::nothing_received(&e) => {}
             Err(cause) => return Err(GatewayError::Receive { gateway, cause }),
         }
     }

@@ -7,14 +7,11 @@
 mod common;
 
 use std::fs;
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
-use std::thread;
 use std::time::Duration;
 
-use common::{free_port, process_exists, run_with_env, wait_for, Daemon, Output};
+use common::{first_line, free_port, process_exists, run_with_env, wait_for, Daemon, Output};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
@@ -227,15 +224,7 @@ impl Xvfb {
             child: Some(child),
             display: String::new(),
         };
-        let (tx, rx) = mpsc::channel();
-        thread::spawn(move || {
-            let mut line = String::new();
-            let _ = BufReader::new(stdout).read_line(&mut line);
-            let _ = tx.send(line);
-        });
-        let line = rx
-            .recv_timeout(Duration::from_secs(20))
-            .expect("Xvfb did not name its display within 20 s");
+        let line = first_line(stdout, Duration::from_secs(20), "Xvfb's display number");
         let number: u32 = line
             .trim()
             .parse()

@@ -54,32 +54,12 @@ pub struct Args {
     /// backlog
     #[arg(long, default_value_t = 64, value_name = "N")]
     pub max_workers: u64,
-    /// Stay attached to the terminal and log to it
-    #[arg(long)]
-    pub foreground: bool,
     /// Longest wait for a mailbox lock, in seconds, before the request gets ERR
     #[arg(long, default_value_t = 5.0, value_name = "SECS")]
     pub lock_timeout: f64,
     /// Bytes left without a newline this long count as a complete line
     #[arg(long, default_value_t = 50, value_name = "MS")]
     pub line_pause_ms: u64,
-    /// A connection that completes no request for this long is closed (a
-    /// silent or slow client cannot hold a worker longer; a `wait` is not idle)
-    #[arg(long, default_value_t = 300.0, value_name = "SECS")]
-    pub idle_timeout: f64,
-    /// A reply the client does not take for this long closes its connection
-    /// (a client that stops reading cannot hold a worker longer)
-    #[arg(long, default_value_t = 30.0, value_name = "SECS")]
-    pub send_timeout: f64,
-    /// On SIGTERM, how long requests in flight may take before workers are killed
-    #[arg(long, default_value_t = 5.0, value_name = "SECS")]
-    pub grace: f64,
-    /// Log file (default /tmp/dipc-<port>.log)
-    #[arg(long, value_name = "PATH")]
-    pub log: Option<PathBuf>,
-    /// Pid file (default /tmp/dipc-<port>.pid)
-    #[arg(long, value_name = "PATH")]
-    pub pid_file: Option<PathBuf>,
     /// Key-value store capacity in keys, each with room for a packet-sized
     /// value; 0: no store [default: 1024, fewer with packets over 8 KiB]
     #[arg(long, value_name = "N")]
@@ -103,18 +83,87 @@ pub struct Args {
     /// readable by group or others (chmod 600)
     #[arg(long, value_name = "PATH")]
     pub auth_file: Option<PathBuf>,
+    #[command(flatten)]
+    pub server: ServerArgs,
+}
+
+/// The options of every program on this engine (dipc and echo-server):
+/// attaching, logging, slow clients, stopping, the address, the gateway.
+#[derive(Debug, clap::Args)]
+pub struct ServerArgs {
+    /// Stay attached to the terminal and log to it
+    #[arg(long)]
+    pub foreground: bool,
+    /// A connection that completes no request for this long is closed (a
+    /// silent or slow client cannot hold a worker longer; a `wait` is not idle)
+    #[arg(long, default_value_t = 300.0, value_name = "SECS")]
+    pub idle_timeout: f64,
+    /// A reply the client does not take for this long closes its connection
+    /// (a client that stops reading cannot hold a worker longer)
+    #[arg(long, default_value_t = 30.0, value_name = "SECS")]
+    pub send_timeout: f64,
+    /// On SIGTERM, how long requests in flight may take before workers are killed
+    #[arg(long, default_value_t = 5.0, value_name = "SECS")]
+    pub grace: f64,
+    /// Log file [default: /tmp/<program>-<port>.log]
+    #[arg(long, value_name = "PATH")]
+    pub log: Option<PathBuf>,
+    /// Pid file [default: /tmp/<program>-<port>.pid]
+    #[arg(long, value_name = "PATH")]
+    pub pid_file: Option<PathBuf>,
     /// The address to listen on: 0.0.0.0 (the default) accepts clients on
     /// every interface of this host, 127.0.0.1 only from this host
     #[arg(long, default_value = "0.0.0.0", value_name = "ADDR")]
     pub bind: IpAddr,
-    /// Announce this daemon to the gateway at HOST:PORT (UDP): heartbeats,
+    /// Announce this server to the gateway at HOST:PORT (UDP): heartbeats,
     /// busy and free reports, and a withdrawal when it stops
     #[arg(long, value_name = "HOST:PORT")]
     pub gateway: Option<String>,
-    /// The IPv4 address the gateway hands to clients for this daemon
+    /// The IPv4 address the gateway hands to clients for this server
     /// [default: the address the gateway sees the announcements come from]
     #[arg(long, value_name = "ADDR", requires = "gateway")]
     pub advertise: Option<Ipv4Addr>,
+}
+
+/// [`ServerArgs`], checked.
+#[derive(Debug, Clone)]
+pub struct ServerSettings {
+    pub foreground: bool,
+    pub idle_timeout: Duration,
+    pub send_timeout: Duration,
+    pub grace: Duration,
+    pub log_path: PathBuf,
+    pub pid_file: PathBuf,
+    pub bind: IpAddr,
+    pub gateway: Option<SocketAddr>,
+    pub advertise: Option<Ipv4Addr>,
+}
+
+impl ServerArgs {
+    /// Checks the values; the log and pid file default to
+    /// `/tmp/<program>-<port>.log` and `.pid`.
+    pub fn check(self, program: &str, port: u16) -> Result<ServerSettings, String> {
+        let default_path = |ext: &str| PathBuf::from(format!("/tmp/{program}-{port}.{ext}"));
+        Ok(ServerSettings {
+            foreground: self.foreground,
+            idle_timeout: seconds("idle timeout", self.idle_timeout, 86_400.0)?,
+            send_timeout: seconds("send timeout", self.send_timeout, 3600.0)?,
+            grace: seconds("grace period", self.grace, 3600.0)?,
+            log_path: absolute(self.log.unwrap_or_else(|| default_path("log")))?,
+            pid_file: absolute(self.pid_file.unwrap_or_else(|| default_path("pid")))?,
+            bind: self.bind,
+            gateway: self.gateway.as_deref().map(resolve_gateway).transpose()?,
+            advertise: self.advertise,
+        })
+    }
+}
+
+/// A port argument: 1..65535.
+pub(crate) fn port(value: u64) -> Result<u16, String> {
+    u16::try_from(value)
+        .ok()
+        .filter(|&p| p != 0)
+        .ok_or_else(|| format!("port must be 1..65535, got {value}"))
 }
 
 /// Redis's appendfsync choices.
@@ -201,24 +250,15 @@ pub struct Config {
     pub model: Model,
     pub pool: PoolPolicy,
     pub port: u16,
-    pub foreground: bool,
     pub lock_timeout: Duration,
     pub line_pause: Duration,
-    pub idle_timeout: Duration,
-    pub send_timeout: Duration,
-    pub grace: Duration,
-    pub log_path: PathBuf,
-    pub pid_file: PathBuf,
     /// The key-value store's database (unused with no store).
     pub db_path: PathBuf,
     pub journal: JournalOptions,
-    /// Where to announce this daemon, and the address to announce.
-    pub gateway: Option<SocketAddr>,
-    pub advertise: Option<Ipv4Addr>,
-    /// The listening address (`--bind`).
-    pub bind: IpAddr,
     /// `--auth-file`'s secret.
     pub secret: Option<Secret>,
+    /// Attaching, logging, slow clients, stopping, the address, the gateway.
+    pub server: ServerSettings,
 }
 
 /// Reads `--auth-file`: its first line is the secret. A file others may
@@ -300,10 +340,7 @@ impl Args {
     }
 
     pub fn into_config(self) -> Result<Config, String> {
-        let port = u16::try_from(self.port)
-            .ok()
-            .filter(|&p| p != 0)
-            .ok_or_else(|| format!("port must be 1..65535, got {}", self.port))?;
+        let port = port(self.port)?;
         let pool = self.pool()?;
         // Every worker (or client thread, or per-connection child) needs a
         // slot of its own in the mailbox locks.
@@ -324,35 +361,22 @@ impl Args {
                 self.line_pause_ms
             ));
         }
-        let log_path = self
-            .log
-            .unwrap_or_else(|| PathBuf::from(format!("/tmp/dipc-{port}.log")));
-        let pid_file = self
-            .pid_file
-            .unwrap_or_else(|| shmlib::default_pid_file(port));
+        let server = self.server.check("dipc", port)?;
         Ok(Config {
             service: Service::Mailboxes,
             geometry,
             model: self.model,
             pool,
             port,
-            foreground: self.foreground,
             lock_timeout: seconds("lock timeout", self.lock_timeout, 3600.0)?,
             line_pause: Duration::from_millis(self.line_pause_ms),
-            idle_timeout: seconds("idle timeout", self.idle_timeout, 86_400.0)?,
-            send_timeout: seconds("send timeout", self.send_timeout, 3600.0)?,
-            grace: seconds("grace period", self.grace, 3600.0)?,
-            log_path: absolute(log_path)?,
-            pid_file: absolute(pid_file)?,
             db_path: absolute(self.db)?,
             journal: JournalOptions {
                 fsync: self.fsync.into(),
                 compact_min_bytes: kib("--db-compact-min", self.db_compact_min)?,
             },
-            gateway: self.gateway.as_deref().map(resolve_gateway).transpose()?,
-            advertise: self.advertise,
-            bind: self.bind,
             secret: self.auth_file.as_deref().map(read_secret).transpose()?,
+            server,
         })
     }
 }
@@ -374,7 +398,7 @@ mod tests {
         assert_eq!(c.port, 50007);
         assert_eq!(c.geometry.mailbox_size, 8192);
         assert_eq!(c.geometry.packet_size, 2048);
-        assert_eq!(c.log_path, PathBuf::from("/tmp/dipc-50007.log"));
+        assert_eq!(c.server.log_path, PathBuf::from("/tmp/dipc-50007.log"));
         assert_eq!(c.model, Model::Event);
         let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
         assert_eq!(

@@ -2,7 +2,6 @@
 //! a prefork pool speaking the seed's upper-case echo, no mailboxes to speak
 //! of (one of 1 KiB, which no request can reach) and no key-value store.
 
-use std::net::{IpAddr, Ipv4Addr};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -10,7 +9,7 @@ use clap::Parser;
 use shmlib::{FsyncPolicy, Geometry, JournalOptions};
 use worker::Service;
 
-use crate::cli::{absolute, resolve_gateway, seconds, Config, Model};
+use crate::cli::{port, Config, Model, ServerArgs};
 use crate::pool_policy::PoolPolicy;
 
 /// echo-server: the seed's simple echo server (seed 000) on dipc's prefork
@@ -28,42 +27,13 @@ pub struct EchoArgs {
     /// clients wait in the listen backlog (and the gateway hears "busy")
     #[arg(long, default_value_t = 16, value_name = "N")]
     pub max_workers: u64,
-    /// Stay attached to the terminal and print the messages there
-    #[arg(long)]
-    pub foreground: bool,
-    /// Log file, where the messages are printed when detached (default
-    /// /tmp/echo-server-<port>.log)
-    #[arg(long, value_name = "PATH")]
-    pub log: Option<PathBuf>,
-    /// Pid file (default /tmp/echo-server-<port>.pid)
-    #[arg(long, value_name = "PATH")]
-    pub pid_file: Option<PathBuf>,
-    /// A client that sends nothing for this long is disconnected
-    #[arg(long, default_value_t = 300.0, value_name = "SECS")]
-    pub idle_timeout: f64,
-    /// On SIGTERM, how long workers may take before they are killed
-    #[arg(long, default_value_t = 5.0, value_name = "SECS")]
-    pub grace: f64,
-    /// The address to listen on: 0.0.0.0 (the default) accepts clients on
-    /// every interface of this host, 127.0.0.1 only from this host
-    #[arg(long, default_value = "0.0.0.0", value_name = "ADDR")]
-    pub bind: IpAddr,
-    /// Announce this server to the gateway at HOST:PORT (UDP): heartbeats,
-    /// busy and free reports, and a withdrawal when it stops
-    #[arg(long, value_name = "HOST:PORT")]
-    pub gateway: Option<String>,
-    /// The IPv4 address the gateway hands to clients for this server
-    /// [default: the address the gateway sees the announcements come from]
-    #[arg(long, value_name = "ADDR", requires = "gateway")]
-    pub advertise: Option<Ipv4Addr>,
+    #[command(flatten)]
+    pub server: ServerArgs,
 }
 
 impl EchoArgs {
     pub fn into_config(self) -> Result<Config, String> {
-        let port = u16::try_from(self.port)
-            .ok()
-            .filter(|&p| p != 0)
-            .ok_or_else(|| format!("port must be 1..65535, got {}", self.port))?;
+        let port = port(self.port)?;
         let pool = match self.workers {
             Some(n) => PoolPolicy::fixed(n),
             None => PoolPolicy::dynamic(self.max_workers.min(4), 1, 4, self.max_workers),
@@ -74,31 +44,22 @@ impl EchoArgs {
         let geometry = Geometry::from_kib(1, 1, 1, pool.max_workers as u64)
             .and_then(|g| g.with_keys(0))
             .map_err(|e| e.to_string())?;
-        let default_path = |ext: &str| PathBuf::from(format!("/tmp/echo-server-{port}.{ext}"));
         Ok(Config {
             service: Service::UpperEcho,
             geometry,
             model: Model::Prefork,
             pool,
             port,
-            foreground: self.foreground,
             lock_timeout: Duration::from_secs(5),
             // Unused: the echo has no lines to complete.
             line_pause: Duration::from_millis(50),
-            idle_timeout: seconds("idle timeout", self.idle_timeout, 86_400.0)?,
-            send_timeout: Duration::from_secs(30),
-            grace: seconds("grace period", self.grace, 3600.0)?,
-            log_path: absolute(self.log.unwrap_or_else(|| default_path("log")))?,
-            pid_file: absolute(self.pid_file.unwrap_or_else(|| default_path("pid")))?,
             db_path: PathBuf::new(),
             journal: JournalOptions {
                 fsync: FsyncPolicy::No,
                 compact_min_bytes: 0,
             },
-            gateway: self.gateway.as_deref().map(resolve_gateway).transpose()?,
-            advertise: self.advertise,
-            bind: self.bind,
             secret: None,
+            server: self.server.check("echo-server", port)?,
         })
     }
 }
@@ -122,7 +83,10 @@ mod tests {
             (3000, Model::Prefork, Service::UpperEcho)
         );
         assert_eq!(c.geometry.keys, 0);
-        assert_eq!(c.log_path, PathBuf::from("/tmp/echo-server-3000.log"));
+        assert_eq!(
+            c.server.log_path,
+            PathBuf::from("/tmp/echo-server-3000.log")
+        );
         assert_eq!(c.program(), "echo-server");
     }
 

@@ -64,7 +64,7 @@ pub fn check(config: &Config) -> Result<(TcpListener, Leftover), String> {
         Leftover::Nothing => 0,
     };
     check_memory(config.geometry.segment_size(), reclaimable)?;
-    let bind = config.bind;
+    let bind = config.server.bind;
     let listener = TcpListener::bind((bind, port)).map_err(|e| match e.kind() {
         std::io::ErrorKind::AddrInUse => {
             format!("port {port} is already in use by another program")

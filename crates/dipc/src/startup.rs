@@ -22,10 +22,10 @@ use crate::supervisor::Supervisor;
 
 /// The line the user sees when the daemon serves.
 fn serving_line(config: &Config, pid: u32) -> String {
-    let log = if config.foreground {
+    let log = if config.server.foreground {
         "this terminal".to_string()
     } else {
-        config.log_path.display().to_string()
+        config.server.log_path.display().to_string()
     };
     let database = if config.geometry.keys > 0 {
         format!("; database {}", config.db_path.display())
@@ -120,15 +120,15 @@ fn names_pid(path: &Path, pid: i32) -> bool {
 /// Starts the daemon: detached unless `--foreground`.
 pub fn start(config: Config, listener: TcpListener, leftover: Leftover) -> ExitCode {
     let program = config.program();
-    if config.foreground {
+    if config.server.foreground {
         return run_daemon(config, listener, leftover, Readiness::Terminal);
     }
-    let log = match open_log(&config.log_path) {
+    let log = match open_log(&config.server.log_path) {
         Ok(f) => f,
         Err(e) => {
             eprintln!(
                 "{program}: error: cannot open log {}: {e}",
-                config.log_path.display()
+                config.server.log_path.display()
             );
             return ExitCode::FAILURE;
         }
@@ -177,7 +177,7 @@ fn wait_until_ready(pipe: OwnedFd, config: &Config) -> ExitCode {
     if got {
         let _ = File::from(pipe).take(4096).read_to_string(&mut message);
     }
-    let log = config.log_path.display();
+    let log = config.server.log_path.display();
     let program = config.program();
     match message.lines().next() {
         Some(line) if line.starts_with("READY ") => {
@@ -235,8 +235,8 @@ fn run_daemon(
             return ExitCode::FAILURE;
         }
     };
-    let pid_file = config.pid_file.display().to_string();
-    let log_file = config.log_path.display().to_string();
+    let pid_file = config.server.pid_file.display().to_string();
+    let log_file = config.server.log_path.display().to_string();
     let db_lock_file = if config.geometry.keys > 0 {
         Database::lock_path_for(&config.db_path)
             .display()
@@ -248,7 +248,7 @@ fn run_daemon(
         pid_file: &pid_file,
         log_file: &log_file,
         db_lock_file: &db_lock_file,
-        grace: config.grace,
+        grace: config.server.grace,
     };
     let segment = match Segment::create(port, config.geometry, &record) {
         Ok(s) => s,
@@ -273,7 +273,7 @@ fn run_daemon(
             return ExitCode::FAILURE;
         }
     };
-    if let Err(e) = write_pid_file(&config.pid_file) {
+    if let Err(e) = write_pid_file(&config.server.pid_file) {
         readiness.failed(&config, &format!("cannot write pid file {pid_file}: {e}"));
         if let Some(db) = &database {
             db.remove_lock_file();

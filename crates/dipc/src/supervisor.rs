@@ -136,8 +136,8 @@ impl Supervisor {
         title: Option<ProcTitle>,
     ) -> Supervisor {
         let slots = config.geometry.worker_slots as usize;
-        let announcer = config.gateway.and_then(|gateway| {
-            Announcer::new(gateway, config.advertise, config.port)
+        let announcer = config.server.gateway.and_then(|gateway| {
+            Announcer::new(gateway, config.server.advertise, config.port)
                 .map_err(|e| log::error!("gateway {gateway}: cannot make a UDP socket: {e}"))
                 .ok()
         });
@@ -196,7 +196,7 @@ impl Supervisor {
             if self.flags.terminate.swap(false, Ordering::SeqCst) && self.stopping_since.is_none() {
                 log::info!(
                     "SIGTERM or SIGINT: stopping; requests in flight have {:.1} s",
-                    self.config.grace.as_secs_f64()
+                    self.config.server.grace.as_secs_f64()
                 );
                 self.begin_shutdown();
             }
@@ -215,7 +215,7 @@ impl Supervisor {
                 if self.children.is_empty() {
                     break;
                 }
-                if !self.killed_stragglers && since.elapsed() >= self.config.grace {
+                if !self.killed_stragglers && since.elapsed() >= self.config.server.grace {
                     log::warn!("grace period over: killing the children still running");
                     self.signal_children(Signal::SIGKILL);
                     self.killed_stragglers = true;
@@ -451,12 +451,12 @@ impl Supervisor {
                 secret: self.config.secret.clone(),
             },
             line_pause: self.config.line_pause,
-            idle_timeout: self.config.idle_timeout,
-            send_timeout: self.config.send_timeout,
+            idle_timeout: self.config.server.idle_timeout,
+            send_timeout: self.config.server.send_timeout,
             stop: &self.flags.terminate,
             reopen_log: &self.flags.reopen_log,
             reopen: &reopen,
-            grace: self.config.grace,
+            grace: self.config.server.grace,
             database: self.database.as_ref(),
             service: self.config.service,
         };
@@ -770,23 +770,26 @@ impl Supervisor {
         if let Err(e) = Segment::unlink(self.config.port) {
             log::warn!("removing the segment: {e}");
         }
-        crate::startup::remove_pid_file(&self.config.pid_file);
+        crate::startup::remove_pid_file(&self.config.server.pid_file);
     }
 }
 
 /// Points stderr, where the log goes, at a freshly opened log file (SIGHUP,
 /// after log rotation). Safe to call from any process or thread.
 fn reopen_log(config: &Config) {
-    if config.foreground {
+    if config.server.foreground {
         return;
     }
-    match crate::startup::open_log(&config.log_path) {
+    match crate::startup::open_log(&config.server.log_path) {
         Ok(file) => {
             use std::os::fd::AsRawFd;
             // SAFETY: dup2 onto stderr swaps which file fd 2 names; the
             // logger writes whole lines to fd 2, before or after the swap.
             unsafe { libc::dup2(file.as_raw_fd(), libc::STDERR_FILENO) };
-            log::info!("SIGHUP: log file {} reopened", config.log_path.display());
+            log::info!(
+                "SIGHUP: log file {} reopened",
+                config.server.log_path.display()
+            );
         }
         Err(e) => log::error!("SIGHUP: cannot reopen the log: {e}"),
     }

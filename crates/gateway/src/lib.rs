@@ -17,3 +17,12 @@ pub fn resolve_v4(target: &str) -> io::Result<SocketAddr> {
         .find(SocketAddr::is_ipv4)
         .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "no IPv4 address for that name"))
 }
+
+/// Whether a receive on a socket with a read timeout came back empty
+/// (timed out, or interrupted by a signal) rather than failed.
+pub fn nothing_received(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut | io::ErrorKind::Interrupted
+    )
+}

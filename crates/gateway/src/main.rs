@@ -195,13 +195,7 @@ fn serve_datagrams(socket: &UdpSocket, registry: &Mutex<Registry>, stop: &Atomic
     while !stop.load(Ordering::Relaxed) {
         match socket.recv_from(&mut buf) {
             Ok((n, from)) => handle(socket, registry, &buf[..n], from),
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::WouldBlock
-                        | io::ErrorKind::TimedOut
-                        | io::ErrorKind::Interrupted
-                ) => {}
+            Err(e) if gateway::nothing_received(&e) => {}
             Err(e) => {
                 log::error!("receiving: {e}");
                 std::thread::sleep(Duration::from_millis(10));
@@ -318,11 +312,7 @@ fn print_status(target: &str) -> anyhow::Result<()> {
                 return Ok(());
             }
             Ok(_) => bail!("{target} answered with a message, not a status: not a dipc gateway?"),
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                ) => {}
+            Err(e) if gateway::nothing_received(&e) => {}
             Err(e) => bail!("no status from {target}: {e} (is the gateway running?)"),
         }
     }

@@ -416,12 +416,11 @@ impl<'s, 'c> EventWorker<'s, 'c> {
         };
         // Only a parked wait is registered (one that ended with its client's
         // EOF never was).
-        if let (Some(wait), Some(at)) = (
-            conn.session.pending_wait(),
-            self.waiting.iter().position(|&t| t == token),
-        ) {
-            self.waits.end(wait.mailbox);
-            self.waiting.swap_remove(at);
+        if let Some(wait) = conn.session.pending_wait() {
+            if let Some(at) = self.waiting.iter().position(|&t| t == token) {
+                self.waits.end(wait.mailbox);
+                self.waiting.swap_remove(at);
+            }
         }
         // Closing the socket takes it out of the epoll set.
         drop(conn.stream);

@@ -323,7 +323,10 @@ impl<'s> Session<'s> {
         }
     }
 
-    /// Feeds all of `input`; replies are appended to `out`.
+    /// Feeds `input`, replies appended to `out`, until it is used up or the
+    /// flow is no longer `Continue`: after `Close` or `Wait` the rest is not
+    /// fed. For tests and benchmarks; the socket loops use
+    /// [`Session::feed_some`], which says how much it took.
     pub fn feed(&mut self, mut input: &[u8], out: &mut Vec<u8>) -> Flow {
         loop {
             let (used, flow) = self.feed_some(input, out);

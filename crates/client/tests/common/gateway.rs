@@ -1,18 +1,15 @@
 //! The real `gateway` binary in the foreground on a free UDP port, for one
 //! test; stopped (SIGTERM, then SIGKILL) when dropped.
 
-use std::io::{BufRead, BufReader};
 use std::net::UdpSocket;
 use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
-use std::thread;
 use std::time::Duration;
 
 use gateway::wire::{Kind, Message};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
-use super::{eventually, wait_for, workspace_bin};
+use super::{eventually, first_line, wait_for, workspace_bin};
 
 pub struct Gateway {
     child: Child,
@@ -34,15 +31,11 @@ impl Gateway {
         // In its guard before anything can fail.
         let mut gateway = Gateway { child, port: 0 };
         let stdout = gateway.child.stdout.take().expect("piped stdout");
-        let (tx, rx) = mpsc::channel();
-        thread::spawn(move || {
-            let mut line = String::new();
-            let _ = BufReader::new(stdout).read_line(&mut line);
-            let _ = tx.send(line);
-        });
-        let line = rx
-            .recv_timeout(Duration::from_secs(10))
-            .expect("the gateway did not say it serves within 10 s");
+        let line = first_line(
+            stdout,
+            Duration::from_secs(10),
+            "the gateway's serving line",
+        );
         gateway.port = line
             .split_whitespace()
             .nth(3)

@@ -12,7 +12,7 @@ use std::fs;
 use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Child, ChildStdout, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
@@ -84,6 +84,20 @@ impl Output {
         serde_json::from_str(self.stdout.trim())
             .unwrap_or_else(|e| panic!("no JSON on stdout ({e}): {}", self.describe()))
     }
+}
+
+/// The first line a child writes on `stdout`, read by a thread so that a
+/// child that never writes it fails the test after `timeout` instead of
+/// hanging it.
+pub fn first_line(stdout: ChildStdout, timeout: Duration, what: &str) -> String {
+    let (tx, rx) = mpsc::channel();
+    thread::spawn(move || {
+        let mut line = String::new();
+        let _ = BufReader::new(stdout).read_line(&mut line);
+        let _ = tx.send(line);
+    });
+    rx.recv_timeout(timeout)
+        .unwrap_or_else(|_| panic!("no {what} within {timeout:?}"))
 }
 
 /// Runs `program` with its output in files of `dir` (not pipes: a daemon
@@ -249,15 +263,11 @@ impl Ceiling {
             port: 0,
             pid,
         };
-        let (tx, rx) = mpsc::channel();
-        thread::spawn(move || {
-            let mut line = String::new();
-            let _ = BufReader::new(stdout).read_line(&mut line);
-            let _ = tx.send(line);
-        });
-        let line = rx
-            .recv_timeout(Duration::from_secs(10))
-            .expect("client ceiling did not say it serves within 10 s");
+        let line = first_line(
+            stdout,
+            Duration::from_secs(10),
+            "client ceiling's serving line",
+        );
         guard.port = line
             .strip_prefix("ceiling: serving port ")
             .and_then(|rest| rest.split_whitespace().next())

@@ -39,7 +39,7 @@ fn a_lock_held_by_a_killed_worker_is_repaired_and_the_worker_replaced() {
         lock.write(dead, &Deadline::after(Duration::from_secs(1)))
             .expect("take the lock as worker 0"),
     );
-    let reply = client.request("r 1");
+    let reply = client.request("stat 1");
     assert!(
         reply.starts_with("ERR mailbox 1 is busy"),
         "a held lock went unnoticed: {reply}"

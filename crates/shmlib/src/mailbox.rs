@@ -1,5 +1,6 @@
 //! One mailbox: two halves of content and the word that says which one is
-//! current, behind the mailbox's lock.
+//! current. Writers take the mailbox's lock; readers take it only when
+//! reading without it fails.
 //!
 //! A write copies into the half readers are not reading, records its length,
 //! then publishes `version << 1 | half` with one atomic store. A writer killed
@@ -7,13 +8,25 @@
 //! the new. So a mailbox always holds one whole write, its version counts
 //! exactly the writes published, and an `OK` (sent after the store, into a
 //! segment that outlives every worker) is never lost.
+//!
+//! A reader without the lock copies the published half and keeps the copy
+//! only if the word is unchanged after it: a writer writes into that half
+//! only after a later publish has moved the word.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{fence, AtomicU64, Ordering};
 
 use crate::error::LockError;
 use crate::lock::Deadline;
 use crate::mailbox_lock::{MailboxLock, Participant};
 use crate::waiters::{WaiterMask, Wakers};
+
+/// Reads without the lock before a read takes it: a word that moved three
+/// times in a row means writers are busy on this mailbox, and the lock's
+/// queue then serves the reader in its turn.
+const OPTIMISTIC_TRIES: u32 = 3;
+/// The largest content read without the lock: beyond it the copy costs far
+/// more than the lock, and a long copy is more likely to be overtaken.
+const OPTIMISTIC_MAX: usize = 4096;
 
 /// A view of one mailbox in the segment.
 pub struct Mailbox<'a> {
@@ -101,9 +114,7 @@ impl<'a> Mailbox<'a> {
     }
 
     fn current(&self) -> (Published, usize) {
-        let published = Published::decode(self.published.load(Ordering::Acquire));
-        let len = (self.len[published.half].load(Ordering::Relaxed) as usize).min(self.capacity);
-        (published, len)
+        self.published_half(self.published.load(Ordering::Acquire))
     }
 
     fn half(&self, half: usize) -> *mut u8 {
@@ -112,43 +123,105 @@ impl<'a> Mailbox<'a> {
         unsafe { self.data.add(half * self.capacity) }
     }
 
-    /// Appends the content to `out` under a read lock.
+    /// Appends the content to `out`.
     pub fn read_into(
         &self,
         me: Participant,
         deadline: &Deadline,
         out: &mut Vec<u8>,
     ) -> Result<MailboxRead, LockError> {
-        self.read_with(me, deadline, |read, content| {
-            out.extend_from_slice(content);
-            read
-        })
+        self.read_reply(me, deadline, out, |_, _| {}, &[])
     }
 
-    /// Calls `f` with the length and version and the content, under a read
-    /// lock: a reply's header can go in front of the content without
-    /// copying either twice. `f` runs inside the lock, so it should be quick.
-    pub fn read_with<R>(
+    /// Appends a reply to `out`: what `head` writes for the length and
+    /// version, then the content, then `tail`; a reply's header goes in
+    /// front of the content without copying either twice.
+    ///
+    /// Small contents are first read without the lock, optimistically: read
+    /// the published word, copy that half, and keep the copy only if the
+    /// word has not moved meanwhile (docs/prog3.md, "Reads without the
+    /// lock"). After [`OPTIMISTIC_TRIES`] moved words, or for a content
+    /// over [`OPTIMISTIC_MAX`] bytes, the read takes the read lock. `head`
+    /// may therefore run more than once; what a discarded try appended is
+    /// truncated away.
+    pub fn read_reply(
         &self,
         me: Participant,
         deadline: &Deadline,
-        f: impl FnOnce(MailboxRead, &[u8]) -> R,
-    ) -> Result<R, LockError> {
+        out: &mut Vec<u8>,
+        head: impl Fn(MailboxRead, &mut Vec<u8>),
+        tail: &[u8],
+    ) -> Result<MailboxRead, LockError> {
+        let mark = out.len();
+        for _ in 0..OPTIMISTIC_TRIES {
+            let word = self.published.load(Ordering::Acquire);
+            let (published, len) = self.published_half(word);
+            if len > OPTIMISTIC_MAX {
+                break;
+            }
+            let read = self.append_reply(published, len, out, &head, tail);
+            // The copy's loads come before the second look at the word.
+            fence(Ordering::Acquire);
+            if self.published.load(Ordering::Relaxed) == word {
+                return Ok(read);
+            }
+            out.truncate(mark);
+        }
         let _guard = self.lock.read(me, deadline)?;
-        let (published, len) = self.current();
-        // SAFETY: len <= capacity bytes of the published half belong to this
-        // mailbox, and the read lock excludes every writer while we copy.
-        let content = unsafe { std::slice::from_raw_parts(self.half(published.half), len) };
+        let (published, len) = self.published_half(self.published.load(Ordering::Acquire));
+        Ok(self.append_reply(published, len, out, &head, tail))
+    }
+
+    /// The half that `word` publishes and the length recorded for it.
+    fn published_half(&self, word: u64) -> (Published, usize) {
+        let published = Published::decode(word);
+        let len = (self.len[published.half].load(Ordering::Relaxed) as usize).min(self.capacity);
+        (published, len)
+    }
+
+    fn append_reply(
+        &self,
+        published: Published,
+        len: usize,
+        out: &mut Vec<u8>,
+        head: &impl Fn(MailboxRead, &mut Vec<u8>),
+        tail: &[u8],
+    ) -> MailboxRead {
         let read = MailboxRead {
             len,
             version: published.version,
         };
-        Ok(f(read, content))
+        head(read, out);
+        out.reserve(len + tail.len());
+        // SAFETY: the source is `len` <= capacity bytes of one half of this
+        // mailbox (contract of `new`); the destination is `out`'s spare
+        // capacity, reserved just above, and any byte is a valid u8. Under
+        // the read lock no writer touches the half. Without it a writer may
+        // be filling this half meanwhile (another process, outside what the
+        // compiler sees): the copy goes through raw pointers, so no
+        // reference to changing memory exists, and the bytes are kept only
+        // if the published word did not move during the copy, in which case
+        // no writer wrote this half (the seqlock argument in docs/prog3.md).
+        unsafe {
+            std::ptr::copy_nonoverlapping(
+                self.half(published.half),
+                out.as_mut_ptr().add(out.len()),
+                len,
+            );
+            out.set_len(out.len() + len);
+        }
+        out.extend_from_slice(tail);
+        read
     }
 
     /// Length and version only, under a read lock.
     pub fn stat(&self, me: Participant, deadline: &Deadline<'_>) -> Result<MailboxRead, LockError> {
-        self.read_with(me, deadline, |read, _| read)
+        let _guard = self.lock.read(me, deadline)?;
+        let (published, len) = self.current();
+        Ok(MailboxRead {
+            len,
+            version: published.version,
+        })
     }
 
     /// Replaces the content under the write lock; returns the new version.
@@ -217,6 +290,11 @@ impl<'a> Mailbox<'a> {
         // are this mailbox's content, which the write lock keeps still; the
         // unpublished half is another `capacity` bytes that nobody reads.
         let old = unsafe { std::slice::from_raw_parts(self.half(current.half), current_len) };
+        // The publish that made the other half unpublished (ours or an
+        // earlier writer's, before the lock came to us) is ordered before
+        // every byte we now write there: a reader without the lock that
+        // copies one of those bytes then sees the word moved.
+        fence(Ordering::Release);
         let len = fill(old, self.half(next.half)).min(self.capacity);
         self.len[next.half].store(len as u64, Ordering::Relaxed);
         self.published.store(next.encode(), Ordering::Release);

@@ -117,6 +117,51 @@ fn concurrent_writers_and_readers_never_see_a_torn_mailbox() {
 }
 
 #[test]
+fn a_small_read_does_not_wait_for_a_writer_and_sees_only_published_content() {
+    let seg = scratch_segment(810, 1, 4, 2);
+    let m = seg.mailbox(0).expect("mailbox");
+    m.write(who(&seg, 0), &soon(1000), b"before")
+        .expect("write");
+    // A writer inside its critical section, not yet published.
+    let writing = lock0(&seg)
+        .write(who(&seg, 0), &soon(1000))
+        .expect("write lock");
+    let mut out = Vec::new();
+    let read = m
+        .read_into(who(&seg, 1), &soon(20), &mut out)
+        .expect("a small read needs no lock");
+    assert_eq!((out.as_slice(), read.version), (&b"before"[..], 1));
+    // Stat still queues behind the writer, as every lock user does.
+    assert!(matches!(
+        m.stat(who(&seg, 1), &soon(20)),
+        Err(LockError::TimedOut)
+    ));
+    drop(writing);
+}
+
+#[test]
+fn a_large_read_takes_the_lock() {
+    let seg = scratch_segment(811, 1, 8, 2);
+    let m = seg.mailbox(0).expect("mailbox");
+    m.write(who(&seg, 0), &soon(1000), &[7u8; 5000])
+        .expect("write");
+    let writing = lock0(&seg)
+        .write(who(&seg, 0), &soon(1000))
+        .expect("write lock");
+    let mut out = Vec::new();
+    assert!(matches!(
+        m.read_into(who(&seg, 1), &soon(20), &mut out),
+        Err(LockError::TimedOut)
+    ));
+    assert!(out.is_empty(), "a failed read appends nothing");
+    drop(writing);
+    let read = m
+        .read_into(who(&seg, 1), &soon(1000), &mut out)
+        .expect("read");
+    assert_eq!((read.len, out.len()), (5000, 5000));
+}
+
+#[test]
 fn versions_count_every_write() {
     let seg = scratch_segment(804, 1, 4, 1);
     let m = seg.mailbox(0).expect("mailbox");

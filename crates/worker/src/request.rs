@@ -131,6 +131,21 @@ pub fn is_blank(line: &[u8]) -> bool {
     trim(line).is_empty()
 }
 
+/// A token of ASCII digits as a number; None when it is empty, holds
+/// anything else, or does not fit a u64.
+fn decimal(tok: &[u8]) -> Option<u64> {
+    if tok.is_empty() {
+        return None;
+    }
+    tok.iter().try_fold(0u64, |n, &b| {
+        let digit = b.wrapping_sub(b'0');
+        if digit > 9 {
+            return None;
+        }
+        n.checked_mul(10)?.checked_add(u64::from(digit))
+    })
+}
+
 /// Parses a mailbox number, 1-based on the wire, into a 0-based index.
 fn mailbox(tok: &[u8], command: &str, bounds: &Bounds) -> Result<usize, String> {
     let k = bounds.mailboxes;
@@ -143,10 +158,7 @@ fn mailbox(tok: &[u8], command: &str, bounds: &Bounds) -> Result<usize, String> 
             shown(tok)
         ));
     }
-    let n = std::str::from_utf8(tok)
-        .ok()
-        .and_then(|s| s.parse::<u64>().ok())
-        .unwrap_or(u64::MAX);
+    let n = decimal(tok).unwrap_or(u64::MAX);
     if n == 0 || n > k as u64 {
         let shown_n = if n == u64::MAX {
             shown(tok)
@@ -226,10 +238,7 @@ fn parse_write_bytes<'a>(rest: &'a [u8], bounds: &Bounds) -> Result<Request<'a>,
         mailbox(tok, "wb", bounds)?;
         return Err(format!("wb needs a byte length 0..{limit}"));
     }
-    let len = std::str::from_utf8(len_tok)
-        .ok()
-        .and_then(|s| s.parse::<u64>().ok())
-        .filter(|&l| l <= MAX_SKIP);
+    let len = decimal(len_tok).filter(|&l| l <= MAX_SKIP);
     let Some(len) = len else {
         return Ok(Request::Abandon {
             error: format!(
@@ -266,20 +275,14 @@ pub const WAIT_MAX_MS: u64 = 3_600_000;
 fn parse_wait<'a>(rest: &'a [u8], bounds: &Bounds) -> Result<Request<'a>, String> {
     let (tok, after) = token(rest);
     let mailbox = mailbox(tok, "wait", bounds)?;
-    let number = |tok: &[u8]| -> Option<u64> {
-        if tok.is_empty() || !tok.iter().all(u8::is_ascii_digit) {
-            return None;
-        }
-        std::str::from_utf8(tok).ok()?.parse().ok()
-    };
     let (version_tok, after) = token(after);
-    let after_version = number(version_tok)
+    let after_version = decimal(version_tok)
         .ok_or_else(|| "wait needs a version number after the mailbox".to_string())?;
     let (timeout_tok, extra) = token(after);
     let timeout_ms = if timeout_tok.is_empty() {
         WAIT_DEFAULT_MS
     } else {
-        number(timeout_tok)
+        decimal(timeout_tok)
             .filter(|ms| (1..=WAIT_MAX_MS).contains(ms))
             .ok_or_else(|| format!("wait timeout must be 1..{WAIT_MAX_MS} ms"))?
     };

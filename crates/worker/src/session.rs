@@ -13,8 +13,8 @@ use std::time::{Duration, Instant};
 
 use shmlib::kv::{ChangeGroup, InMemory, Journal};
 use shmlib::{
-    Database, DatabaseJournal, Deadline, KeyValue, KvError, LockError, Participant, Segment, Stats,
-    UndoLog, WorkerSlot, WorkerState,
+    Database, DatabaseJournal, Deadline, KeyValue, KvError, LockError, MailboxRead, Participant,
+    Segment, Stats, UndoLog, WorkerSlot, WorkerState,
 };
 
 use crate::auth::Secret;
@@ -842,20 +842,19 @@ impl<'s> Session<'s> {
 
     fn read(&mut self, index: usize, out: &mut Vec<u8>) {
         let mailbox = self.mailbox(index);
-        // Header, content and newline straight into the output, inside the
-        // read lock: one copy of the content and no allocation.
-        let read = mailbox.read_with(self.me, &self.deadline(), |read, content| {
-            let head = MailboxReply {
+        // Header, content and newline straight into the output: one copy of
+        // the content and no allocation.
+        let head = |read: MailboxRead, out: &mut Vec<u8>| {
+            MailboxReply {
                 lead: b"OK ",
                 len: read.len,
                 middle: b" bytes from mailbox ",
                 mailbox: index + 1,
                 version: read.version,
-            };
-            head.put(out);
-            out.extend_from_slice(content);
-            out.push(b'\n');
-        });
+            }
+            .put(out)
+        };
+        let read = mailbox.read_reply(self.me, &self.deadline(), out, head, b"\n");
         if let Err(e) = read {
             self.lock_error(index, e, out);
         }
@@ -1104,15 +1103,33 @@ struct MailboxReply {
 }
 
 impl MailboxReply {
+    /// Built on the stack and appended with one copy: a handful of small
+    /// appends to the reply buffer each cost a call to memmove.
     fn put(&self, out: &mut Vec<u8>) {
-        let mut number = itoa::Buffer::new();
-        out.extend_from_slice(self.lead);
-        out.extend_from_slice(number.format(self.len).as_bytes());
-        out.extend_from_slice(self.middle);
-        out.extend_from_slice(number.format(self.mailbox).as_bytes());
-        out.extend_from_slice(b", version ");
-        out.extend_from_slice(number.format(self.version).as_bytes());
-        out.push(b'\n');
+        let mut numbers = [
+            itoa::Buffer::new(),
+            itoa::Buffer::new(),
+            itoa::Buffer::new(),
+        ];
+        let [len, mailbox, version] = &mut numbers;
+        let parts: [&[u8]; 7] = [
+            self.lead,
+            len.format(self.len).as_bytes(),
+            self.middle,
+            mailbox.format(self.mailbox).as_bytes(),
+            b", version ",
+            version.format(self.version).as_bytes(),
+            b"\n",
+        ];
+        let mut line = [0u8; 128];
+        let mut at = 0;
+        for part in parts {
+            // Leads and middles are short literals and the numbers at most
+            // 20 digits each: the line always fits.
+            line[at..at + part.len()].copy_from_slice(part);
+            at += part.len();
+        }
+        out.extend_from_slice(&line[..at]);
     }
 }
 

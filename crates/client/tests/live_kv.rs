@@ -27,26 +27,44 @@ struct Server {
 }
 
 impl Server {
-    fn start(program: &PathBuf, args: impl Fn(u16) -> Vec<String>) -> Server {
-        let port = free_port();
-        let child = Command::new(program)
-            .args(args(port))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| panic!("starting {}: {e}", program.display()));
-        let server = Server { child, port };
-        assert!(
-            eventually(Duration::from_secs(10), || TcpStream::connect(
+    /// Starts `program` on a free port and makes sure that it is the one
+    /// answering there: `probe` is a request, `greeting` how its reply
+    /// starts. The two servers' tests run in parallel, and a port free a
+    /// moment ago may be the other one's by the time a server binds it: that
+    /// server exits, and connecting alone would find the other one.
+    fn start(
+        program: &PathBuf,
+        args: impl Fn(u16) -> Vec<String>,
+        probe: &[u8],
+        greeting: &str,
+    ) -> Server {
+        for _ in 0..5 {
+            let port = free_port();
+            let child = Command::new(program)
+                .args(args(port))
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap_or_else(|e| panic!("starting {}: {e}", program.display()));
+            let mut server = Server { child, port };
+            let answered = eventually(Duration::from_secs(10), || {
+                TcpStream::connect(server.addr()).is_ok()
+                    || matches!(server.child.try_wait(), Ok(Some(_)))
+            });
+            assert!(
+                answered,
+                "{} is not listening on {}",
+                program.display(),
                 server.addr()
-            )
-            .is_ok()),
-            "{} is not listening on {}",
-            program.display(),
-            server.addr()
-        );
-        server
+            );
+            let alive = matches!(server.child.try_wait(), Ok(None));
+            if alive && ask(&server.addr(), probe).starts_with(greeting) {
+                return server;
+            }
+            // Another server has the port: drop (kill, reap) and try again.
+        }
+        panic!("{} found no port of its own in 5 tries", program.display());
     }
 
     fn addr(&self) -> String {
@@ -111,20 +129,25 @@ fn redis_server_if_installed() {
         eprintln!("note: redis-server is not on PATH; the live redis test is skipped");
         return;
     };
-    let server = Server::start(&program, |port| {
-        [
-            "--port",
-            &port.to_string(),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-        ]
-        .map(String::from)
-        .to_vec()
-    });
+    let server = Server::start(
+        &program,
+        |port| {
+            [
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ]
+            .map(String::from)
+            .to_vec()
+        },
+        b"*1\r\n$4\r\nPING\r\n",
+        "+PONG",
+    );
     bench_mixed(&server.addr(), "redis");
     // The prefill and the puts stored 300-byte values under key:<i>.
     let reply = ask(&server.addr(), b"*2\r\n$6\r\nSTRLEN\r\n$6\r\nkey:49\r\n");
@@ -144,15 +167,20 @@ fn memcached_if_installed() {
         eprintln!("note: memcached is not on PATH; the live memcached test is skipped");
         return;
     };
-    let server = Server::start(&program, |port| {
-        let mut args = vec!["-p".to_owned(), port.to_string()];
-        args.extend(["-U", "0", "-l", "127.0.0.1", "-m", "16"].map(String::from));
-        // memcached refuses to run as root without a user to switch to.
-        if nix::unistd::geteuid().is_root() {
-            args.extend(["-u", "root"].map(String::from));
-        }
-        args
-    });
+    let server = Server::start(
+        &program,
+        |port| {
+            let mut args = vec!["-p".to_owned(), port.to_string()];
+            args.extend(["-U", "0", "-l", "127.0.0.1", "-m", "16"].map(String::from));
+            // memcached refuses to run as root without a user to switch to.
+            if nix::unistd::geteuid().is_root() {
+                args.extend(["-u", "root"].map(String::from));
+            }
+            args
+        },
+        b"version\r\n",
+        "VERSION",
+    );
     bench_mixed(&server.addr(), "memcached");
     let reply = ask(&server.addr(), b"stats\r\n");
     assert!(reply.starts_with("STAT "), "{reply:?}");

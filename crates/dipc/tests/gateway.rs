@@ -481,3 +481,67 @@ fn the_upper_case_echo_server_through_the_gateway() {
         gw.status()
     );
 }
+
+/// A detached gateway, known by its pid file; dropping it stops it.
+struct DetachedGateway {
+    pid_file: PathBuf,
+}
+
+impl Drop for DetachedGateway {
+    fn drop(&mut self) {
+        // Also where a relative pid file used to land (the daemon's working
+        // directory, /), so that a failing run leaves no gateway behind.
+        let misplaced = Path::new("/").join(self.pid_file.file_name().unwrap_or_default());
+        for pid_file in [&self.pid_file, &misplaced] {
+            let Some(pid) = std::fs::read_to_string(pid_file)
+                .ok()
+                .and_then(|p| p.trim().parse::<i32>().ok())
+            else {
+                continue;
+            };
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGTERM,
+            );
+            wait_until(Duration::from_secs(5), || !pid_file.exists());
+        }
+    }
+}
+
+#[test]
+fn a_detached_gateway_writes_a_relative_pid_file_where_it_was_typed() {
+    let dir = temp_dir();
+    let bin = dipc_bin().with_file_name("gateway");
+    let gateway = DetachedGateway {
+        pid_file: dir.path().join("gw.pid"),
+    };
+    let status = Command::new(&bin)
+        .current_dir(dir.path())
+        .args([
+            "0",
+            "--bind",
+            "127.0.0.1",
+            "--pid-file",
+            "gw.pid",
+            "--log",
+            "gw.log",
+        ])
+        .stdout(Stdio::null())
+        .status()
+        .expect("run the gateway");
+    assert!(status.success(), "the gateway did not start: {status}");
+    assert!(
+        wait_until(Duration::from_secs(5), || gateway.pid_file.exists()),
+        "no pid file in {} (the directory it was typed in)",
+        dir.path().display()
+    );
+    assert!(
+        dir.path().join("gw.log").exists(),
+        "no log where it was typed"
+    );
+    drop(gateway);
+    assert!(
+        !dir.path().join("gw.pid").exists(),
+        "the stopped gateway left its pid file"
+    );
+}

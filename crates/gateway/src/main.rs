@@ -102,14 +102,16 @@ fn serve(cli: &Cli) -> anyhow::Result<()> {
     socket
         .set_write_timeout(Some(Duration::from_millis(100)))
         .context("socket timeout")?;
-    let log_path = cli
-        .log
-        .clone()
-        .unwrap_or_else(|| format!("/tmp/gateway-{}.log", local.port()).into());
-    let pid_file = cli
-        .pid_file
-        .clone()
-        .unwrap_or_else(|| format!("/tmp/gateway-{}.pid", local.port()).into());
+    // Absolute before detaching, which moves to /: a relative path means
+    // where the user typed it.
+    let path_or_default = |given: &Option<PathBuf>, ext: &str| -> anyhow::Result<PathBuf> {
+        let path = given
+            .clone()
+            .unwrap_or_else(|| format!("/tmp/gateway-{}.{ext}", local.port()).into());
+        std::path::absolute(&path).with_context(|| path.display().to_string())
+    };
+    let log_path = path_or_default(&cli.log, "log")?;
+    let pid_file = path_or_default(&cli.pid_file, "pid")?;
     if cli.foreground {
         println!("gateway: serving UDP {local} (pid {})", std::process::id());
         let _ = io::stdout().flush();

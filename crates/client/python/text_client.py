@@ -17,8 +17,10 @@ Asks for a command, then what it needs, sends it and prints the reply:
 What a command line leaves out is asked for, one prompt each, so both
 "write 1 hello" and "write", "1", "hello" work. Prompts are shown only when
 standard input is a terminal; piped input gets the replies alone. Errors go
-to standard error as "error: <reason>" and the session goes on; the exit
-status is 1 when the server cannot be reached or the connection is lost.
+to standard error as "error: <reason>" and the session goes on. When the
+server cannot be reached or the connection is lost, the reason goes to
+standard error as "text_client: <reason>" and the exit status is 1; Ctrl-C
+leaves with status 130.
 """
 
 import argparse

@@ -8,9 +8,9 @@ use std::time::{Duration, Instant};
 
 use gateway::wire::{Kind, Message};
 
-use crate::dipc_client::ClientError;
+use crate::dipc_client::resolve;
 use crate::keyboard::{self, Keyboard, Typed};
-use crate::oneshot::Failure;
+use crate::outcome::Failure;
 use crate::say;
 
 /// How long a gateway has to answer one request, and how many are sent.
@@ -42,14 +42,6 @@ pub enum GatewayError {
         "no server available: the gateway at {gateway} knows none that can take a connection now"
     )]
     NoServer { gateway: SocketAddr },
-}
-
-/// `HOST:PORT` with an IPv4 address.
-pub fn resolve(target: &str) -> Result<SocketAddr, ClientError> {
-    gateway::resolve_v4(target).map_err(|cause| ClientError::Address {
-        target: target.to_string(),
-        cause,
-    })
 }
 
 /// The server to talk to, asking the user what --server and --gateway do

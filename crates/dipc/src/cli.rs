@@ -76,7 +76,7 @@ pub struct Args {
     /// The database is compacted (rewritten as one put per pair) once it is
     /// over this size and over twice what its pairs need (Redis's
     /// auto-aof-rewrite-min-size)
-    #[arg(long, default_value_t = 16384, value_name = "KiB")]
+    #[arg(long, default_value_t = JournalOptions::DEFAULT_COMPACT_MIN_BYTES >> 10, value_name = "KiB")]
     pub db_compact_min: u64,
     /// A file holding a shared secret (its first line): a connection must
     /// send `auth <secret>` before any other request. The file must not be
@@ -263,7 +263,7 @@ pub struct Config {
 
 /// Reads `--auth-file`: its first line is the secret. A file others may
 /// read is refused, as ssh refuses a private key that others may read.
-pub(crate) fn read_secret(path: &std::path::Path) -> Result<Secret, String> {
+fn read_secret(path: &std::path::Path) -> Result<Secret, String> {
     use std::os::unix::fs::MetadataExt;
     let shown = path.display();
     let meta = std::fs::metadata(path).map_err(|e| format!("--auth-file {shown}: {e}"))?;
@@ -280,7 +280,7 @@ pub(crate) fn read_secret(path: &std::path::Path) -> Result<Secret, String> {
 }
 
 /// `--gateway HOST:PORT` to the gateway's IPv4 socket address.
-pub(crate) fn resolve_gateway(target: &str) -> Result<SocketAddr, String> {
+fn resolve_gateway(target: &str) -> Result<SocketAddr, String> {
     gateway::resolve_v4(target).map_err(|e| format!("--gateway {target}: {e} (expected HOST:PORT)"))
 }
 
@@ -293,7 +293,7 @@ fn kib(name: &str, value: u64) -> Result<u64, String> {
     Ok(value * 1024)
 }
 
-pub(crate) fn seconds(name: &str, value: f64, max: f64) -> Result<Duration, String> {
+fn seconds(name: &str, value: f64, max: f64) -> Result<Duration, String> {
     if !(value > 0.0 && value <= max) {
         return Err(format!(
             "{name} must be more than 0 and at most {max} seconds, got {value}"
@@ -304,7 +304,7 @@ pub(crate) fn seconds(name: &str, value: f64, max: f64) -> Result<Duration, Stri
 
 /// Makes a path absolute against the start directory: the daemon's working
 /// directory is fixed, but the user's relative paths mean where they typed.
-pub(crate) fn absolute(path: PathBuf) -> Result<PathBuf, String> {
+fn absolute(path: PathBuf) -> Result<PathBuf, String> {
     std::path::absolute(&path).map_err(|e| format!("{}: {e}", path.display()))
 }
 

@@ -41,7 +41,7 @@ use nix::sys::signal::{kill, SigSet, Signal};
 use nix::sys::time::TimeSpec;
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::{fork, ForkResult, Pid};
-use shmlib::{Database, Segment, WorkerState};
+use shmlib::{Database, Participant, Segment, WorkerState};
 use worker::{ServeContext, SessionConfig, WorkerContext};
 
 use crate::announcer::Announcer;
@@ -255,8 +255,10 @@ impl Supervisor {
         };
         // Woken early (a child exits, a signal), it still keeps the once a
         // second of the journal flush and the gateway's heartbeat.
-        let timed = self.announcer.as_ref().map(Announcer::next_due);
-        let next = timed.map_or(self.next_flush, |t| t.min(self.next_flush));
+        let next = self
+            .announcer
+            .as_ref()
+            .map_or(self.next_flush, |a| a.next_due().min(self.next_flush));
         let timeout = timeout.min(next.saturating_duration_since(now));
         let timeout = TimeSpec::from_duration(timeout);
         let accepting = self.config.model == Model::Fork && self.free_slot().is_some();
@@ -283,12 +285,9 @@ impl Supervisor {
     /// `--gateway`: busy or free, and the heartbeat.
     fn tell_gateway(&mut self) {
         // Both ways of stopping withdraw, taking the announcer away.
-        if self.announcer.is_none() {
-            return;
-        }
-        let busy = self.is_busy();
-        if let Some(a) = &mut self.announcer {
-            a.tick(busy);
+        if let Some(mut a) = self.announcer.take() {
+            a.tick(self.is_busy());
+            self.announcer = Some(a);
         }
     }
 
@@ -593,7 +592,7 @@ impl Supervisor {
         };
         // A store that could not be rebuilt keeps its lock: the repair
         // leaves a writer that died inside a change in place.
-        self.rebuild_store_after(slot);
+        self.rebuild_store_after(slot, dead);
         let repaired = self.segment.repair_participant(dead);
         if repaired > 0 {
             log::warn!(
@@ -604,12 +603,8 @@ impl Supervisor {
 
     /// If the worker in `slot` died inside a key-value change, rebuilds the
     /// store from its database; when that fails, the daemon stops.
-    fn rebuild_store_after(&mut self, slot: usize) {
-        let (Some(db), Some(kv), Some(dead)) = (
-            &self.database,
-            self.segment.key_value(),
-            self.segment.participant(slot),
-        ) else {
+    fn rebuild_store_after(&mut self, slot: usize, dead: Participant) {
+        let (Some(db), Some(kv)) = (&self.database, self.segment.key_value()) else {
             return;
         };
         let path = db.path().display();

@@ -18,6 +18,13 @@ pub struct ServerId {
     pub port: i32,
 }
 
+/// `server ADDRESS:PORT`, as the log and the status name it.
+impl std::fmt::Display for ServerId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "server {}:{}", self.address, self.port)
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Server {
     pub id: ServerId,
@@ -117,7 +124,7 @@ impl Registry {
                     messages: 0,
                     checks_failed: 0,
                 });
-                log::info!("server {}:{} registered", id.address, id.port);
+                log::info!("{id} registered");
                 self.servers.len() - 1
             }
         };
@@ -125,7 +132,7 @@ impl Registry {
         server.messages += 1;
         server.last_heard = now;
         if server.expired {
-            log::info!("server {}:{} heard from again", id.address, id.port);
+            log::info!("{id} heard from again");
         }
         server.expired = false;
         Some(server)
@@ -158,7 +165,7 @@ impl Registry {
             if index < self.next {
                 self.next -= 1;
             }
-            log::info!("server {}:{} withdrew", id.address, id.port);
+            log::info!("{id} withdrew");
         }
     }
 
@@ -187,9 +194,8 @@ impl Registry {
             if s.heartbeats && !s.expired && now.duration_since(s.last_heard) > self.ttl {
                 s.expired = true;
                 log::warn!(
-                    "server {}:{} silent for over {:.1} s: expired",
-                    s.id.address,
-                    s.id.port,
+                    "{} silent for over {:.1} s: expired",
+                    s.id,
                     self.ttl.as_secs_f64()
                 );
             }
@@ -207,18 +213,10 @@ impl Registry {
             if !reachable {
                 s.checks_failed += 1;
                 if !s.down {
-                    log::warn!(
-                        "server {}:{} refuses connections: down",
-                        id.address,
-                        id.port
-                    );
+                    log::warn!("{id} refuses connections: down");
                 }
             } else if s.down {
-                log::info!(
-                    "server {}:{} accepts connections again",
-                    id.address,
-                    id.port
-                );
+                log::info!("{id} accepts connections again");
             }
             s.down = !reachable;
         }
@@ -243,9 +241,8 @@ impl Registry {
         for s in self.servers.iter().take(max_servers) {
             let _ = writeln!(
                 text,
-                "server {}:{} state={} handed={} messages={} heartbeats={} last_heard_ms={} checks_failed={}",
-                s.id.address,
-                s.id.port,
+                "{} state={} handed={} messages={} heartbeats={} last_heard_ms={} checks_failed={}",
+                s.id,
                 s.state(),
                 s.handed,
                 s.messages,

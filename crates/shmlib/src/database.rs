@@ -62,13 +62,6 @@ impl JournalOptions {
     /// Redis's auto-aof-rewrite-min-size is 64 MB; dipc's store is at most
     /// a few MiB of live pairs, and a compaction holds the write lock.
     pub const DEFAULT_COMPACT_MIN_BYTES: u64 = 16 << 20;
-
-    pub fn new(fsync: FsyncPolicy) -> JournalOptions {
-        JournalOptions {
-            fsync,
-            compact_min_bytes: JournalOptions::DEFAULT_COMPACT_MIN_BYTES,
-        }
-    }
 }
 
 /// What loading the journal found.

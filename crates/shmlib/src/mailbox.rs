@@ -168,7 +168,7 @@ impl<'a> Mailbox<'a> {
             out.truncate(mark);
         }
         let _guard = self.lock.read(me, deadline)?;
-        let (published, len) = self.published_half(self.published.load(Ordering::Acquire));
+        let (published, len) = self.current();
         Ok(self.append_reply(published, len, out, &head, tail))
     }
 
@@ -257,7 +257,7 @@ impl<'a> Mailbox<'a> {
         assert!(line.len() < self.capacity, "line larger than the mailbox");
         self.publish_with(me, deadline, |old, next| {
             let kept = &old[kept_from(old, line.len() + 1, self.capacity)..];
-            let separator = usize::from(!kept.is_empty() && kept.last() != Some(&b'\n'));
+            let separator = separator_after(kept);
             // SAFETY: kept + separator + line + LF <= capacity (kept_from),
             // into the unpublished half, which `old` is not.
             unsafe {
@@ -306,14 +306,18 @@ impl<'a> Mailbox<'a> {
     }
 }
 
+/// The LF an append puts after kept content that does not end with one.
+fn separator_after(kept: &[u8]) -> usize {
+    usize::from(!kept.is_empty() && kept.last() != Some(&b'\n'))
+}
+
 /// Where the part of `old` kept by an append of `entry` bytes starts: the
 /// first line start from which the rest, a LF if it does not end with one,
 /// and the entry fit in `capacity`.
 fn kept_from(old: &[u8], entry: usize, capacity: usize) -> usize {
     let fits = |from: usize| {
         let kept = &old[from..];
-        let separator = usize::from(!kept.is_empty() && kept.last() != Some(&b'\n'));
-        kept.len() + separator + entry <= capacity
+        kept.len() + separator_after(kept) + entry <= capacity
     };
     if fits(0) {
         return 0;

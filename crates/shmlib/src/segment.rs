@@ -291,7 +291,7 @@ fn errno_error(name: String, errno: Errno) -> ShmError {
         Errno::EACCES | Errno::EPERM => ShmError::PermissionDenied { name },
         e => ShmError::Io {
             name,
-            source: io::Error::from_raw_os_error(e as i32),
+            source: io::Error::from(e),
         },
     }
 }
@@ -330,7 +330,7 @@ impl Segment {
             .map_err(|e| map_error(&name, e))?;
         let wakers = Wakers::new(geometry.worker_slots as usize).map_err(|e| ShmError::Io {
             name: name.clone(),
-            source: io::Error::from_raw_os_error(e as i32),
+            source: io::Error::from(e),
         })?;
         let segment = Segment {
             shmem,
@@ -389,7 +389,7 @@ impl Segment {
         let name = self.shmem.get_os_id().to_string();
         let io_error = |e: Errno| ShmError::Io {
             name: name.clone(),
-            source: io::Error::from_raw_os_error(e as i32),
+            source: io::Error::from(e),
         };
         let fd = nix::sys::mman::shm_open(name.as_str(), OFlag::O_RDWR, Mode::empty())
             .map_err(io_error)?;
@@ -431,6 +431,21 @@ impl Segment {
             offsets,
             wakers: None,
         })
+    }
+
+    /// A segment that no daemon runs, for tests, benchmarks and the fuzzer:
+    /// no pid, log or database file recorded, and any segment left on
+    /// `port`'s name by an interrupted run replaced. The returned mapping
+    /// owns it and unlinks it when dropped, also when a test panics.
+    pub fn create_scratch(port: u16, geometry: Geometry) -> Result<Segment, ShmError> {
+        let _ = Segment::unlink(port);
+        let record = DaemonRecord {
+            pid_file: "",
+            log_file: "",
+            db_lock_file: "",
+            grace: Duration::from_secs(1),
+        };
+        Segment::create(port, geometry, &record)
     }
 
     /// Removes a port's segment name; mappings stay valid until unmapped.

@@ -6,7 +6,7 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Barrier};
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use nix::sys::wait::WaitStatus;
 use shmlib::{Deadline, LockError, MailboxLock, Participant, Segment};
@@ -83,7 +83,7 @@ fn readers_arriving_after_a_waiting_writer_queue_behind_it() {
 fn concurrent_writers_and_readers_never_see_a_torn_mailbox() {
     const PORT: u16 = 803;
     let threads = 6;
-    let _owner = scratch_segment(PORT, 2, 4, threads as u64);
+    let _owner = scratch_segment(PORT, 1, 4, threads as u64);
     let barrier = Arc::new(Barrier::new(threads));
     let handles: Vec<_> = (0..threads)
         .map(|t| {
@@ -91,13 +91,20 @@ fn concurrent_writers_and_readers_never_see_a_torn_mailbox() {
             thread::spawn(move || {
                 let seg = Segment::open(PORT).expect("open");
                 let me = who(&seg, t);
+                let m = seg.mailbox(0).expect("mailbox");
                 barrier.wait();
                 let mut buf = Vec::new();
-                for i in 0..300usize {
-                    let m = seg.mailbox(i % 2).expect("mailbox");
+                // For a while rather than a number of rounds, on one mailbox,
+                // with contents close to its size (and within what reads
+                // without the lock): copies long enough for writers to
+                // overtake them, so a missing check shows in every run.
+                let start = Instant::now();
+                let mut i = 0usize;
+                while start.elapsed() < Duration::from_millis(300) {
+                    i += 1;
                     if t % 2 == 0 {
                         let fill = (t * 31 + i) as u8;
-                        let len = 1 + (i * 97) % m.capacity();
+                        let len = m.capacity() - i % 64;
                         m.write(me, &soon(5000), &vec![fill; len]).expect("write");
                     } else {
                         buf.clear();

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use criterion::measurement::WallTime;
 use criterion::{criterion_group, criterion_main, BenchmarkGroup, Criterion, Throughput};
-use shmlib::{DaemonRecord, Geometry, Segment};
+use shmlib::{Geometry, Segment};
 use worker::request::{parse, Bounds};
 use worker::session::{Flow, Session};
 use worker::SessionConfig;
@@ -71,17 +71,9 @@ fn parse_lines(c: &mut Criterion) {
 }
 
 fn scratch_segment() -> Segment {
-    // A stale one from an interrupted run would make create fail.
-    let _ = Segment::unlink(PORT);
     let geometry = Geometry::from_kib(4, 8, 2, 2).expect("geometry");
-    let record = DaemonRecord {
-        pid_file: "",
-        log_file: "",
-        db_lock_file: "",
-        grace: Duration::from_secs(1),
-    };
     // Owned: the segment is unlinked when it drops at the end of the bench.
-    Segment::create(PORT, geometry, &record).expect("create a scratch segment")
+    Segment::create_scratch(PORT, geometry).expect("create a scratch segment")
 }
 
 fn session_batches(c: &mut Criterion) {

@@ -99,6 +99,19 @@ struct Conn<'s> {
     requests_seen: u64,
 }
 
+impl Conn<'_> {
+    /// Whether a timer of `kind` due `at` for this connection still counts:
+    /// a line pause or a wait deadline that was set again since is stale;
+    /// idle and send-stall timers are one at a time.
+    fn timer_is_current(&self, kind: TimerKind, at: Instant) -> bool {
+        match kind {
+            TimerKind::LinePause => self.pause_at == Some(at),
+            TimerKind::WaitDeadline => self.wait_timer == Some(at),
+            TimerKind::Idle | TimerKind::SendStall => true,
+        }
+    }
+}
+
 /// What a turn with a connection came to.
 enum Turn {
     /// Nothing more to do until the socket is ready again.
@@ -396,12 +409,12 @@ impl<'s, 'c> EventWorker<'s, 'c> {
             last_request: Instant::now(),
             requests_seen: 0,
         });
-        self.timers.push(Reverse((
+        self.push_timer(
             Instant::now() + self.serve.idle_timeout,
             self.next_serial,
             token,
             TimerKind::Idle,
-        )));
+        );
         self.open += 1;
         let row = self.row();
         shmlib::Stats::count(&segment.stats().connections);
@@ -536,8 +549,7 @@ impl<'s, 'c> EventWorker<'s, 'c> {
             let at = Instant::now() + line_pause;
             conn.pause_at = Some(at);
             let serial = conn.serial;
-            self.timers
-                .push(Reverse((at, serial, token, TimerKind::LinePause)));
+            self.push_timer(at, serial, token, TimerKind::LinePause);
         }
         self.send_replies(token)
     }
@@ -583,19 +595,20 @@ impl<'s, 'c> EventWorker<'s, 'c> {
             return Turn::Blocked;
         };
         let since = *conn.stalled_since.get_or_insert_with(Instant::now);
+        if let Err(e) = set_interest(&self.epoll, conn, token, EpollFlags::EPOLLOUT) {
+            return Turn::Close(Ending::Broken(e));
+        }
         // One timer per connection at a time: when it fires it looks at
         // `stalled_since` and sets itself again if the client made progress.
         if !conn.stall_armed {
             conn.stall_armed = true;
-            self.timers.push(Reverse((
+            let serial = conn.serial;
+            self.push_timer(
                 since + self.serve.send_timeout,
-                conn.serial,
+                serial,
                 token,
                 TimerKind::SendStall,
-            )));
-        }
-        if let Err(e) = set_interest(&self.epoll, conn, token, EpollFlags::EPOLLOUT) {
-            return Turn::Close(Ending::Broken(e));
+            );
         }
         Turn::Blocked
     }
@@ -652,8 +665,7 @@ impl<'s, 'c> EventWorker<'s, 'c> {
                     if due <= now {
                         self.close(token, Ending::Idle(limit));
                     } else {
-                        self.timers
-                            .push(Reverse((due, serial, token, TimerKind::Idle)));
+                        self.push_timer(due, serial, token, TimerKind::Idle);
                     }
                 }
                 TimerKind::SendStall => match conn.stalled_since {
@@ -664,12 +676,12 @@ impl<'s, 'c> EventWorker<'s, 'c> {
                         );
                         self.close(token, Ending::Broken(e));
                     }
-                    Some(since) => self.timers.push(Reverse((
+                    Some(since) => self.push_timer(
                         since + self.serve.send_timeout,
                         serial,
                         token,
                         TimerKind::SendStall,
-                    ))),
+                    ),
                     None => conn.stall_armed = false,
                 },
                 TimerKind::LinePause => {}
@@ -736,17 +748,18 @@ impl<'s, 'c> EventWorker<'s, 'c> {
         }
     }
 
-    /// Pushes a timer; when stale entries (of closed connections, or
-    /// superseded) have piled up, the heap is rebuilt without them.
+    /// Pushes a timer (every timer goes in here); when stale entries (of
+    /// closed connections, or superseded) have piled up, the heap is
+    /// rebuilt without them.
     fn push_timer(&mut self, at: Instant, serial: u64, token: usize, kind: TimerKind) {
         self.timers.push(Reverse((at, serial, token, kind)));
         if self.timers.len() > 1024 + 4 * self.open {
             let conns = &self.conns;
             self.timers.retain(|&Reverse((at, serial, token, kind))| {
-                conns.get(token).and_then(Option::as_ref).is_some_and(|c| {
-                    c.serial == serial
-                        && (kind != TimerKind::WaitDeadline || c.wait_timer == Some(at))
-                })
+                conns
+                    .get(token)
+                    .and_then(Option::as_ref)
+                    .is_some_and(|c| c.serial == serial && c.timer_is_current(kind, at))
             });
         }
     }

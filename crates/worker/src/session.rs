@@ -59,7 +59,8 @@ pub struct PendingWait {
 const HEAD_KEPT: usize = 64;
 
 /// The most changes made under one hold of the store's write lock, and the
-/// most bytes of their lines: bounds the hold and the group's buffers.
+/// bytes of lines after which a group takes no more (so it ends within one
+/// line past it): bounds the hold and the group's buffers.
 const MAX_GROUP: usize = 256;
 const MAX_GROUP_BYTES: usize = 64 * 1024;
 
@@ -124,13 +125,8 @@ pub struct Session<'s> {
 #[derive(Debug, Default)]
 struct Tally {
     requests: u64,
-    reads: u64,
-    writes: u64,
-    stats: u64,
-    other: u64,
-    gets: u64,
-    puts: u64,
-    dels: u64,
+    /// Indexed by [`Counter`].
+    counts: [u64; Counter::ALL.len()],
 }
 
 /// Which counter a request goes to.
@@ -145,34 +141,42 @@ enum Counter {
     Dels,
 }
 
+impl Counter {
+    const ALL: [Counter; 7] = [
+        Counter::Reads,
+        Counter::Writes,
+        Counter::Stats,
+        Counter::Other,
+        Counter::Gets,
+        Counter::Puts,
+        Counter::Dels,
+    ];
+
+    /// The segment's counter this one is added to.
+    fn in_stats(self, stats: &Stats) -> &AtomicU64 {
+        match self {
+            Counter::Reads => &stats.reads,
+            Counter::Writes => &stats.writes,
+            Counter::Stats => &stats.stats,
+            Counter::Other => &stats.other,
+            Counter::Gets => &stats.gets,
+            Counter::Puts => &stats.puts,
+            Counter::Dels => &stats.dels,
+        }
+    }
+}
+
 impl Tally {
     fn count(&mut self, counter: Counter, n: u64) {
-        let field = match counter {
-            Counter::Reads => &mut self.reads,
-            Counter::Writes => &mut self.writes,
-            Counter::Stats => &mut self.stats,
-            Counter::Other => &mut self.other,
-            Counter::Gets => &mut self.gets,
-            Counter::Puts => &mut self.puts,
-            Counter::Dels => &mut self.dels,
-        };
-        *field += n;
+        self.counts[counter as usize] += n;
     }
 
     fn flush(&mut self, stats: &Stats, row: &WorkerSlot) {
         if self.requests > 0 {
             row.count_requests(self.requests);
         }
-        for (counter, n) in [
-            (&stats.reads, self.reads),
-            (&stats.writes, self.writes),
-            (&stats.stats, self.stats),
-            (&stats.other, self.other),
-            (&stats.gets, self.gets),
-            (&stats.puts, self.puts),
-            (&stats.dels, self.dels),
-        ] {
-            Stats::add(counter, n);
+        for (counter, n) in Counter::ALL.into_iter().zip(self.counts) {
+            Stats::add(counter.in_stats(stats), n);
         }
         *self = Tally::default();
     }
@@ -304,12 +308,13 @@ impl<'s> Session<'s> {
             self.lock_error(wait.mailbox, LockError::Cancelled, out);
         } else if Instant::now() >= wait.deadline {
             self.waiting = None;
-            let mut number = itoa::Buffer::new();
-            out.extend_from_slice(b"TIMEOUT mailbox ");
-            out.extend_from_slice(number.format(wait.mailbox + 1).as_bytes());
-            out.extend_from_slice(b" is at version ");
-            out.extend_from_slice(number.format(version).as_bytes());
-            out.push(b'\n');
+            put(
+                out,
+                format_args!(
+                    "TIMEOUT mailbox {} is at version {version}\n",
+                    wait.mailbox + 1
+                ),
+            );
         }
         self.waiting.is_none()
     }
@@ -728,7 +733,8 @@ impl<'s> Session<'s> {
     }
 
     /// A put or del, and the put and del lines right behind it in the input
-    /// (a pipelined run, at most [`MAX_GROUP`] lines and [`MAX_GROUP_BYTES`]):
+    /// (a pipelined run, at most [`MAX_GROUP`] lines, and none taken once
+    /// [`MAX_GROUP_BYTES`] are):
     /// made as one group under one hold of the store's write lock and recorded in the daemon's journal
     /// (or, without one, in the segment only) in one append; then each gets
     /// its reply, `OK` or its refusal, in order.

@@ -14,19 +14,8 @@ use worker::session::{Flow, Session};
 use worker::SessionConfig;
 
 fn segment(port: u16, mailboxes: u64, mailbox_kib: u64, packet_kib: u64) -> Segment {
-    let _ = Segment::unlink(port);
     let g = Geometry::from_kib(mailboxes, mailbox_kib, packet_kib, 2).expect("geometry");
-    Segment::create(
-        port,
-        g,
-        &shmlib::DaemonRecord {
-            pid_file: "",
-            log_file: "",
-            db_lock_file: "",
-            grace: std::time::Duration::from_secs(1),
-        },
-    )
-    .expect("create test segment")
+    Segment::create_scratch(port, g).expect("create test segment")
 }
 
 static NO_STOP: AtomicBool = AtomicBool::new(false);

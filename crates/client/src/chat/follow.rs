@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use super::lines;
 use crate::dipc_client::{ClientError, Connection, Waited, DEFAULT_WAIT_MS};
 use crate::keyboard::Printer;
-use crate::oneshot::Failure;
+use crate::outcome::Failure;
 
 /// How long one wait lasts before it is asked again: the server's default.
 const WAIT_MS: u32 = DEFAULT_WAIT_MS;

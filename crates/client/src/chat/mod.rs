@@ -19,7 +19,8 @@ use std::thread;
 use clap::Args;
 
 use crate::keyboard::{self, Editor, Keyboard, Plain, Typed};
-use crate::oneshot::{self, Failure, Status, Target};
+use crate::oneshot::{self, Target};
+use crate::outcome::{self, Failure, Status};
 use crate::say;
 use follow::{Follower, Lost};
 use send::{SendOnEnter, QUIT};
@@ -40,7 +41,7 @@ pub struct ChatArgs {
 /// the server refused (no `wait`, a bad mailbox), 2 usage (a bad --nick),
 /// 4 no server reached or understood.
 pub fn run(args: &ChatArgs, outer: &Target) -> ExitCode {
-    oneshot::exit("chat", chat(args, outer).map(|()| Status::Done))
+    outcome::exit("chat", chat(args, outer).map(|()| Status::Done))
 }
 
 fn chat(args: &ChatArgs, outer: &Target) -> Result<(), Failure> {

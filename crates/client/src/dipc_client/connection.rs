@@ -76,14 +76,24 @@ fn one_line(what: &str, bytes: &[u8]) -> Result<(), ClientError> {
     Ok(())
 }
 
+/// How long a `wait`'s reply may take: the server's timeout (its default
+/// when none is given), then the usual reply wait.
+pub fn wait_reply_deadline(timeout_ms: Option<u32>) -> Duration {
+    Duration::from_millis(u64::from(timeout_ms.unwrap_or(DEFAULT_WAIT_MS))) + REPLY_WAIT
+}
+
+/// `HOST:PORT` with an IPv4 address: a server's or a gateway's.
+pub fn resolve(target: &str) -> Result<SocketAddr, ClientError> {
+    gateway::resolve_v4(target).map_err(|cause| ClientError::Address {
+        target: target.to_string(),
+        cause,
+    })
+}
+
 impl Connection {
     /// Resolves `HOST:PORT` (IPv4) and connects.
     pub fn open(target: &str) -> Result<Connection, ClientError> {
-        let addr = gateway::resolve_v4(target).map_err(|cause| ClientError::Address {
-            target: target.to_string(),
-            cause,
-        })?;
-        Connection::connect(addr)
+        Connection::connect(resolve(target)?)
     }
 
     pub fn connect(addr: SocketAddr) -> Result<Connection, ClientError> {
@@ -126,12 +136,17 @@ impl Connection {
 
     /// `append <m> <text>`: the server adds the text and a LF.
     pub fn append(&mut self, mailbox: u32, text: &[u8]) -> Result<Stored, ClientError> {
-        one_line("appended text", text)?;
-        let mut request = format!("append {mailbox} ").into_bytes();
+        self.send_line("appended text", &format!("append {mailbox} "), text)?;
+        self.stored("appended")
+    }
+
+    /// Sends `head`, then `text` (`what`, which must be one line) and a LF.
+    fn send_line(&mut self, what: &str, head: &str, text: &[u8]) -> Result<(), ClientError> {
+        one_line(what, text)?;
+        let mut request = head.as_bytes().to_vec();
         request.extend_from_slice(text);
         request.push(b'\n');
-        self.send(&request)?;
-        self.stored("appended")
+        self.send(&request)
     }
 
     /// `wait <m> <version> [<timeout ms>]`.
@@ -147,8 +162,7 @@ impl Connection {
         }
         request.push('\n');
         self.send(request.as_bytes())?;
-        let server_wait = Duration::from_millis(u64::from(timeout_ms.unwrap_or(DEFAULT_WAIT_MS)));
-        let line = self.reply_line(server_wait + REPLY_WAIT)?;
+        let line = self.reply_line(wait_reply_deadline(timeout_ms))?;
         if let Some((mailbox, version)) = reply::timeout(&line) {
             return Ok(Waited::TimedOut { mailbox, version });
         }
@@ -157,11 +171,7 @@ impl Connection {
 
     /// `put <key> <value>`: the server's `OK` line.
     pub fn put(&mut self, key: i64, value: &[u8]) -> Result<String, ClientError> {
-        one_line("a value", value)?;
-        let mut request = format!("put {key} ").into_bytes();
-        request.extend_from_slice(value);
-        request.push(b'\n');
-        self.send(&request)?;
+        self.send_line("a value", &format!("put {key} "), value)?;
         self.reply_line(REPLY_WAIT)
     }
 

@@ -9,6 +9,7 @@ mod error;
 pub mod reply;
 
 pub use connection::{
-    Connection, Content, Stored, Waited, CONNECT_WAIT, DEFAULT_WAIT_MS, MAX_WAIT_MS, REPLY_WAIT,
+    resolve, wait_reply_deadline, Connection, Content, Stored, Waited, CONNECT_WAIT,
+    DEFAULT_WAIT_MS, MAX_WAIT_MS, REPLY_WAIT,
 };
 pub use error::ClientError;

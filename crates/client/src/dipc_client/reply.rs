@@ -2,19 +2,12 @@
 //! replies"). Each parser takes one line without its LF and says what it
 //! holds, or None when the line is not of that shape.
 
-/// A read's (and a successful wait's) header:
-/// `OK <len> bytes from mailbox <m>, version <v>`.
+/// A mailbox reply's line: a read's (and a successful wait's) header,
+/// `OK <len> bytes from mailbox <m>, version <v>`, or what a write or an
+/// append reports, `OK wrote <len> bytes to mailbox <m>, version <v>` (or
+/// `appended`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct ReadHeader {
-    pub len: usize,
-    pub mailbox: u32,
-    pub version: u64,
-}
-
-/// What a write or an append reports:
-/// `OK wrote <len> bytes to mailbox <m>, version <v>` (or `appended`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct StoredLine {
+pub struct MailboxLine {
     pub len: usize,
     pub mailbox: u32,
     pub version: u64,
@@ -28,34 +21,31 @@ fn number<T: std::str::FromStr>(text: &str) -> Option<T> {
     text.parse().ok()
 }
 
-/// `<m>, version <v>`, the end every mailbox reply shares.
-fn mailbox_version(text: &str) -> Option<(u32, u64)> {
-    let (mailbox, version) = text.split_once(", version ")?;
+/// `<m><joint><v>`: two numbers around a fixed text.
+fn mailbox_version(text: &str, joint: &str) -> Option<(u32, u64)> {
+    let (mailbox, version) = text.split_once(joint)?;
     Some((number(mailbox)?, number(version)?))
 }
 
-pub fn read_header(line: &str) -> Option<ReadHeader> {
-    let rest = line.strip_prefix("OK ")?;
-    let (len, rest) = rest.split_once(" bytes from mailbox ")?;
-    let (mailbox, version) = mailbox_version(rest)?;
-    Some(ReadHeader {
+/// `<len><joint><m>, version <v>`, the end every mailbox reply line shares.
+fn mailbox_line(text: &str, joint: &str) -> Option<MailboxLine> {
+    let (len, rest) = text.split_once(joint)?;
+    let (mailbox, version) = mailbox_version(rest, ", version ")?;
+    Some(MailboxLine {
         len: number(len)?,
         mailbox,
         version,
     })
 }
 
+pub fn read_header(line: &str) -> Option<MailboxLine> {
+    mailbox_line(line.strip_prefix("OK ")?, " bytes from mailbox ")
+}
+
 /// `verb` is `wrote` or `appended`.
-pub fn stored(line: &str, verb: &str) -> Option<StoredLine> {
+pub fn stored(line: &str, verb: &str) -> Option<MailboxLine> {
     let rest = line.strip_prefix("OK ")?.strip_prefix(verb)?;
-    let rest = rest.strip_prefix(' ')?;
-    let (len, rest) = rest.split_once(" bytes to mailbox ")?;
-    let (mailbox, version) = mailbox_version(rest)?;
-    Some(StoredLine {
-        len: number(len)?,
-        mailbox,
-        version,
-    })
+    mailbox_line(rest.strip_prefix(' ')?, " bytes to mailbox ")
 }
 
 /// `OK <len> bytes of <what>` (`help`, `worker table`): the length and what.
@@ -67,9 +57,7 @@ pub fn body_header(line: &str) -> Option<(usize, &str)> {
 
 /// A wait that timed out: `TIMEOUT mailbox <m> is at version <v>`.
 pub fn timeout(line: &str) -> Option<(u32, u64)> {
-    let rest = line.strip_prefix("TIMEOUT mailbox ")?;
-    let (mailbox, version) = rest.split_once(" is at version ")?;
-    Some((number(mailbox)?, number(version)?))
+    mailbox_version(line.strip_prefix("TIMEOUT mailbox ")?, " is at version ")
 }
 
 /// A refusal's reason: `ERR <reason>`.
@@ -84,7 +72,7 @@ pub fn refusal(line: &str) -> Option<&str> {
 /// How many bytes of a reply that begins with a length-bearing header
 /// (`OK <n> bytes from mailbox ...`, `OK <n> bytes of ...`) follow its
 /// line: the body and its LF.
-pub fn body_len(line: &str) -> Option<usize> {
+fn body_len(line: &str) -> Option<usize> {
     let len = read_header(line)
         .map(|h| h.len)
         .or_else(|| body_header(line).map(|(len, _)| len))?;
@@ -111,7 +99,7 @@ mod tests {
     fn read_headers() {
         assert_eq!(
             read_header("OK 5 bytes from mailbox 1, version 3"),
-            Some(ReadHeader {
+            Some(MailboxLine {
                 len: 5,
                 mailbox: 1,
                 version: 3
@@ -138,7 +126,7 @@ mod tests {
         let line = "OK wrote 11 bytes to mailbox 2, version 7";
         assert_eq!(
             stored(line, "wrote"),
-            Some(StoredLine {
+            Some(MailboxLine {
                 len: 11,
                 mailbox: 2,
                 version: 7

@@ -3,112 +3,21 @@
 //! stored; for writes, the server's `OK` line), a failure as one line
 //! `client <cmd>: <reason>` on stderr and an exit status that says which
 //! kind (see [`Status`]). The session and the chat end the same way
-//! ([`Failure`], [`exit`]).
+//! (`crate::outcome`).
 
 mod args;
 
 use std::fs;
 use std::io::{self, Read, Write};
-use std::net::SocketAddr;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 pub use args::{OneShot, Target, WriteArgs};
 
-use crate::dipc_client::{ClientError, Connection, Waited};
-use crate::locate::{self, GatewayError};
-use crate::say;
-
-/// The exit statuses.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Status {
-    Done = 0,
-    /// The server answered `ERR`.
-    Refused = 1,
-    /// The command line or its input is wrong (clap's usage errors exit 2
-    /// too: a bad option, address, file or --nick; the keyboard unreadable),
-    /// or stdout cannot be written.
-    Usage = 2,
-    /// `wait`: the timeout passed with no new version.
-    TimedOut = 3,
-    /// No server could be reached or understood: cannot connect, no server
-    /// from the gateway, connection lost, no reply in time, a reply that is
-    /// not dipc's.
-    Unreachable = 4,
-}
-
-/// Why a one-shot request, a session or a chat ended badly; its status()
-/// is the exit status.
-#[derive(Debug, thiserror::Error)]
-pub(crate) enum Failure {
-    #[error(transparent)]
-    Client(#[from] ClientError),
-    #[error(transparent)]
-    Gateway(#[from] GatewayError),
-    #[error("which server? give --server HOST:PORT or --gateway HOST:PORT")]
-    NoTarget,
-    #[error("cannot read {}: {cause}", path.display())]
-    Input { path: PathBuf, cause: io::Error },
-    #[error("writing stdout: {0}")]
-    Stdout(io::Error),
-    #[error("timed out: mailbox {mailbox} is at version {version}")]
-    TimedOut { mailbox: u32, version: u64 },
-    /// A bad argument or typed answer found here (a --nick, a gateway
-    /// port).
-    #[error("{0}")]
-    Usage(String),
-    /// The keyboard (stdin) could not be read.
-    #[error("{0:#}")]
-    Keyboard(anyhow::Error),
-    /// A chat's server answered `wait` with ERR.
-    #[error(
-        "{server} cannot hold a chat: it answered `wait` with {reason:?} (a chat needs dipc's \
-         append and wait requests)"
-    )]
-    NoChat { server: SocketAddr, reason: String },
-    /// A chat's follower lost its server.
-    #[error("no longer following mailbox {mailbox}: {cause}")]
-    Following { mailbox: u32, cause: ClientError },
-}
-
-impl Failure {
-    pub(crate) fn status(&self) -> Status {
-        match self {
-            Failure::Client(e) if e.is_refusal() => Status::Refused,
-            Failure::Client(e) if e.is_argument() => Status::Usage,
-            Failure::Client(_) | Failure::Gateway(_) | Failure::Following { .. } => {
-                Status::Unreachable
-            }
-            Failure::NoTarget
-            | Failure::Input { .. }
-            | Failure::Stdout(_)
-            | Failure::Usage(_)
-            | Failure::Keyboard(_) => Status::Usage,
-            Failure::TimedOut { .. } => Status::TimedOut,
-            Failure::NoChat { .. } => Status::Refused,
-        }
-    }
-}
-
-impl From<Status> for ExitCode {
-    fn from(status: Status) -> ExitCode {
-        ExitCode::from(status as u8)
-    }
-}
-
-/// The exit status of a run called `name` (`read`, `chat`, `session`...)
-/// that ended with `result`; a failure is said on stderr first, as
-/// `client <name>: <reason>`.
-pub(crate) fn exit(name: &str, result: Result<Status, Failure>) -> ExitCode {
-    match result {
-        Ok(status) => status.into(),
-        Err(failure) => {
-            say::err_line(&format!("client {name}: {failure}"));
-            failure.status().into()
-        }
-    }
-}
+use crate::dipc_client::{resolve, Connection, Waited};
+use crate::locate;
+use crate::outcome::{exit, Failure, Status};
 
 /// Runs `command`; `outer` is the target given before the subcommand.
 pub fn run(command: &OneShot, outer: &Target) -> ExitCode {
@@ -132,11 +41,7 @@ pub(crate) fn connect(inner: &Target, outer: &Target) -> Result<Connection, Fail
     let Some(gateway) = &target.gateway else {
         return Err(Failure::NoTarget);
     };
-    let gateway_addr = gateway::resolve_v4(gateway).map_err(|cause| ClientError::Address {
-        target: gateway.clone(),
-        cause,
-    })?;
-    let server = locate::ask_once(gateway_addr)?;
+    let server = locate::ask_once(resolve(gateway)?)?;
     Ok(Connection::connect(server)?)
 }
 

@@ -17,10 +17,10 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use crate::dipc_client::{
-    reply, ClientError, Connection, DEFAULT_WAIT_MS, MAX_WAIT_MS, REPLY_WAIT,
+    reply, wait_reply_deadline, ClientError, Connection, MAX_WAIT_MS, REPLY_WAIT,
 };
 use crate::keyboard::{self, Keyboard, Typed};
-use crate::oneshot::{self, Failure, Status};
+use crate::outcome::{self, Failure, Status};
 use crate::{locate, say};
 
 pub use render::{escape, render};
@@ -42,7 +42,7 @@ const QUIT_COMMANDS: &[&str] = &["q", "quit", "exit", "bye"];
 /// reached or understood (refused, the gateway silent, the connection
 /// lost, no reply in time).
 pub fn run(server: Option<&str>, gateway: Option<&str>) -> ExitCode {
-    oneshot::exit("session", session(server, gateway))
+    outcome::exit("session", session(server, gateway))
 }
 
 fn session(server: Option<&str>, gateway: Option<&str>) -> Result<Status, Failure> {
@@ -89,9 +89,7 @@ fn talk(connection: &mut Connection, keyboard: &mut dyn Keyboard) -> Result<Stat
         } else {
             command_word(&text)
         };
-        if content {
-            // Sent as it is.
-        } else if command == "help" {
+        if command == "help" {
             say::out(help::HELP);
             say::line("\nThe server's help:");
         } else if command == "wb" {
@@ -102,7 +100,6 @@ fn talk(connection: &mut Connection, keyboard: &mut dyn Keyboard) -> Result<Stat
             ));
             continue;
         }
-        // The error names the server.
         let reply = exchange(
             connection,
             &line,
@@ -149,11 +146,11 @@ fn first_byte_wait(line: &str, command: &str) -> Duration {
     }
     // command_word() lower-cases ASCII letters only: the same length.
     let after = line.trim_start().get(command.len()..).unwrap_or("");
-    let ms = match after.split_whitespace().nth(2) {
-        None => DEFAULT_WAIT_MS,
-        Some(ms) => ms.parse().unwrap_or(MAX_WAIT_MS),
-    };
-    Duration::from_millis(u64::from(ms)) + REPLY_WAIT
+    let ms = after
+        .split_whitespace()
+        .nth(2)
+        .map(|ms| ms.parse().unwrap_or(MAX_WAIT_MS));
+    wait_reply_deadline(ms)
 }
 
 /// Sends the line and reads the reply, whose first byte may take
@@ -163,7 +160,7 @@ fn exchange(
     line: &[u8],
     first_wait: Duration,
     command: &str,
-) -> Result<Vec<u8>, crate::dipc_client::ClientError> {
+) -> Result<Vec<u8>, ClientError> {
     let mut request = line.to_vec();
     request.push(b'\n');
     connection.send_raw(&request)?;
@@ -189,6 +186,7 @@ fn say_goodbye(connection: &mut Connection) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::dipc_client::DEFAULT_WAIT_MS;
 
     #[test]
     fn command_words() {

@@ -4,24 +4,15 @@
 //! unlinks it when dropped, also when a test panics; forked children leave
 //! with `_exit`, so their copy never unlinks it.
 
-use std::time::Duration;
-
 use nix::sys::signal::{kill, Signal};
 use nix::sys::wait::{waitpid, WaitStatus};
 use nix::unistd::{fork, ForkResult, Pid};
 
-use shmlib::{DaemonRecord, Geometry, Segment};
+use shmlib::{Geometry, Segment};
 
 pub fn scratch_segment(port: u16, mailboxes: u64, kib: u64, workers: u64) -> Segment {
-    let _ = Segment::unlink(port);
     let geometry = Geometry::from_kib(mailboxes, kib, kib.min(1024), workers).expect("geometry");
-    let record = DaemonRecord {
-        pid_file: "",
-        log_file: "",
-        db_lock_file: "",
-        grace: Duration::from_secs(1),
-    };
-    Segment::create(port, geometry, &record).expect("create a scratch segment")
+    Segment::create_scratch(port, geometry).expect("create a scratch segment")
 }
 
 /// A forked child process, SIGKILLed and reaped when dropped (so also when

@@ -8,7 +8,7 @@
 use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
-use shmlib::{DaemonRecord, Geometry, Segment};
+use shmlib::{Geometry, Segment};
 use worker::session::{Flow, Session};
 use worker::SessionConfig;
 
@@ -17,17 +17,10 @@ static NO_STOP: AtomicBool = AtomicBool::new(false);
 /// The segment the check runs on (2 mailboxes of 1 KiB, 16 keys), on
 /// `port`'s name, replacing any left there; its owner unlinks it on drop.
 pub fn stream_segment(port: u16) -> Segment {
-    let _ = Segment::unlink(port);
     let geometry = Geometry::from_kib(2, 1, 1, 1)
         .and_then(|g| g.with_keys(16))
         .expect("geometry");
-    let record = DaemonRecord {
-        pid_file: "",
-        log_file: "",
-        db_lock_file: "",
-        grace: Duration::from_secs(1),
-    };
-    Segment::create(port, geometry, &record).expect("segment")
+    Segment::create_scratch(port, geometry).expect("segment")
 }
 
 pub fn check_stream(segment: &Segment, data: &[u8]) {

@@ -59,7 +59,7 @@ impl Server {
                 server.addr()
             );
             let alive = matches!(server.child.try_wait(), Ok(None));
-            if alive && ask(&server.addr(), probe).starts_with(greeting) {
+            if alive && try_ask(&server.addr(), probe).is_some_and(|r| r.starts_with(greeting)) {
                 return server;
             }
             // Another server has the port: drop (kill, reap) and try again.
@@ -81,14 +81,17 @@ impl Drop for Server {
 
 /// Sends one request and returns the first line of the reply.
 fn ask(addr: &str, request: &[u8]) -> String {
-    let mut stream = TcpStream::connect(addr).expect("connect");
-    stream
-        .set_read_timeout(Some(Duration::from_secs(5)))
-        .expect("timeout");
-    stream.write_all(request).expect("send");
+    try_ask(addr, request).unwrap_or_else(|| panic!("no reply from {addr}"))
+}
+
+/// [`ask`], None on any failure to connect, send or read.
+fn try_ask(addr: &str, request: &[u8]) -> Option<String> {
+    let mut stream = TcpStream::connect(addr).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    stream.write_all(request).ok()?;
     let mut line = String::new();
-    BufReader::new(stream).read_line(&mut line).expect("reply");
-    line
+    BufReader::new(stream).read_line(&mut line).ok()?;
+    Some(line)
 }
 
 fn bench_mixed(addr: &str, protocol: &str) -> serde_json::Value {

@@ -4,7 +4,7 @@
 
 use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
 use std::thread::{self, JoinHandle};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use client::locate::{ask_once, GatewayError};
 use gateway::wire::{Kind, Message, MESSAGE_LEN};
@@ -44,14 +44,9 @@ fn scripted_gateway(reply: Message, strays: usize) -> (SocketAddr, JoinHandle<us
 #[test]
 fn stray_datagrams_do_not_use_up_the_tries() {
     let (gateway, requests) = scripted_gateway(Message::new(Kind::Announce, None, 4321), 3);
-    let started = Instant::now();
     let server = ask_once(gateway).expect("the gateway's answer, behind three strays");
     assert_eq!(server, SocketAddr::from((Ipv4Addr::LOCALHOST, 4321)));
-    assert!(
-        started.elapsed() < Duration::from_secs(2),
-        "{:?}",
-        started.elapsed()
-    );
+    // A stray taken for the answer would have used up a try: more requests.
     assert_eq!(requests.join().expect("the gateway"), 1, "requests sent");
 }
 

@@ -431,11 +431,10 @@ fn wait_returns_at_once_on_a_change_or_times_out(dir: &Path, s: &str) {
         .spawn()
         .expect("starting the waiter");
     std::thread::sleep(Duration::from_millis(300));
-    let started = Instant::now();
     client(dir, &["-s", s, "append", "1", "v2"]);
+    // Woken, it exits 0; a wait that timed out would exit 3.
     let status = wait_for(&mut waiter, Duration::from_secs(15)).expect("the waiter returned");
     assert!(status.success(), "{status}");
-    assert!(started.elapsed() < Duration::from_secs(5));
     assert_eq!(
         std::fs::read(&out_path).expect("the waiter's stdout"),
         b"v1\nv2\n"

@@ -37,9 +37,14 @@ fn bind_restricts_the_listening_address() {
 #[test]
 fn a_bind_address_this_host_lacks_is_refused_plainly() {
     let dir = temp_dir();
-    let port = free_port().to_string();
-    let args = dipc_args(["1", "1", "1"], &port, dir.path(), &["--bind", "192.0.2.1"]);
-    let out = run(&dipc_bin(), &args, dir.path());
+    let port = free_port();
+    let args = dipc_args(
+        ["1", "1", "1"],
+        &port.to_string(),
+        dir.path(),
+        &["--bind", "192.0.2.1"],
+    );
+    let out = dipc_expect_refusal(&args, dir.path(), Some(port));
     assert_eq!(out.code(), Some(1), "{}", out.describe());
     assert!(
         out.stderr.contains("cannot listen on 192.0.2.1 port")
@@ -163,10 +168,15 @@ fn an_auth_file_others_may_read_is_refused() {
     let file = dir.path().join("secret");
     std::fs::write(&file, "open sesame\n").expect("write the secret");
     std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).expect("chmod");
-    let port = free_port().to_string();
+    let port = free_port();
     let path = file.display().to_string();
-    let args = dipc_args(["1", "1", "1"], &port, dir.path(), &["--auth-file", &path]);
-    let out = run(&dipc_bin(), &args, dir.path());
+    let args = dipc_args(
+        ["1", "1", "1"],
+        &port.to_string(),
+        dir.path(),
+        &["--auth-file", &path],
+    );
+    let out = dipc_expect_refusal(&args, dir.path(), Some(port));
     assert_eq!(out.code(), Some(2), "{}", out.describe());
     assert!(out.stderr.contains("chmod 600"), "{}", out.describe());
 }

@@ -157,9 +157,8 @@ fn a_waiting_client_costs_no_cpu_and_a_write_wakes_it_at_once() {
         writer.write_mailbox(1, "wake up");
         assert_eq!(waiter.read_reply_of(1), (1, b"wake up".to_vec()), "{model}");
         let latency = written.elapsed();
+        // Printed, not asserted: timings belong to the benchmarks.
         eprintln!("{model}: woken {latency:?} after the write; {used} ticks while waiting");
-        // A few ms on an idle machine; generous here for a shared CI box.
-        assert!(latency < Duration::from_millis(500), "{model}: {latency:?}");
         drop((waiter, writer));
         d.stop();
     }
@@ -252,17 +251,13 @@ fn a_wait_cut_off_by_its_clients_eof_does_not_silence_the_others() {
             .shutdown(std::net::Shutdown::Write)
             .expect("shutdown");
         thread::sleep(Duration::from_millis(300));
-        let written = Instant::now();
+        // Silenced, it would hear only its 20 s deadline: the client's read
+        // times out long before.
         d.client().write_mailbox(1, "still heard");
         assert_eq!(
             waiter.read_reply_of(1),
             (1, b"still heard".to_vec()),
             "{model}"
-        );
-        assert!(
-            written.elapsed() < Duration::from_secs(2),
-            "{model}: {:?}",
-            written.elapsed()
         );
         drop((waiter, quitter));
         d.stop();

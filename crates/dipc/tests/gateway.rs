@@ -482,29 +482,37 @@ fn the_upper_case_echo_server_through_the_gateway() {
     );
 }
 
-/// A detached gateway, known by its pid file; dropping it stops it.
+/// A detached gateway, known by its pid file's name, unique to the test's
+/// directory; dropping it stops it: SIGTERM through the pid file, then
+/// SIGKILL for any process whose command line still names the file.
 struct DetachedGateway {
     pid_file: PathBuf,
 }
 
+impl DetachedGateway {
+    fn name(&self) -> String {
+        self.pid_file
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    }
+}
+
 impl Drop for DetachedGateway {
     fn drop(&mut self) {
-        // Also where a relative pid file used to land (the daemon's working
-        // directory, /), so that a failing run leaves no gateway behind.
-        let misplaced = Path::new("/").join(self.pid_file.file_name().unwrap_or_default());
-        for pid_file in [&self.pid_file, &misplaced] {
-            let Some(pid) = std::fs::read_to_string(pid_file)
-                .ok()
-                .and_then(|p| p.trim().parse::<i32>().ok())
-            else {
-                continue;
-            };
+        let ours = processes_mentioning(&self.name());
+        if let Some(pid) = std::fs::read_to_string(&self.pid_file)
+            .ok()
+            .and_then(|p| p.trim().parse::<i32>().ok())
+            .filter(|pid| ours.iter().any(|p| p.pid == *pid))
+        {
             let _ = nix::sys::signal::kill(
                 nix::unistd::Pid::from_raw(pid),
                 nix::sys::signal::Signal::SIGTERM,
             );
-            wait_until(Duration::from_secs(5), || !pid_file.exists());
+            wait_until(Duration::from_secs(5), || !self.pid_file.exists());
         }
+        sweep_marker(&self.name());
     }
 }
 
@@ -512,20 +520,19 @@ impl Drop for DetachedGateway {
 fn a_detached_gateway_writes_a_relative_pid_file_where_it_was_typed() {
     let dir = temp_dir();
     let bin = dipc_bin().with_file_name("gateway");
+    let unique = dir
+        .path()
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let pid_name = format!("gw-{unique}.pid");
     let gateway = DetachedGateway {
-        pid_file: dir.path().join("gw.pid"),
+        pid_file: dir.path().join(&pid_name),
     };
     let status = Command::new(&bin)
         .current_dir(dir.path())
-        .args([
-            "0",
-            "--bind",
-            "127.0.0.1",
-            "--pid-file",
-            "gw.pid",
-            "--log",
-            "gw.log",
-        ])
+        .args(["0", "--bind", "127.0.0.1", "--pid-file", &pid_name])
+        .args(["--log", "gw.log"])
         .stdout(Stdio::null())
         .status()
         .expect("run the gateway");
@@ -541,7 +548,7 @@ fn a_detached_gateway_writes_a_relative_pid_file_where_it_was_typed() {
     );
     drop(gateway);
     assert!(
-        !dir.path().join("gw.pid").exists(),
+        !dir.path().join(&pid_name).exists(),
         "the stopped gateway left its pid file"
     );
 }

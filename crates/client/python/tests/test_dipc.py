@@ -191,11 +191,10 @@ class Wait(unittest.TestCase):
 
             writer = threading.Thread(target=later)
             writer.start()
-            started = time.monotonic()
             got = c.wait(8, v, timeout_ms=10000)
             writer.join()
+            # Woken: a wait that timed out would give None.
             self.assertEqual(got, (v + 1, b"after"))
-            self.assertLess(time.monotonic() - started, 5)
 
     def test_wait_errors(self):
         with connect() as c:
@@ -312,11 +311,10 @@ class RepliesParsedExactly(unittest.TestCase):
         server = Scripted([b"OK 99999999999 bytes from mailbox 1, version 1\n", b""])
         try:
             c = dipc.Client("127.0.0.1", server.port, timeout=5)
-            started = time.monotonic()
             with self.assertRaises(dipc.DipcConnectError) as caught:
                 c.read(1)
+            # Refused at the header, not by the 5 s timeout.
             self.assertIn("announces 99999999999 bytes, over the 1048640", str(caught.exception))
-            self.assertLess(time.monotonic() - started, 4)
             self.assertTrue(c.closed)
         finally:
             server.close()

@@ -301,6 +301,7 @@ impl Drop for Ceiling {
 pub struct Daemon {
     pub port: u16,
     pub dir: tempfile::TempDir,
+    dipcrm: PathBuf,
 }
 
 impl Daemon {
@@ -314,6 +315,8 @@ impl Daemon {
     pub fn start_with(mailboxes: u32, extra: &[&str]) -> Daemon {
         let dir = tempfile::tempdir().expect("temporary directory");
         let dipc = workspace_bin("dipc");
+        // Stopping it needs dipcrm: missing, nothing is started.
+        let dipcrm = workspace_bin("dipcrm");
         // A port taken between free_port() and dipc's bind makes dipc
         // refuse; another try gets another port.
         for _ in 0..5 {
@@ -335,7 +338,7 @@ impl Daemon {
             args.extend_from_slice(extra);
             let out = run_in(dir.path(), &dipc, &args, Duration::from_secs(30));
             if out.status.success() {
-                return Daemon { port, dir };
+                return Daemon { port, dir, dipcrm };
             }
             eprintln!(
                 "dipc did not start, trying another port: {}",
@@ -351,15 +354,40 @@ impl Daemon {
 }
 
 impl Drop for Daemon {
+    /// dipcrm; if it fails, the supervisor (from its pid file) and its
+    /// workers SIGKILLed and the segment removed. Nothing before that may
+    /// panic, since this also runs while a failing test unwinds.
     fn drop(&mut self) {
-        let out = run_in(
-            self.dir.path(),
-            &workspace_bin("dipcrm"),
-            &[&self.port.to_string()],
-            Duration::from_secs(30),
-        );
-        if !out.status.success() && !thread::panicking() {
-            panic!("dipcrm failed: {}", out.describe());
+        let stopped = Command::new(&self.dipcrm)
+            .arg(self.port.to_string())
+            .current_dir(self.dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .ok()
+            .and_then(|mut child| wait_for(&mut child, Duration::from_secs(30)))
+            .is_some_and(|status| status.success());
+        if stopped {
+            return;
+        }
+        // Only a process that still says it is this port's supervisor (its
+        // title): a pid file can outlive its process, and pids are reused.
+        let title = format!("dipc: supervisor, port {},", self.port);
+        let supervisor = fs::read_to_string(self.dir.path().join("dipc.pid"))
+            .ok()
+            .and_then(|pid| pid.trim().parse::<u32>().ok())
+            .filter(|pid| {
+                fs::read(format!("/proc/{pid}/cmdline"))
+                    .is_ok_and(|cmdline| String::from_utf8_lossy(&cmdline).starts_with(&title))
+            });
+        if let Some(pid) = supervisor {
+            for process in children_of(pid).into_iter().chain([pid]) {
+                let _ = kill(Pid::from_raw(process as i32), Signal::SIGKILL);
+            }
+        }
+        let _ = fs::remove_file(format!("/dev/shm/dipc.{}", self.port));
+        if !thread::panicking() {
+            panic!("dipcrm {} failed; the daemon was killed", self.port);
         }
     }
 }

@@ -355,9 +355,11 @@ pub fn port_is_free(port: u16) -> bool {
 
 /// Last-resort cleanup for a port: dipcrm, then SIGKILL of every process
 /// recorded or whose command line names `marker`, then the segment.
+/// Nothing here may panic: it runs in Drop, also while a test unwinds.
 pub fn sweep(port: u16, marker: &str, recorded: &[ProcId], dir: &Path, run_dipcrm_first: bool) {
-    if run_dipcrm_first {
-        let _ = try_run(&dipcrm_bin(), &[port.to_string()], dir, CMD_TIMEOUT);
+    let dipcrm = dipc_bin().with_file_name("dipcrm");
+    if run_dipcrm_first && dipcrm.exists() {
+        let _ = try_run(&dipcrm, &[port.to_string()], dir, CMD_TIMEOUT);
     }
     for _ in 0..3 {
         let mut targets: Vec<ProcId> = recorded.to_vec();
@@ -577,6 +579,8 @@ impl Daemon {
         fixed_port: Option<u16>,
         args: impl Fn(u16) -> Vec<String>,
     ) -> Daemon {
+        // Stopping it needs dipcrm: missing, nothing is started.
+        dipcrm_bin();
         let dir = temp_dir();
         let log = dir.path().join("dipc.log");
         let pid_file = dir.path().join("dipc.pid");

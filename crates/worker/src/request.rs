@@ -148,26 +148,27 @@ fn decimal(tok: &[u8]) -> Option<u64> {
 
 /// Parses a mailbox number, 1-based on the wire, into a 0-based index.
 fn mailbox(tok: &[u8], command: &str, bounds: &Bounds) -> Result<usize, String> {
-    let k = bounds.mailboxes;
+    match decimal(tok) {
+        Some(n) if n >= 1 && n <= bounds.mailboxes as u64 => Ok(n as usize - 1),
+        _ => Err(bad_mailbox(tok, command, bounds.mailboxes)),
+    }
+}
+
+/// Why `tok` is no mailbox number: kept out of line, off the path of every
+/// good request.
+#[cold]
+fn bad_mailbox(tok: &[u8], command: &str, k: usize) -> String {
     if tok.is_empty() {
-        return Err(format!("{command} needs a mailbox number 1..{k}"));
+        return format!("{command} needs a mailbox number 1..{k}");
     }
     if !tok.iter().all(u8::is_ascii_digit) {
-        return Err(format!(
-            "mailbox '{}' is not a number in 1..{k}",
-            shown(tok)
-        ));
+        return format!("mailbox '{}' is not a number in 1..{k}", shown(tok));
     }
-    let n = decimal(tok).unwrap_or(u64::MAX);
-    if n == 0 || n > k as u64 {
-        let shown_n = if n == u64::MAX {
-            shown(tok)
-        } else {
-            n.to_string()
-        };
-        return Err(format!("mailbox {shown_n} is out of range 1..{k}"));
-    }
-    Ok(n as usize - 1)
+    let shown_n = match decimal(tok) {
+        Some(n) => n.to_string(),
+        None => shown(tok),
+    };
+    format!("mailbox {shown_n} is out of range 1..{k}")
 }
 
 /// The length of the `w <m> ` prefix of a write line, when the line starts
@@ -223,6 +224,50 @@ pub fn split_command(line: &[u8]) -> (&[u8], &[u8]) {
         (&line[..n], &line[n..])
     }
 }
+
+/// A command word of up to 8 ASCII letters, lower-cased and packed into an
+/// integer, so that finding the command is a few integer compares rather
+/// than a copy and a string compare per request.
+const fn command_word(name: &[u8]) -> Option<u64> {
+    if name.is_empty() || name.len() > 8 {
+        return None;
+    }
+    let mut word = 0u64;
+    let mut i = 0;
+    while i < name.len() {
+        if !name[i].is_ascii_alphabetic() {
+            return None;
+        }
+        word = word << 8 | name[i].to_ascii_lowercase() as u64;
+        i += 1;
+    }
+    Some(word)
+}
+
+/// The packed word of a command name written in this file.
+const fn known(name: &[u8]) -> u64 {
+    match command_word(name) {
+        Some(word) => word,
+        None => panic!("a command name is 1 to 8 ASCII letters"),
+    }
+}
+
+const R: u64 = known(b"r");
+const READ: u64 = known(b"read");
+const W: u64 = known(b"w");
+const WRITE: u64 = known(b"write");
+const WB: u64 = known(b"wb");
+const APPEND: u64 = known(b"append");
+const WAIT: u64 = known(b"wait");
+const Q: u64 = known(b"q");
+const QUIT: u64 = known(b"quit");
+const EXIT: u64 = known(b"exit");
+const BYE: u64 = known(b"bye");
+const GET: u64 = known(b"get");
+const DEL: u64 = known(b"del");
+const PUT: u64 = known(b"put");
+const HELP: u64 = known(b"help");
+const STAT: u64 = known(b"stat");
 
 /// The largest refused `wb` payload that is skipped to keep the stream in
 /// step; beyond it the connection is closed instead.
@@ -299,19 +344,9 @@ fn parse_wait<'a>(rest: &'a [u8], bounds: &Bounds) -> Result<Request<'a>, String
 /// Parses one complete, non-blank request line (terminator already removed).
 pub fn parse<'a>(line: &'a [u8], bounds: &Bounds) -> Result<Request<'a>, String> {
     let (cmd, rest) = split_command(line);
-    // Lower-cased on the stack: every command is short, and one longer than
-    // the buffer is unknown anyway.
-    let mut lower = [0u8; 8];
-    let cmd_lower = match lower.get_mut(..cmd.len()) {
-        Some(buf) => {
-            buf.copy_from_slice(cmd);
-            buf.make_ascii_lowercase();
-            &buf[..]
-        }
-        None => &[][..],
-    };
-    match cmd_lower {
-        b"r" | b"read" => {
+    // A word that is no command name (too long, or not letters) is unknown.
+    match command_word(cmd).unwrap_or(0) {
+        R | READ => {
             let (tok, extra) = token(rest);
             let mailbox = mailbox(tok, "r", bounds)?;
             if !trim(extra).is_empty() {
@@ -319,7 +354,7 @@ pub fn parse<'a>(line: &'a [u8], bounds: &Bounds) -> Result<Request<'a>, String>
             }
             Ok(Request::Read { mailbox })
         }
-        b"w" | b"write" => {
+        W | WRITE => {
             let (tok, after) = token(rest);
             let mailbox = mailbox(tok, "w", bounds)?;
             if after.is_empty() {
@@ -333,8 +368,8 @@ pub fn parse<'a>(line: &'a [u8], bounds: &Bounds) -> Result<Request<'a>, String>
             }
             Ok(Request::Write { mailbox, text })
         }
-        b"wb" => parse_write_bytes(rest, bounds),
-        b"append" => {
+        WB => parse_write_bytes(rest, bounds),
+        APPEND => {
             let (tok, after) = token(rest);
             let mailbox = mailbox(tok, "append", bounds)?;
             // One separator, then the text as sent, as for `w`.
@@ -344,11 +379,11 @@ pub fn parse<'a>(line: &'a [u8], bounds: &Bounds) -> Result<Request<'a>, String>
             }
             Ok(Request::Append { mailbox, text })
         }
-        b"wait" => parse_wait(rest, bounds),
-        b"q" | b"quit" | b"exit" | b"bye" => Ok(Request::Quit),
-        b"get" | b"del" => {
+        WAIT => parse_wait(rest, bounds),
+        Q | QUIT | EXIT | BYE => Ok(Request::Quit),
+        word @ (GET | DEL) => {
             let (tok, extra) = token(rest);
-            let command = if cmd_lower == b"get" { "get" } else { "del" };
+            let command = if word == GET { "get" } else { "del" };
             let key = key(tok, command)?;
             if !trim(extra).is_empty() {
                 return Err(format!("{command} takes one key"));
@@ -359,7 +394,7 @@ pub fn parse<'a>(line: &'a [u8], bounds: &Bounds) -> Result<Request<'a>, String>
                 Request::Del { key }
             })
         }
-        b"put" => {
+        PUT => {
             let (tok, after) = token(rest);
             let key = key(tok, "put")?;
             // One separator, then the value exactly as sent, as for `w`.
@@ -372,8 +407,8 @@ pub fn parse<'a>(line: &'a [u8], bounds: &Bounds) -> Result<Request<'a>, String>
             }
             Ok(Request::Put { key, value })
         }
-        b"help" => Ok(Request::Help),
-        b"stat" => {
+        HELP => Ok(Request::Help),
+        STAT => {
             let (tok, extra) = token(rest);
             if tok.is_empty() {
                 return Ok(Request::Stat { mailbox: None });
@@ -578,6 +613,26 @@ mod tests {
             parse(&long, &B),
             Err("data is 3000 bytes, over the 2048-byte packet size".into())
         );
+    }
+
+    #[test]
+    fn commands_match_whole_words_in_any_case() {
+        assert_eq!(parse(b"ReAd 2", &B), Ok(Request::Read { mailbox: 1 }));
+        assert_eq!(parse(b"EXIT", &B), Ok(Request::Quit));
+        let unknown: [(&[u8], &str); 5] = [
+            (b"reads 1", "unknown command 'reads'"),
+            (b"rea 1", "unknown command 'rea'"),
+            (b"appendix 1", "unknown command 'appendix'"),
+            (b"appendage 1", "unknown command 'appendag'"),
+            (b"\0r 1", "unknown command '?r'"),
+        ];
+        for (line, error) in unknown {
+            assert_eq!(parse(line, &B), Err(error.to_string()), "{}", shown(line));
+        }
+        assert_eq!(command_word(b"quit"), Some(QUIT));
+        assert_eq!(command_word(b"QUIT"), Some(QUIT));
+        assert_eq!(command_word(b"q1"), None);
+        assert_eq!(command_word(b""), None);
     }
 
     #[test]

@@ -10,15 +10,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use common::{client, eventually, free_port, wait_for};
-
-fn on_path(program: &str) -> Option<PathBuf> {
-    std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths)
-            .map(|dir| dir.join(program))
-            .find(|path| path.is_file())
-    })
-}
+use common::{client, eventually, free_port, on_path, wait_for};
 
 /// A server process, killed and reaped when dropped.
 struct Server {

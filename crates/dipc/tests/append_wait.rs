@@ -11,8 +11,6 @@ use std::time::{Duration, Instant};
 
 use common::*;
 
-const MODELS: [&str; 4] = ["event", "prefork", "fork", "thread"];
-
 /// A daemon of 2 mailboxes of 1 KiB in `model`.
 fn daemon(model: &str) -> Daemon {
     Daemon::start(2, 1, 1, &["--model", model, "--keys", "0"])
@@ -122,17 +120,13 @@ fn wait_answers_at_once_times_out_and_keeps_pipelined_order() {
     }
 }
 
-/// Clock ticks of CPU (user + system) used by `pids` so far.
+/// Clock ticks of CPU (user + system) used by `pids` so far; every one of
+/// them must still be there, or a count of nothing would pass for idle.
 fn cpu_ticks(pids: &[i32]) -> u64 {
     pids.iter()
-        .filter_map(|pid| std::fs::read_to_string(format!("/proc/{pid}/stat")).ok())
-        .map(|stat| {
-            let fields: Vec<&str> = stat[stat.rfind(')').unwrap_or(0) + 2..]
-                .split_whitespace()
-                .collect();
-            // utime and stime are fields 14 and 15; `fields` starts at 3.
-            let field = |n: usize| fields.get(n - 3).and_then(|v| v.parse::<u64>().ok());
-            field(14).unwrap_or(0) + field(15).unwrap_or(0)
+        .map(|&pid| match proc_stat(pid) {
+            Some(stat) => stat.cpu_ticks,
+            None => panic!("process {pid} is gone"),
         })
         .sum()
 }

@@ -11,8 +11,6 @@ use std::time::{Duration, Instant};
 
 use common::*;
 
-const MODELS: [&str; 4] = ["prefork", "event", "fork", "thread"];
-
 /// Threads of a process (1 for a single-threaded one).
 fn threads_of(pid: i32) -> usize {
     std::fs::read_dir(format!("/proc/{pid}/task"))

@@ -241,11 +241,10 @@ impl<'a> Mailbox<'a> {
             unsafe { std::ptr::copy_nonoverlapping(content.as_ptr(), next, content.len()) };
             content.len()
         })
-        .map(|(version, _)| version)
     }
 
     /// Appends `line` and a LF, making room by dropping the oldest whole
-    /// lines (all of them if need be); returns the new version and length.
+    /// lines (all of them if need be); returns the new version.
     /// `line.len() + 1` must fit: callers check it against
     /// [`Mailbox::capacity`].
     pub fn append(
@@ -253,7 +252,7 @@ impl<'a> Mailbox<'a> {
         me: Participant,
         deadline: &Deadline<'_>,
         line: &[u8],
-    ) -> Result<(u64, usize), LockError> {
+    ) -> Result<u64, LockError> {
         assert!(line.len() < self.capacity, "line larger than the mailbox");
         self.publish_with(me, deadline, |old, next| {
             let kept = &old[kept_from(old, line.len() + 1, self.capacity)..];
@@ -276,13 +275,14 @@ impl<'a> Mailbox<'a> {
 
     /// Under the write lock, `fill(current content, unpublished half)`
     /// writes the next content and says its length; then it is published,
-    /// the lock released, and the mailbox's waiters woken.
+    /// the lock released, and the mailbox's waiters woken. Returns the new
+    /// version.
     fn publish_with(
         &self,
         me: Participant,
         deadline: &Deadline<'_>,
         fill: impl FnOnce(&[u8], *mut u8) -> usize,
-    ) -> Result<(u64, usize), LockError> {
+    ) -> Result<u64, LockError> {
         let guard = self.lock.write(me, deadline)?;
         let (current, current_len) = self.current();
         let next = current.next();
@@ -302,7 +302,7 @@ impl<'a> Mailbox<'a> {
         if let Some(wakers) = self.wakers {
             self.waiters.wake_all(wakers);
         }
-        Ok((next.version, len))
+        Ok(next.version)
     }
 }
 

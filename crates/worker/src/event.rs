@@ -622,11 +622,11 @@ impl<'s, 'c> EventWorker<'s, 'c> {
             let Some(conn) = self.conns.get_mut(token).and_then(Option::as_mut) else {
                 continue;
             };
-            if conn.serial != serial {
+            if conn.serial != serial || !conn.timer_is_current(kind, at) {
                 continue;
             }
             match kind {
-                TimerKind::LinePause if conn.pause_at == Some(at) => {
+                TimerKind::LinePause => {
                     conn.pause_at = None;
                     self.out.clear();
                     match conn.session.on_pause(&mut self.out) {
@@ -642,7 +642,7 @@ impl<'s, 'c> EventWorker<'s, 'c> {
                         self.close(token, ending);
                     }
                 }
-                TimerKind::WaitDeadline if conn.wait_timer == Some(at) => {
+                TimerKind::WaitDeadline => {
                     conn.wait_timer = None;
                     match conn.session.pending_wait() {
                         Some(wait) if wait.deadline > now => {
@@ -653,7 +653,6 @@ impl<'s, 'c> EventWorker<'s, 'c> {
                         None => {}
                     }
                 }
-                TimerKind::WaitDeadline => {}
                 TimerKind::Idle => {
                     let limit = self.serve.idle_timeout;
                     // A parked wait is not idle: its own deadline bounds it.
@@ -684,7 +683,6 @@ impl<'s, 'c> EventWorker<'s, 'c> {
                     ),
                     None => conn.stall_armed = false,
                 },
-                TimerKind::LinePause => {}
             }
         }
     }

@@ -185,23 +185,32 @@ pub fn write_prefix_len(head: &[u8]) -> Option<usize> {
     Some(head.len() - after.len() + 1)
 }
 
+/// The known command a line starts with, as its packed word (0 when none).
+fn command_of(head: &[u8]) -> u64 {
+    command_word(split_command(head).0).unwrap_or(0)
+}
+
 /// Whether a line starts like `put <key> `: an overlong one is then a value
 /// too long, not a line too long.
 pub fn is_put(head: &[u8]) -> bool {
-    split_command(head).0.eq_ignore_ascii_case(b"put")
+    command_of(head) == PUT
 }
 
 /// Whether a line starts with `put` or `del`: a change to the store.
 pub fn is_change(head: &[u8]) -> bool {
-    let command = split_command(head).0;
-    command.eq_ignore_ascii_case(b"put") || command.eq_ignore_ascii_case(b"del")
+    matches!(command_of(head), PUT | DEL)
 }
 
 /// Whether a line starts with `get` or `del`: an overlong one gets a short
 /// refusal, like every reply of the store (see [`key`]).
 pub fn is_get_or_del(head: &[u8]) -> bool {
-    let command = split_command(head).0;
-    command.eq_ignore_ascii_case(b"get") || command.eq_ignore_ascii_case(b"del")
+    matches!(command_of(head), GET | DEL)
+}
+
+/// Whether a line is a request to leave (`q`, `quit`, `exit` or `bye`,
+/// whatever follows).
+pub fn is_quit(line: &[u8]) -> bool {
+    matches!(command_of(line), Q | QUIT | EXIT | BYE)
 }
 
 /// A key-value request's key. Every error of the store's requests fits, with

@@ -710,7 +710,7 @@ impl<'s> Session<'s> {
             self.error(out, "wrong secret; closing the connection");
             return Flow::Close;
         }
-        if matches!(request::parse(line, &self.bounds), Ok(Request::Quit)) {
+        if request::is_quit(line) {
             out.extend_from_slice(b"Goodbye");
             return Flow::Close;
         }
@@ -900,7 +900,7 @@ impl<'s> Session<'s> {
             );
         }
         match mailbox.append(self.me, &self.deadline(), text) {
-            Ok((version, _)) => MailboxReply {
+            Ok(version) => MailboxReply {
                 lead: b"OK appended ",
                 len: entry,
                 middle: b" bytes to mailbox ",

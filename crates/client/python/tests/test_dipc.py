@@ -240,6 +240,12 @@ class Scripted:
         self.listener.close()
         self.thread.join(5)
 
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
 
 class RepliesParsedExactly(unittest.TestCase):
     """The new requests' replies as the protocol defines them, from a
@@ -247,14 +253,13 @@ class RepliesParsedExactly(unittest.TestCase):
 
     def test_append_and_wait_replies(self):
         body = b"two\nlines\x00"
-        server = Scripted([
+        with Scripted([
             b"OK appended 6 bytes to mailbox 3, version 12\n",
             b"OK %d bytes from mailbox 3, version 13\n%s\n" % (len(body), body),
             b"TIMEOUT mailbox 3 is at version 13\n",
             b"ERR unknown command 'wait'\n",
             b"OK 0 bytes from mailbox 3, version 14\n\n",
-        ])
-        try:
+        ]) as server:
             with dipc.Client("127.0.0.1", server.port, timeout=5) as c:
                 self.assertEqual(c.append(3, "hello"), 12)
                 self.assertEqual(c.wait(3, 12), (13, body))
@@ -263,26 +268,20 @@ class RepliesParsedExactly(unittest.TestCase):
                     c.wait(3, 13)
                 self.assertEqual(caught.exception.reason, "unknown command 'wait'")
                 self.assertEqual(c.wait(3, 13, 3600000), (14, b""))
-        finally:
-            server.close()
         self.assertEqual(server.requests, [
             b"append 3 hello", b"wait 3 12", b"wait 3 13 50", b"wait 3 13",
             b"wait 3 13 3600000",
         ])
 
     def test_a_body_without_its_lf_is_out_of_step(self):
-        server = Scripted([b"OK 3 bytes from mailbox 1, version 1\nabcX"])
-        try:
+        with Scripted([b"OK 3 bytes from mailbox 1, version 1\nabcX"]) as server:
             c = dipc.Client("127.0.0.1", server.port, timeout=5)
             with self.assertRaises(dipc.DipcConnectError):
                 c.read(1)
             self.assertTrue(c.closed)
-        finally:
-            server.close()
 
     def test_an_unexpected_reply_closes_the_client(self):
-        server = Scripted([b"R 1\n"])
-        try:
+        with Scripted([b"R 1\n"]) as server:
             c = dipc.Client("127.0.0.1", server.port, timeout=5)
             with self.assertRaises(dipc.DipcConnectError) as caught:
                 c.read(1)
@@ -290,44 +289,33 @@ class RepliesParsedExactly(unittest.TestCase):
             self.assertTrue(c.closed)
             with self.assertRaises(dipc.DipcConnectError):
                 c.read(1)
-        finally:
-            server.close()
 
     def test_an_err_keeps_the_client_open(self):
-        server = Scripted([b"ERR mailbox 9 is out of range 1..4\n", b"ERR no such key\n"])
-        try:
+        with Scripted([b"ERR mailbox 9 is out of range 1..4\n", b"ERR no such key\n"]) as server:
             with dipc.Client("127.0.0.1", server.port, timeout=5) as c:
                 with self.assertRaises(dipc.DipcError) as caught:
                     c.read(9)
                 self.assertEqual(caught.exception.reason, "mailbox 9 is out of range 1..4")
                 self.assertFalse(c.closed)
                 self.assertIsNone(c.get(5))
-        finally:
-            server.close()
 
     def test_an_announced_body_over_the_cap_is_refused(self):
         # The server then holds the connection open: no end of stream to
         # stop a client that would wait for the bytes.
-        server = Scripted([b"OK 99999999999 bytes from mailbox 1, version 1\n", b""])
-        try:
+        with Scripted([b"OK 99999999999 bytes from mailbox 1, version 1\n", b""]) as server:
             c = dipc.Client("127.0.0.1", server.port, timeout=5)
             with self.assertRaises(dipc.DipcConnectError) as caught:
                 c.read(1)
             # Refused at the header, not by the 5 s timeout.
             self.assertIn("announces 99999999999 bytes, over the 1048640", str(caught.exception))
             self.assertTrue(c.closed)
-        finally:
-            server.close()
 
     def test_a_closed_connection_is_reported(self):
-        server = Scripted([b"OK 10 bytes from mailbox 1, version 1\nabc"])
-        try:
+        with Scripted([b"OK 10 bytes from mailbox 1, version 1\nabc"]) as server:
             c = dipc.Client("127.0.0.1", server.port, timeout=5)
             with self.assertRaises(dipc.DipcConnectError) as caught:
                 c.read(1)
             self.assertIn("closed the connection", str(caught.exception))
-        finally:
-            server.close()
 
 
 if __name__ == "__main__":

@@ -31,6 +31,15 @@ pub fn client_bin() -> PathBuf {
 /// package's binaries for its tests; the Makefile builds the workspace
 /// first. They sit next to the client binary; failing that, in
 /// CARGO_TARGET_DIR or the workspace's target directory.
+/// Where `program` is on the PATH, if it is installed.
+pub fn on_path(program: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|dir| dir.join(program))
+            .find(|path| path.is_file())
+    })
+}
+
 pub fn workspace_bin(name: &str) -> PathBuf {
     let mut candidates = vec![client_bin().with_file_name(name)];
     if let Ok(dir) = std::env::var("CARGO_TARGET_DIR") {

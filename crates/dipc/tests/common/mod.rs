@@ -18,6 +18,9 @@ use std::sync::Mutex;
 use std::thread;
 use std::time::{Duration, Instant};
 
+/// Every server model, for the tests that run in each.
+pub const MODELS: [&str; 4] = ["event", "prefork", "fork", "thread"];
+
 /// Longest wait for any one socket read or write.
 pub const IO_TIMEOUT: Duration = Duration::from_secs(5);
 /// Longest run of dipc or dipcrm (dipcrm may wait out a grace period).
@@ -163,6 +166,8 @@ pub struct ProcStat {
     pub pid: i32,
     pub state: char,
     pub ppid: i32,
+    /// CPU used so far, user plus system, in clock ticks.
+    pub cpu_ticks: u64,
     pub starttime: u64,
 }
 
@@ -176,6 +181,9 @@ pub fn proc_stat(pid: i32) -> Option<ProcStat> {
         pid,
         state: fields.first()?.chars().next()?,
         ppid: fields.get(1)?.parse().ok()?,
+        // utime and stime: stat(5)'s fields 14 and 15, counted from 1 with
+        // the pid and the name as 1 and 2.
+        cpu_ticks: fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?,
         starttime: fields.get(19)?.parse().ok()?,
     })
 }

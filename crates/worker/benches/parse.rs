@@ -4,6 +4,7 @@
 //! operation and the reply). Throughput is in requests (elements) per
 //! second; time per request is the batch time over 16.
 
+use std::cell::RefCell;
 use std::hint::black_box;
 use std::sync::atomic::AtomicBool;
 use std::time::Duration;
@@ -11,6 +12,7 @@ use std::time::Duration;
 use criterion::measurement::WallTime;
 use criterion::{criterion_group, criterion_main, BenchmarkGroup, Criterion, Throughput};
 use shmlib::{Geometry, Segment};
+use worker::reply_line::ReadLines;
 use worker::request::{parse, Bounds};
 use worker::session::{Flow, Session};
 use worker::SessionConfig;
@@ -86,7 +88,9 @@ fn session_batches(c: &mut Criterion) {
         worker_slot: 0,
         secret: None,
     };
-    let mut session = Session::new(&seg, config, &NO_STOP);
+    // As in the daemon: the worker's memory of read lines.
+    let read_lines = RefCell::new(ReadLines::new(4));
+    let mut session = Session::new(&seg, config, &NO_STOP).with_read_lines(&read_lines);
     let write_line = [b"w 1 ".as_slice(), &[b'x'; TEXT], b"\n"].concat();
     let reads = b"r 1\n".repeat(BATCH);
     let writes = write_line.repeat(BATCH);

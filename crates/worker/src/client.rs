@@ -2,6 +2,7 @@
 //! model: its slot shows busy with the client's address, the connection is
 //! served, and the slot's counters and the log record how it ended.
 
+use std::cell::RefCell;
 use std::net::{SocketAddr, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -9,6 +10,7 @@ use std::time::Duration;
 use shmlib::{Database, Segment, WorkerState};
 
 use crate::connection::{self, Ending, Protocol};
+use crate::reply_line::ReadLines;
 use crate::session::{Session, SessionConfig};
 use crate::upper_echo::UpperEcho;
 use crate::waits::SlotWaits;
@@ -110,12 +112,17 @@ impl ServeContext<'_> {
             worker_slot: slot,
             ..self.session.clone()
         };
+        let read_lines;
         let mut mailboxes;
         let mut echo;
         let session: &mut dyn Protocol = match self.service {
             Service::Mailboxes => {
-                mailboxes =
-                    Session::new(self.segment, config, self.stop).with_database(self.database);
+                // One client at a time: its own memory of read lines.
+                read_lines =
+                    RefCell::new(ReadLines::new(self.segment.geometry().mailboxes as usize));
+                mailboxes = Session::new(self.segment, config, self.stop)
+                    .with_database(self.database)
+                    .with_read_lines(&read_lines);
                 &mut mailboxes
             }
             Service::UpperEcho => {

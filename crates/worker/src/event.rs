@@ -21,6 +21,7 @@
 //! eventfd, in the epoll set, says a mailbox changed, or its deadline timer
 //! fires; every parked connection then looks at its mailbox again.
 
+use std::cell::RefCell;
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::io::{self, Read};
@@ -38,6 +39,7 @@ use shmlib::{AcceptGuard, WorkerState};
 use crate::client::{log_ending, ServeContext, WorkerExit};
 use crate::connection::Ending;
 use crate::pool::{take_accept_lock, WorkerContext};
+use crate::reply_line::ReadLines;
 use crate::session::{Flow, Session, SessionConfig, OUT_HIGH_WATER};
 use crate::waits::SlotWaits;
 
@@ -143,6 +145,8 @@ struct EventWorker<'s, 'c> {
     waits: SlotWaits<'s>,
     /// The connections parked on a `wait`.
     waiting: Vec<usize>,
+    /// The read lines built for this worker's sessions, shared by them all.
+    read_lines: &'s RefCell<ReadLines>,
 }
 
 /// Runs a worker of the event model until it is told to stop (then once its
@@ -155,6 +159,9 @@ pub fn run_event_worker(ctx: &WorkerContext<'_>, pool_size: usize) -> WorkerExit
             return WorkerExit::Stopped;
         }
     };
+    let read_lines = RefCell::new(ReadLines::new(
+        ctx.serve.segment.geometry().mailboxes as usize,
+    ));
     let mut worker = EventWorker {
         serve: &ctx.serve,
         ctx,
@@ -173,6 +180,7 @@ pub fn run_event_worker(ctx: &WorkerContext<'_>, pool_size: usize) -> WorkerExit
         out: Vec::with_capacity(OUT_HIGH_WATER),
         waits: SlotWaits::new(ctx.serve.segment, ctx.slot),
         waiting: Vec::new(),
+        read_lines: &read_lines,
     };
     if let Some(fd) = worker.waits.fd() {
         let event = EpollEvent::new(EpollFlags::EPOLLIN, WAKER);
@@ -390,8 +398,9 @@ impl<'s, 'c> EventWorker<'s, 'c> {
             worker_slot: self.ctx.slot,
             ..self.serve.session.clone()
         };
-        let session =
-            Session::new(segment, config, self.serve.stop).with_database(self.serve.database);
+        let session = Session::new(segment, config, self.serve.stop)
+            .with_database(self.serve.database)
+            .with_read_lines(self.read_lines);
         self.next_serial += 1;
         self.conns[token] = Some(Conn {
             stream,

@@ -3,6 +3,8 @@
 //!
 //! - [`auth`]: the shared secret of `--auth-file`.
 //! - [`request`]: parsing one request line (pure).
+//! - [`reply_line`]: a mailbox reply's first line, and a worker's memory of
+//!   the read lines it built.
 //! - [`session`]: one connection's protocol state machine: framing, requests,
 //!   replies, executed against the segment (no I/O).
 //! - [`connection`]: the socket loop that feeds a session and writes replies.
@@ -24,6 +26,7 @@ pub mod client;
 pub mod connection;
 pub mod event;
 pub mod pool;
+pub mod reply_line;
 pub mod request;
 pub mod session;
 pub mod threads;

@@ -8,6 +8,7 @@
 //! line that has no terminator. Blank lines get no reply; every other line
 //! gets exactly one.
 
+use std::cell::RefCell;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
@@ -18,6 +19,7 @@ use shmlib::{
 };
 
 use crate::auth::Secret;
+use crate::reply_line::{MailboxReply, ReadLines};
 use crate::request::{self, Bounds, Request};
 
 /// The daemon's settings a session needs.
@@ -115,6 +117,8 @@ pub struct Session<'s> {
     authenticated: bool,
     /// Requests counted but not yet added to the segment's counters.
     tally: Tally,
+    /// The worker's last read line per mailbox, shared by its sessions.
+    read_lines: Option<&'s RefCell<ReadLines>>,
 }
 
 /// The daemon-wide counters a session bumps per request, kept here and
@@ -237,12 +241,21 @@ impl<'s> Session<'s> {
             waiting: None,
             authenticated,
             tally: Tally::default(),
+            read_lines: None,
         }
     }
 
     /// Records the store's changes in `database` (the daemon's journal).
     pub fn with_database(mut self, database: Option<&'s Database>) -> Session<'s> {
         self.journal = database.map(Database::journal);
+        self
+    }
+
+    /// Copies a read's first line from `lines` when it holds the line for
+    /// the mailbox's length and version, instead of formatting it: every
+    /// session of a worker shares the worker's `lines`.
+    pub fn with_read_lines(mut self, lines: &'s RefCell<ReadLines>) -> Session<'s> {
+        self.read_lines = Some(lines);
         self
     }
 
@@ -850,15 +863,9 @@ impl<'s> Session<'s> {
         let mailbox = self.mailbox(index);
         // Header, content and newline straight into the output: one copy of
         // the content and no allocation.
-        let head = |read: MailboxRead, out: &mut Vec<u8>| {
-            MailboxReply {
-                lead: b"OK ",
-                len: read.len,
-                middle: b" bytes from mailbox ",
-                mailbox: index + 1,
-                version: read.version,
-            }
-            .put(out)
+        let head = |read: MailboxRead, out: &mut Vec<u8>| match self.read_lines {
+            Some(lines) => lines.borrow_mut().put(index, read, out),
+            None => MailboxReply::read(index, read).put(out),
         };
         let read = mailbox.read_reply(self.me, &self.deadline(), out, head, b"\n");
         if let Err(e) = read {
@@ -1095,36 +1102,6 @@ fn put(out: &mut Vec<u8>, args: std::fmt::Arguments<'_>) {
 
 fn find_terminator(bytes: &[u8]) -> Option<usize> {
     memchr::memchr2(b'\n', 0, bytes)
-}
-
-/// `<lead><len><middle><mailbox>, version <version>` and a newline: the
-/// first line of a read's or a write's reply. Built with itoa: the
-/// formatting machinery was a tenth of a pipelined request's cost.
-struct MailboxReply {
-    lead: &'static [u8],
-    len: usize,
-    middle: &'static [u8],
-    mailbox: usize,
-    version: u64,
-}
-
-impl MailboxReply {
-    /// Inlined where the reply is built, so that the literal parts are
-    /// copied with their lengths known (no call to memmove for each).
-    #[inline(always)]
-    fn put(&self, out: &mut Vec<u8>) {
-        let mut number = itoa::Buffer::new();
-        // Leads and middles are short literals and the numbers at most 20
-        // digits each: one reservation covers the line.
-        out.reserve(128);
-        out.extend_from_slice(self.lead);
-        out.extend_from_slice(number.format(self.len).as_bytes());
-        out.extend_from_slice(self.middle);
-        out.extend_from_slice(number.format(self.mailbox).as_bytes());
-        out.extend_from_slice(b", version ");
-        out.extend_from_slice(number.format(self.version).as_bytes());
-        out.push(b'\n');
-    }
 }
 
 fn make_change(group: &mut ChangeGroup<'_, '_>, request: Request<'_>) -> Result<(), KvError> {

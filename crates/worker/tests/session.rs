@@ -4,12 +4,13 @@
 //! Segments here use ports below 1024 (one per test), which the end-to-end
 //! tests never pick, and are unlinked when the test's Segment drops.
 
-use std::time::Duration;
-
+use std::cell::RefCell;
 use std::sync::atomic::AtomicBool;
+use std::time::Duration;
 
 use proptest::prelude::*;
 use shmlib::{Geometry, Segment};
+use worker::reply_line::ReadLines;
 use worker::session::{Flow, Session};
 use worker::SessionConfig;
 
@@ -428,4 +429,35 @@ proptest! {
         prop_assert_eq!(s.feed(b"stat 1\n", &mut out), Flow::Continue);
         prop_assert_eq!(String::from_utf8_lossy(&out), "OK mailbox 1: 0 bytes, version 0\n");
     }
+}
+
+#[test]
+fn sessions_sharing_read_lines_see_every_write() {
+    let seg = segment(923, 4, 8, 2);
+    let lines = RefCell::new(ReadLines::new(4));
+    let mut reader = Session::new(&seg, config(923), &NO_STOP).with_read_lines(&lines);
+    let mut writer = Session::new(&seg, config(923), &NO_STOP).with_read_lines(&lines);
+    let read = |reader: &mut Session<'_>| {
+        String::from_utf8(run(reader, &[b"r 1\nr 1\n"]).0).expect("ASCII")
+    };
+    run(&mut writer, &[b"w 1 abc\n"]);
+    let first = "OK 3 bytes from mailbox 1, version 1\nabc\n";
+    assert_eq!(read(&mut reader), first.repeat(2));
+    // The same length at a new version, then a new length.
+    run(&mut writer, &[b"w 1 xyz\n"]);
+    assert_eq!(
+        read(&mut reader),
+        "OK 3 bytes from mailbox 1, version 2\nxyz\n".repeat(2)
+    );
+    run(&mut writer, &[b"w 1 longer\n"]);
+    assert_eq!(
+        read(&mut writer),
+        "OK 6 bytes from mailbox 1, version 3\nlonger\n".repeat(2)
+    );
+    // A session without the shared lines builds the same line.
+    let mut alone = Session::new(&seg, config(923), &NO_STOP);
+    assert_eq!(
+        read(&mut alone),
+        "OK 6 bytes from mailbox 1, version 3\nlonger\n".repeat(2)
+    );
 }

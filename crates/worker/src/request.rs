@@ -146,6 +146,29 @@ fn decimal(tok: &[u8]) -> Option<u64> {
     })
 }
 
+/// The commonest request in its plainest spelling, `r <m>` LF with one
+/// space and a mailbox number in range, at the start of `input`: the
+/// mailbox (0-based) and the line's length with its LF. None for anything
+/// else, which [`parse`] then takes as usual (and answers the same way).
+#[inline]
+pub fn plain_read(input: &[u8], mailboxes: usize) -> Option<(usize, usize)> {
+    let digits = input.strip_prefix(b"r ")?;
+    let mut n: u64 = 0;
+    // At most 20 digits (as many as a u64 has) and the LF.
+    for (i, &b) in digits.iter().enumerate().take(21) {
+        if b == b'\n' {
+            let in_range = i > 0 && n >= 1 && n <= mailboxes as u64;
+            return in_range.then(|| (n as usize - 1, "r ".len() + i + 1));
+        }
+        let digit = b.wrapping_sub(b'0');
+        if digit > 9 {
+            return None;
+        }
+        n = n.checked_mul(10)?.checked_add(u64::from(digit))?;
+    }
+    None
+}
+
 /// Parses a mailbox number, 1-based on the wire, into a 0-based index.
 fn mailbox(tok: &[u8], command: &str, bounds: &Bounds) -> Result<usize, String> {
     match decimal(tok) {
@@ -451,6 +474,43 @@ mod tests {
         data_limit_name: "packet",
         value_limit: 2048,
     };
+
+    #[test]
+    fn a_plain_read_is_taken_only_as_parse_would_take_it() {
+        let taken: [(&[u8], usize); 4] = [
+            (b"r 1\n", 0),
+            (b"r 4\n", 3),
+            (b"r 03\n", 2),
+            (b"r 00000000000000000002\n", 1),
+        ];
+        for (input, mailbox) in taken {
+            assert_eq!(plain_read(input, B.mailboxes), Some((mailbox, input.len())));
+            let line = &input[..input.len() - 1];
+            assert_eq!(parse(line, &B), Ok(Request::Read { mailbox }));
+        }
+        // What follows the line is left alone.
+        assert_eq!(plain_read(b"r 2\nr 3\n", B.mailboxes), Some((1, 4)));
+        // Every other spelling goes the general way.
+        let left: [&[u8]; 14] = [
+            b"r 0\n",
+            b"r 5\n",
+            b"r \n",
+            b"r 1",
+            b"r 1\r\n",
+            b"r  1\n",
+            b"r 1 \n",
+            b"R 1\n",
+            b"read 1\n",
+            b"r1\n",
+            b"r -1\n",
+            b"r 18446744073709551617\n",
+            b"r 000000000000000000001\n",
+            b" r 1\n",
+        ];
+        for input in left {
+            assert_eq!(plain_read(input, B.mailboxes), None, "{:?}", shown(input));
+        }
+    }
 
     #[test]
     fn key_value_requests() {

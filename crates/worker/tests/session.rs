@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use proptest::prelude::*;
 use shmlib::{Geometry, Segment};
+use worker::auth::Secret;
 use worker::reply_line::ReadLines;
 use worker::session::{Flow, Session};
 use worker::SessionConfig;
@@ -459,5 +460,23 @@ fn sessions_sharing_read_lines_see_every_write() {
     assert_eq!(
         read(&mut alone),
         "OK 6 bytes from mailbox 1, version 3\nlonger\n".repeat(2)
+    );
+}
+
+#[test]
+fn a_plain_read_waits_for_the_secret_like_every_request() {
+    let seg = segment(924, 4, 8, 2);
+    let config = SessionConfig {
+        secret: Secret::new(b"open sesame"),
+        ..config(924)
+    };
+    let mut s = Session::new(&seg, config, &NO_STOP);
+    let refused = "ERR authentication required: send auth <secret> first\n";
+    let (out, _) = run(&mut s, &[b"r 1\nr 1\r\n"]);
+    assert_eq!(String::from_utf8_lossy(&out), refused.repeat(2));
+    let (out, _) = run(&mut s, &[b"auth open sesame\nr 1\nr 1\r\n"]);
+    assert_eq!(
+        String::from_utf8_lossy(&out),
+        "OK\n".to_owned() + &"OK 0 bytes from mailbox 1, version 0\n\n".repeat(2)
     );
 }

@@ -59,9 +59,11 @@ impl MailboxReply {
 /// digits + `, version ` + 20 digits + LF is 94 bytes; real lengths and
 /// mailbox numbers have far fewer digits. A longer line is built each time.
 const KEPT_LINE: usize = 88;
+const _: () = assert!(KEPT_LINE <= u8::MAX as usize, "line_len is a u8");
 
 /// The most mailboxes remembered at once: a worker's memory stays within
-/// about 100 KiB however many mailboxes the daemon has. Mailboxes past it
+/// about 120 KiB (1,024 entries of 120 bytes) however many mailboxes the
+/// daemon has. Mailboxes past it
 /// share entries (mailbox number modulo the entry count).
 const MAX_ENTRIES: usize = 1024;
 
@@ -111,14 +113,12 @@ impl ReadLines {
         let start = out.len();
         MailboxReply::read(mailbox, read).put(out);
         let line = &out[start..];
-        if let Ok(line_len) = u8::try_from(line.len()) {
-            if line.len() <= KEPT_LINE {
-                entry.line[..line.len()].copy_from_slice(line);
-                entry.line_len = line_len;
-                entry.mailbox = mailbox;
-                entry.len = read.len;
-                entry.version = read.version;
-            }
+        if line.len() <= KEPT_LINE {
+            entry.line[..line.len()].copy_from_slice(line);
+            entry.line_len = line.len() as u8;
+            entry.mailbox = mailbox;
+            entry.len = read.len;
+            entry.version = read.version;
         }
     }
 }
@@ -138,6 +138,7 @@ mod tests {
         let mut lines = ReadLines::new(4);
         let first = "before OK 100 bytes from mailbox 3, version 7\n";
         assert_eq!(line_of(&mut lines, 2, 100, 7), first);
+        assert_eq!(lines.entries[2].mailbox, 2, "the line is kept");
         assert_eq!(line_of(&mut lines, 2, 100, 7), first);
         assert_eq!(
             line_of(&mut lines, 2, 100, 8),

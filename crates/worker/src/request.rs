@@ -491,7 +491,7 @@ mod tests {
         // What follows the line is left alone.
         assert_eq!(plain_read(b"r 2\nr 3\n", B.mailboxes), Some((1, 4)));
         // Every other spelling goes the general way.
-        let left: [&[u8]; 14] = [
+        let left: [&[u8]; 15] = [
             b"r 0\n",
             b"r 5\n",
             b"r \n",
@@ -504,6 +504,7 @@ mod tests {
             b"r1\n",
             b"r -1\n",
             b"r 18446744073709551617\n",
+            b"r 99999999999999999999\n",
             b"r 000000000000000000001\n",
             b" r 1\n",
         ];

@@ -875,7 +875,7 @@ impl<'s> Session<'s> {
     fn mailbox(&self, index: usize) -> shmlib::Mailbox<'s> {
         self.segment
             .mailbox(index)
-            .expect("request::parse checks the index against this segment's geometry")
+            .expect("request::parse and plain_read check the index against the geometry")
     }
 
     fn deadline(&self) -> Deadline<'s> {
@@ -886,8 +886,11 @@ impl<'s> Session<'s> {
         let mailbox = self.mailbox(index);
         // Header, content and newline straight into the output: one copy of
         // the content and no allocation.
-        let head = |read: MailboxRead, out: &mut Vec<u8>| match self.read_lines {
-            Some(lines) => lines.borrow_mut().put(index, read, out),
+        let head = |read: MailboxRead, out: &mut Vec<u8>| match self
+            .read_lines
+            .and_then(|lines| lines.try_borrow_mut().ok())
+        {
+            Some(mut lines) => lines.put(index, read, out),
             None => MailboxReply::read(index, read).put(out),
         };
         let read = mailbox.read_reply(self.me, &self.deadline(), out, head, b"\n");

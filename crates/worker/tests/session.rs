@@ -480,3 +480,25 @@ fn a_plain_read_waits_for_the_secret_like_every_request() {
         "OK\n".to_owned() + &"OK 0 bytes from mailbox 1, version 0\n\n".repeat(2)
     );
 }
+
+#[test]
+fn a_plain_read_counts_as_a_read_and_is_data_where_data_is_due() {
+    let seg = segment(925, 4, 8, 2);
+    let mut s = Session::new(&seg, config(925), &NO_STOP);
+    run(&mut s, &[b"r 1\nr 1\r\n"]);
+    assert_eq!(s.requests(), 2);
+    let (out, _) = run(&mut s, &[b"stat\n"]);
+    let stat = String::from_utf8_lossy(&out);
+    assert!(stat.contains(" reads=2 "), "{stat}");
+    // The data line of a two-step write, and the bytes of a binary one.
+    let (out, _) = run(&mut s, &[b"w 3\nr 1\nwb 4 4\nr 1\nr 3\n"]);
+    let replies = String::from_utf8_lossy(&out);
+    assert!(
+        replies.ends_with(
+            "OK wrote 3 bytes to mailbox 3, version 1\n\
+             OK wrote 4 bytes to mailbox 4, version 1\n\
+             OK 3 bytes from mailbox 3, version 1\nr 1\n"
+        ),
+        "{replies}"
+    );
+}

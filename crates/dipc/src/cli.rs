@@ -142,8 +142,8 @@ pub struct ServerSettings {
 impl ServerArgs {
     /// Checks the values; the log and pid file default to
     /// `/tmp/<program>-<port>.log` and `.pid`.
-    pub fn check(self, program: &str, port: u16) -> Result<ServerSettings, String> {
-        let default_path = |ext: &str| PathBuf::from(format!("/tmp/{program}-{port}.{ext}"));
+    pub fn check(self, service: Service, port: u16) -> Result<ServerSettings, String> {
+        let default_path = |ext: &str| shmlib::default_file(program_name(service), port, ext);
         Ok(ServerSettings {
             foreground: self.foreground,
             idle_timeout: seconds("idle timeout", self.idle_timeout, 86_400.0)?,
@@ -159,7 +159,7 @@ impl ServerArgs {
 }
 
 /// A port argument: 1..65535.
-pub(crate) fn port(value: u64) -> Result<u16, String> {
+pub(crate) fn parse_port(value: u64) -> Result<u16, String> {
     u16::try_from(value)
         .ok()
         .filter(|&p| p != 0)
@@ -199,6 +199,15 @@ pub enum Model {
     Thread,
 }
 
+/// A program's name, for its messages, its default log and pid file and
+/// `ps`.
+fn program_name(service: Service) -> &'static str {
+    match service {
+        Service::Mailboxes => "dipc",
+        Service::UpperEcho => "echo-server",
+    }
+}
+
 impl Config {
     /// The geometry and how clients are served, as the start-up line, the
     /// log and the supervisor's title say it.
@@ -218,10 +227,7 @@ impl Config {
 
     /// The program's name, for its messages, its log and `ps`.
     pub fn program(&self) -> &'static str {
-        match self.service {
-            Service::Mailboxes => "dipc",
-            Service::UpperEcho => "echo-server",
-        }
+        program_name(self.service)
     }
 
     fn serving(&self) -> String {
@@ -340,7 +346,7 @@ impl Args {
     }
 
     pub fn into_config(self) -> Result<Config, String> {
-        let port = port(self.port)?;
+        let port = parse_port(self.port)?;
         let pool = self.pool()?;
         // Every worker (or client thread, or per-connection child) needs a
         // slot of its own in the mailbox locks.
@@ -361,7 +367,7 @@ impl Args {
                 self.line_pause_ms
             ));
         }
-        let server = self.server.check("dipc", port)?;
+        let server = self.server.check(Service::Mailboxes, port)?;
         Ok(Config {
             service: Service::Mailboxes,
             geometry,

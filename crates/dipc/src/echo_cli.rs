@@ -9,7 +9,7 @@ use clap::Parser;
 use shmlib::{FsyncPolicy, Geometry, JournalOptions};
 use worker::Service;
 
-use crate::cli::{port, Config, Model, ServerArgs};
+use crate::cli::{parse_port, Config, Model, ServerArgs};
 use crate::pool_policy::PoolPolicy;
 
 /// echo-server: the seed's simple echo server (seed 000) on dipc's prefork
@@ -33,7 +33,7 @@ pub struct EchoArgs {
 
 impl EchoArgs {
     pub fn into_config(self) -> Result<Config, String> {
-        let port = port(self.port)?;
+        let port = parse_port(self.port)?;
         let pool = match self.workers {
             Some(n) => PoolPolicy::fixed(n),
             None => PoolPolicy::dynamic(self.max_workers.min(4), 1, 4, self.max_workers),
@@ -59,7 +59,7 @@ impl EchoArgs {
                 compact_min_bytes: 0,
             },
             secret: None,
-            server: self.server.check("echo-server", port)?,
+            server: self.server.check(Service::UpperEcho, port)?,
         })
     }
 }

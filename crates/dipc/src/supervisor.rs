@@ -284,10 +284,12 @@ impl Supervisor {
 
     /// `--gateway`: busy or free, and the heartbeat.
     fn tell_gateway(&mut self) {
-        // Both ways of stopping withdraw, taking the announcer away.
-        if let Some(mut a) = self.announcer.take() {
-            a.tick(self.is_busy());
-            self.announcer = Some(a);
+        if self.announcer.is_none() {
+            return;
+        }
+        let busy = self.is_busy();
+        if let Some(a) = &mut self.announcer {
+            a.tick(busy);
         }
     }
 

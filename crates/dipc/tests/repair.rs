@@ -68,6 +68,11 @@ fn a_lock_held_by_a_killed_worker_is_repaired_and_the_worker_replaced() {
     let mut client = daemon.client();
     let (version, content) = client.read_mailbox(1);
     assert_eq!((version, content.as_slice()), (1, &b"before"[..]));
+    // A small read takes no lock; a write needs the repaired one.
+    assert_eq!(
+        client.request("w 1 after"),
+        "OK wrote 5 bytes to mailbox 1, version 2"
+    );
     // The supervisor logs the repair just after making it.
     daemon.assert_logged("died holding or awaiting 1 lock(s); released them");
     println!("worker {idle} repaired and replaced within {replaced_in:?}");

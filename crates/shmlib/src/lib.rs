@@ -50,8 +50,8 @@ pub use mailbox::{Mailbox, MailboxRead};
 pub use mailbox_lock::{LockGuard, MailboxLock, Participant};
 #[cfg(not(loom))]
 pub use segment::{
-    default_pid_file, segment_name, segment_path, DaemonRecord, Segment, SegmentInfo, Stats,
-    WorkerSlot, WorkerState,
+    default_file, default_pid_file, segment_name, segment_path, DaemonRecord, Segment, SegmentInfo,
+    Stats, WorkerSlot, WorkerState,
 };
 #[cfg(not(loom))]
 pub use waiters::{WaiterMask, Wakers};

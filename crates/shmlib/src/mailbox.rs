@@ -78,7 +78,8 @@ impl Published {
 impl<'a> Mailbox<'a> {
     /// # Safety
     /// `data` points to `2 * capacity` bytes of the same mapping as the other
-    /// references, which `lock` guards.
+    /// references, which `lock` guards against writers (readers of small
+    /// contents copy without it; see [`Mailbox::read_reply`]).
     pub(crate) unsafe fn new(
         lock: MailboxLock<'a>,
         published: &'a AtomicU64,
@@ -287,8 +288,13 @@ impl<'a> Mailbox<'a> {
         let (current, current_len) = self.current();
         let next = current.next();
         // SAFETY: the published half's first current_len (<= capacity) bytes
-        // are this mailbox's content, which the write lock keeps still; the
-        // unpublished half is another `capacity` bytes that nobody reads.
+        // are this mailbox's content, which the write lock keeps still (no
+        // other writer). The unpublished half is another `capacity` bytes
+        // that no reference points into: `fill` writes it through a raw
+        // pointer, and a reader without the lock that copies it meanwhile
+        // (also through raw pointers, see `append_reply`) throws the copy
+        // away because the published word moves (docs/prog3.md, "Reads
+        // without the lock").
         let old = unsafe { std::slice::from_raw_parts(self.half(current.half), current_len) };
         // The publish that made the other half unpublished (ours or an
         // earlier writer's, before the lock came to us) is ordered before

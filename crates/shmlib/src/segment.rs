@@ -29,10 +29,16 @@ pub fn segment_path(port: u16) -> String {
     format!("/dev/shm/dipc.{port}")
 }
 
+/// Where a program serving `port` keeps its `ext` file (pid, log) unless
+/// told otherwise: `/tmp/<program>-<port>.<ext>`.
+pub fn default_file(program: &str, port: u16, ext: &str) -> std::path::PathBuf {
+    format!("/tmp/{program}-{port}.{ext}").into()
+}
+
 /// Where a port's daemon writes its pid unless `--pid-file` says otherwise;
 /// dipcrm looks there when the segment is gone.
 pub fn default_pid_file(port: u16) -> std::path::PathBuf {
-    format!("/tmp/dipc-{port}.pid").into()
+    default_file("dipc", port, "pid")
 }
 
 /// What a worker is doing, as kept in its slot.

@@ -118,8 +118,7 @@ impl ServeContext<'_> {
         let session: &mut dyn Protocol = match self.service {
             Service::Mailboxes => {
                 // One client at a time: its own memory of read lines.
-                read_lines =
-                    RefCell::new(ReadLines::new(self.segment.geometry().mailboxes as usize));
+                read_lines = RefCell::new(ReadLines::for_segment(self.segment));
                 mailboxes = Session::new(self.segment, config, self.stop)
                     .with_database(self.database)
                     .with_read_lines(&read_lines);

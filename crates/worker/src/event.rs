@@ -159,9 +159,7 @@ pub fn run_event_worker(ctx: &WorkerContext<'_>, pool_size: usize) -> WorkerExit
             return WorkerExit::Stopped;
         }
     };
-    let read_lines = RefCell::new(ReadLines::new(
-        ctx.serve.segment.geometry().mailboxes as usize,
-    ));
+    let read_lines = RefCell::new(ReadLines::for_segment(ctx.serve.segment));
     let mut worker = EventWorker {
         serve: &ctx.serve,
         ctx,

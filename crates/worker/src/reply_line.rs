@@ -12,7 +12,7 @@
 //! checked against the length and version it has just read, so it can be
 //! stale but never wrong, and no other process ever sees it.
 
-use shmlib::MailboxRead;
+use shmlib::{MailboxRead, Segment};
 
 /// `<lead><len><middle><mailbox>, version <version>` and a newline.
 pub struct MailboxReply {
@@ -92,6 +92,11 @@ const EMPTY: Entry = Entry {
 };
 
 impl ReadLines {
+    /// Room for every mailbox of `segment`, up to [`MAX_ENTRIES`].
+    pub fn for_segment(segment: &Segment) -> ReadLines {
+        ReadLines::new(segment.geometry().mailboxes as usize)
+    }
+
     /// Room for `mailboxes` mailboxes, up to [`MAX_ENTRIES`].
     pub fn new(mailboxes: usize) -> ReadLines {
         let count = mailboxes.clamp(1, MAX_ENTRIES).next_power_of_two();
@@ -154,7 +159,8 @@ mod tests {
 
     #[test]
     fn mailboxes_sharing_an_entry_never_get_each_others_line() {
-        // 4 entries for 6 mailboxes: 1 and 5 share one.
+        // 3 mailboxes get 4 entries, a power of two: indexes 1 and 5 share
+        // one.
         let mut lines = ReadLines::new(3);
         assert_eq!(lines.entries.len(), 4);
         for _ in 0..2 {

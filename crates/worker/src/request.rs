@@ -152,29 +152,23 @@ fn decimal(tok: &[u8]) -> Option<u64> {
 /// else, which [`parse`] then takes as usual (and answers the same way).
 #[inline]
 pub fn plain_read(input: &[u8], mailboxes: usize) -> Option<(usize, usize)> {
-    let digits = input.strip_prefix(b"r ")?;
-    let mut n: u64 = 0;
-    // At most 20 digits (as many as a u64 has) and the LF.
-    for (i, &b) in digits.iter().enumerate().take(21) {
-        if b == b'\n' {
-            let in_range = i > 0 && n >= 1 && n <= mailboxes as u64;
-            return in_range.then(|| (n as usize - 1, "r ".len() + i + 1));
-        }
-        let digit = b.wrapping_sub(b'0');
-        if digit > 9 {
-            return None;
-        }
-        n = n.checked_mul(10)?.checked_add(u64::from(digit))?;
-    }
-    None
+    let rest = input.strip_prefix(b"r ")?;
+    // At most 20 digits (as many as a u64 has) before the LF.
+    let end = rest.iter().take(21).position(|&b| b == b'\n')?;
+    let index = mailbox_index(decimal(&rest[..end])?, mailboxes)?;
+    Some((index, "r ".len() + end + 1))
 }
 
 /// Parses a mailbox number, 1-based on the wire, into a 0-based index.
 fn mailbox(tok: &[u8], command: &str, bounds: &Bounds) -> Result<usize, String> {
-    match decimal(tok) {
-        Some(n) if n >= 1 && n <= bounds.mailboxes as u64 => Ok(n as usize - 1),
-        _ => Err(bad_mailbox(tok, command, bounds.mailboxes)),
-    }
+    decimal(tok)
+        .and_then(|n| mailbox_index(n, bounds.mailboxes))
+        .ok_or_else(|| bad_mailbox(tok, command, bounds.mailboxes))
+}
+
+/// Mailbox `n` (1-based) of `k` as a 0-based index, when it is one.
+fn mailbox_index(n: u64, k: usize) -> Option<usize> {
+    (1..=k as u64).contains(&n).then(|| n as usize - 1)
 }
 
 /// Why `tok` is no mailbox number: kept out of line, off the path of every
@@ -198,7 +192,7 @@ fn bad_mailbox(tok: &[u8], command: &str, k: usize) -> String {
 /// like one (used to report the data size of an overlong write).
 pub fn write_prefix_len(head: &[u8]) -> Option<usize> {
     let (cmd, rest) = split_command(head);
-    if !matches!(cmd.to_ascii_lowercase().as_slice(), b"w" | b"write") {
+    if !matches!(command_word(cmd), Some(W | WRITE)) {
         return None;
     }
     let (num, after) = token(rest);

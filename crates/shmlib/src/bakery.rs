@@ -99,6 +99,20 @@ fn sleep_bit(who: usize) -> (usize, u64) {
     (who / 64, 1 << (who % 64))
 }
 
+/// Proof that a `fence(SeqCst)` came after the stores before it: a caller
+/// holding one may load, as the second half of a store-fence-load pair,
+/// without a fence of its own (see `WaiterMask::wake_all`).
+#[derive(Debug, Clone, Copy)]
+pub struct SeqCstFenced(());
+
+impl SeqCstFenced {
+    /// Issues the fence.
+    pub fn fence() -> SeqCstFenced {
+        fence(SeqCst);
+        SeqCstFenced(())
+    }
+}
+
 /// How a participant sleeps until the lock's state may have changed.
 pub trait Park {
     /// Sleeps while `generation` still reads `seen` (or not at all). An
@@ -161,7 +175,7 @@ impl<'a> BakeryLock<'a> {
         // acquisition: 2^61 of them is decades at a billion a second. A word
         // corrupted to a huge ticket is refused rather than wrapped.
         if highest >= MAX_TICKET {
-            self.clear(me, park);
+            let _ = self.clear(me, park);
             return Err(LockError::Corrupt);
         }
         let ticket = highest + 1;
@@ -191,7 +205,7 @@ impl<'a> BakeryLock<'a> {
             match self.wait_while(me, park, blocked) {
                 Ok(w) => waited |= w,
                 Err(e) => {
-                    self.release(me, park);
+                    let _ = self.release(me, park);
                     return Err(e);
                 }
             }
@@ -199,9 +213,10 @@ impl<'a> BakeryLock<'a> {
         Ok(waited)
     }
 
-    /// Gives the lock (or a place in line) back.
-    pub fn release<P: Park>(&self, me: usize, park: &P) {
-        self.clear(me, park);
+    /// Gives the lock (or a place in line) back. The release ends with a
+    /// SeqCst fence after every store the caller made before it.
+    pub fn release<P: Park>(&self, me: usize, park: &P) -> SeqCstFenced {
+        self.clear(me, park)
     }
 
     /// Clears the entry of a participant that died, wherever it was: in the
@@ -212,7 +227,7 @@ impl<'a> BakeryLock<'a> {
         let involved = self.is_involved(dead);
         // Even an all-clear word gets the wake-up: the dead one may have
         // cleared it in `release` and died before waking the sleepers.
-        self.clear(dead, park);
+        let _ = self.clear(dead, park);
         // Then its sleep mark, if it died asleep: only a useless wake-up on
         // every later change if left, but no longer needed by anyone.
         let (word, bit) = sleep_bit(dead);
@@ -231,11 +246,12 @@ impl<'a> BakeryLock<'a> {
         self.sleeping.iter().any(|m| m.0.load(Acquire) != 0)
     }
 
-    fn clear<P: Park>(&self, who: usize, park: &P) {
+    fn clear<P: Park>(&self, who: usize, park: &P) -> SeqCstFenced {
         self.entries[who].0.store(0, Release);
         // Store-load: the change is visible before we look for sleepers.
-        fence(SeqCst);
+        let fenced = SeqCstFenced::fence();
         self.wake_sleepers(park);
+        fenced
     }
 
     /// Called after every change to the entries, behind a SeqCst fence. A

@@ -304,9 +304,11 @@ impl<'a> Mailbox<'a> {
         let len = fill(old, self.half(next.half)).min(self.capacity);
         self.len[next.half].store(len as u64, Ordering::Relaxed);
         self.published.store(next.encode(), Ordering::Release);
-        drop(guard);
+        // The release's fence also orders the publish before the look at
+        // the waiter mask.
+        let fenced = guard.release();
         if let Some(wakers) = self.wakers {
-            self.waiters.wake_all(wakers);
+            self.waiters.wake_all(wakers, fenced);
         }
         Ok(next.version)
     }

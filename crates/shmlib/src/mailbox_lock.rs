@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use nix::errno::Errno;
 
-use crate::bakery::{BakeryLock, Kind, Park};
+use crate::bakery::{BakeryLock, Kind, Park, SeqCstFenced};
 use crate::error::LockError;
 use crate::lock::Deadline;
 
@@ -153,8 +153,17 @@ pub struct LockGuard<'a> {
     me: Participant,
 }
 
+impl LockGuard<'_> {
+    /// Releases the lock, as a drop does, with the proof of the SeqCst fence
+    /// that ends a release.
+    pub(crate) fn release(self) -> SeqCstFenced {
+        let guard = std::mem::ManuallyDrop::new(self);
+        guard.bakery.release(guard.me.0, &WAKE_ONLY)
+    }
+}
+
 impl Drop for LockGuard<'_> {
     fn drop(&mut self) {
-        self.bakery.release(self.me.0, &WAKE_ONLY);
+        let _ = self.bakery.release(self.me.0, &WAKE_ONLY);
     }
 }

@@ -5,8 +5,10 @@
 //! slot's bit in the mailbox's waiter mask and then looks at the version; a
 //! writer publishes its version and then looks at the mask, and writes to the
 //! eventfd of every slot in it. Both sides put a SeqCst fence between their
-//! store and their load, so at least one of them sees the other's (Dekker):
-//! either the waiter sees the new version, or the writer sees the bit and
+//! store and their load (the writer's is the one that ends its release of
+//! the mailbox's lock, after the publish), so at least one of them sees the
+//! other's (Dekker): either the waiter sees the new version, or the writer
+//! sees the bit and
 //! wakes it. An eventfd keeps its count until it is read, so a wake that
 //! comes before the waiter sleeps is not lost either. A waiter drains its
 //! eventfd before it looks at the version again; a wake for a mailbox it no
@@ -20,6 +22,8 @@ use std::os::fd::{AsFd, BorrowedFd};
 use std::sync::atomic::{fence, AtomicU64, Ordering};
 
 use nix::errno::Errno;
+
+use crate::bakery::SeqCstFenced;
 use nix::sys::eventfd::{EfdFlags, EventFd};
 
 /// Words of a waiter mask: one bit per worker slot ([`crate::LIMITS`]'
@@ -106,9 +110,10 @@ impl<'a> WaiterMask<'a> {
         }
     }
 
-    /// After a new version is published: wakes every slot waiting on it.
-    pub(crate) fn wake_all(&self, wakers: &Wakers) {
-        fence(Ordering::SeqCst);
+    /// After a new version is published and a SeqCst fence (the one that
+    /// ends the write lock's release, shown by `_published`): wakes every
+    /// slot waiting on it. That fence is the writer's half of the pair.
+    pub(crate) fn wake_all(&self, wakers: &Wakers, _published: SeqCstFenced) {
         for (w, word) in self.bits.iter().enumerate() {
             let mut waiting = word.load(Ordering::Relaxed);
             while waiting != 0 {
@@ -137,7 +142,7 @@ mod tests {
         let mask = WaiterMask::new(&bits);
         mask.add(3);
         mask.add(129);
-        mask.wake_all(&wakers);
+        mask.wake_all(&wakers, SeqCstFenced::fence());
         let woken: Vec<usize> = (0..130)
             .filter(|&s| readable(wakers.fd(s).expect("fd")))
             .collect();
@@ -146,7 +151,7 @@ mod tests {
         assert!(!readable(wakers.fd(3).expect("fd")), "drained");
         mask.remove(129);
         wakers.drain(129);
-        mask.wake_all(&wakers);
+        mask.wake_all(&wakers, SeqCstFenced::fence());
         assert!(!readable(wakers.fd(129).expect("fd")), "removed");
         assert!(readable(wakers.fd(3).expect("fd")), "still waiting");
     }

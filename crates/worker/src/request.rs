@@ -146,17 +146,54 @@ fn decimal(tok: &[u8]) -> Option<u64> {
     })
 }
 
-/// The commonest request in its plainest spelling, `r <m>` LF with one
-/// space and a mailbox number in range, at the start of `input`: the
-/// mailbox (0-based) and the line's length with its LF. None for anything
-/// else, which [`parse`] then takes as usual (and answers the same way).
+/// One of the two commonest requests in its plainest spelling, which the
+/// session serves without framing the line and parsing it in general.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Plain<'a> {
+    /// `r <m>` LF.
+    Read { mailbox: usize },
+    /// `w <m> <text>` LF.
+    Write { mailbox: usize, text: &'a [u8] },
+}
+
+/// A plain request at the start of `input` and the length of its line with
+/// the LF, or None, and then [`parse`] takes the line as usual and answers
+/// it the same way. Plain is `r <m>` or `w <m> <text>` with one space after
+/// the command and after the mailbox, at most 20 digits (as many as a u64
+/// has) and a mailbox in range, ended by a LF; a write's text holds no NUL
+/// (which ends a line), does not end with the CR of a CRLF (which the
+/// general path drops), is within the data limit, and its line within
+/// `line_limit`. Whatever is refused or spelt otherwise goes the general way.
 #[inline]
-pub fn plain_read(input: &[u8], mailboxes: usize) -> Option<(usize, usize)> {
-    let rest = input.strip_prefix(b"r ")?;
-    // At most 20 digits (as many as a u64 has) before the LF.
-    let end = rest.iter().take(21).position(|&b| b == b'\n')?;
-    let index = mailbox_index(decimal(&rest[..end])?, mailboxes)?;
-    Some((index, "r ".len() + end + 1))
+pub fn plain<'a>(
+    input: &'a [u8],
+    bounds: &Bounds,
+    line_limit: usize,
+) -> Option<(Plain<'a>, usize)> {
+    let (&command, rest) = input.split_first()?;
+    let rest = rest.strip_prefix(b" ")?;
+    const COMMAND_AND_SPACE: usize = "r ".len();
+    match command {
+        b'r' => {
+            let end = rest.iter().take(21).position(|&b| b == b'\n')?;
+            let mailbox = mailbox_index(decimal(&rest[..end])?, bounds.mailboxes)?;
+            Some((Plain::Read { mailbox }, COMMAND_AND_SPACE + end + 1))
+        }
+        b'w' => {
+            let digits = rest.iter().take(21).position(|&b| b == b' ')?;
+            let mailbox = mailbox_index(decimal(&rest[..digits])?, bounds.mailboxes)?;
+            let after = &rest[digits + 1..];
+            let end = memchr::memchr2(b'\n', 0, after)?;
+            let text = &after[..end];
+            let line = COMMAND_AND_SPACE + digits + 1 + end;
+            let plain = after[end] == b'\n'
+                && text.last() != Some(&b'\r')
+                && text.len() <= bounds.data_limit
+                && line <= line_limit;
+            plain.then_some((Plain::Write { mailbox, text }, line + 1))
+        }
+        _ => None,
+    }
 }
 
 /// Parses a mailbox number, 1-based on the wire, into a 0-based index.
@@ -469,6 +506,23 @@ mod tests {
         value_limit: 2048,
     };
 
+    /// A line limit that leaves room for every good write in `B`.
+    const LINE_LIMIT: usize = 2048 + 64;
+
+    fn plain_read(input: &[u8]) -> Option<(usize, usize)> {
+        match plain(input, &B, LINE_LIMIT)? {
+            (Plain::Read { mailbox }, len) => Some((mailbox, len)),
+            (Plain::Write { .. }, _) => panic!("{} taken as a write", shown(input)),
+        }
+    }
+
+    fn plain_write(input: &[u8]) -> Option<(usize, &[u8], usize)> {
+        match plain(input, &B, LINE_LIMIT)? {
+            (Plain::Write { mailbox, text }, len) => Some((mailbox, text, len)),
+            (Plain::Read { .. }, _) => panic!("{} taken as a read", shown(input)),
+        }
+    }
+
     #[test]
     fn a_plain_read_is_taken_only_as_parse_would_take_it() {
         let taken: [(&[u8], usize); 4] = [
@@ -478,12 +532,12 @@ mod tests {
             (b"r 00000000000000000002\n", 1),
         ];
         for (input, mailbox) in taken {
-            assert_eq!(plain_read(input, B.mailboxes), Some((mailbox, input.len())));
+            assert_eq!(plain_read(input), Some((mailbox, input.len())));
             let line = &input[..input.len() - 1];
             assert_eq!(parse(line, &B), Ok(Request::Read { mailbox }));
         }
         // What follows the line is left alone.
-        assert_eq!(plain_read(b"r 2\nr 3\n", B.mailboxes), Some((1, 4)));
+        assert_eq!(plain_read(b"r 2\nr 3\n"), Some((1, 4)));
         // Every other spelling goes the general way.
         let left: [&[u8]; 15] = [
             b"r 0\n",
@@ -503,7 +557,129 @@ mod tests {
             b" r 1\n",
         ];
         for input in left {
-            assert_eq!(plain_read(input, B.mailboxes), None, "{:?}", shown(input));
+            assert_eq!(plain_read(input), None, "{:?}", shown(input));
+        }
+    }
+
+    #[test]
+    fn a_plain_write_is_taken_only_as_parse_would_take_it() {
+        let full = [b"w 2 ".as_slice(), &[b'a'; 2048], b"\n"].concat();
+        let taken: [(&[u8], usize, &[u8]); 7] = [
+            (b"w 1 hello\n", 0, b"hello"),
+            (b"w 4 two  spaces \n", 3, b"two  spaces "),
+            (b"w 3  lead\tand\rinside\n", 2, b" lead\tand\rinside"),
+            (b"w 3 \n", 2, b""),
+            (b"w 03 r 1\n", 2, b"r 1"),
+            (b"w 00000000000000000001 x\n", 0, b"x"),
+            (&full, 1, &full[4..full.len() - 1]),
+        ];
+        for (input, mailbox, text) in taken {
+            assert_eq!(
+                plain_write(input),
+                Some((mailbox, text, input.len())),
+                "{}",
+                shown(input)
+            );
+            let line = &input[..input.len() - 1];
+            assert_eq!(parse(line, &B), Ok(Request::Write { mailbox, text }));
+        }
+        // What follows the line is left alone.
+        assert_eq!(plain_write(b"w 2 a\nw 3 b\n"), Some((1, &b"a"[..], 6)));
+        let over = [b"w 2 ".as_slice(), &[b'a'; 2049], b"\n"].concat();
+        // Every other spelling, and every refusal, goes the general way.
+        let left: [&[u8]; 18] = [
+            b"w 1\n",
+            b"w 1 text",
+            b"w 1 text\r\n",
+            b"w 1 te\0xt\n",
+            b"w 1 text\0",
+            b"w 0 text\n",
+            b"w 5 text\n",
+            b"w  1 text\n",
+            b"w 1\ttext\n",
+            b"w 1x text\n",
+            b"W 1 text\n",
+            b"write 1 text\n",
+            b"w1 text\n",
+            b" w 1 text\n",
+            b"w 18446744073709551617 text\n",
+            b"w 000000000000000000001 text\n",
+            b"w 1\nw 2 text\n",
+            &over,
+        ];
+        for input in left {
+            assert_eq!(plain_write(input), None, "{}", shown(input));
+        }
+        // Within the data limit but past the line limit: the general way.
+        assert_eq!(plain(b"w 1 abcdef\n", &B, 9), None);
+        assert!(plain(b"w 1 abcde\n", &B, 9).is_some());
+    }
+
+    /// What the session's general path makes of the first line of `input`:
+    /// the line ends at the first LF or NUL, a CR before it is dropped, and
+    /// a blank or overlong line is not parsed.
+    fn general(input: &[u8], line_limit: usize) -> Option<Result<Request<'_>, String>> {
+        let end = memchr::memchr2(b'\n', 0, input)?;
+        let line = &input[..end];
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        if is_blank(line) || line.len() > line_limit {
+            return None;
+        }
+        Some(parse(line, &SMALL))
+    }
+
+    use proptest::strategy::Strategy;
+
+    /// Small limits, so that random lines reach them.
+    const SMALL: Bounds = Bounds {
+        mailboxes: 12,
+        data_limit: 6,
+        data_limit_name: "packet",
+        value_limit: 6,
+    };
+
+    /// Inputs that are often plain requests and often nearly: a command, a
+    /// separator, a number, a separator, pieces of text and an end, each
+    /// drawn with the plain spelling the likeliest.
+    fn plain_looking_input() -> impl proptest::strategy::Strategy<Value = Vec<u8>> {
+        use proptest::sample::select;
+        const COMMANDS: &[&[u8]] = &[b"r", b"w", b"r", b"w", b"R", b"x", b""];
+        const SEPARATORS: &[&[u8]] = &[b" ", b" ", b" ", b"  ", b"\t", b"", b"\n"];
+        const NUMBERS: &[&[u8]] = &[b"1", b"3", b"12", b"13", b"0", b"01", b"", b"x"];
+        const PIECES: &[&[u8]] = &[b" ", b"\t", b"\r", b"\0", b"ab", b"r 1", b"w", b"7"];
+        const ENDS: &[&[u8]] = &[b"\n", b"\n", b"\n", b"\r\n", b"\0", b"", b"\nr 1\n"];
+        (
+            select(COMMANDS),
+            select(SEPARATORS),
+            select(NUMBERS),
+            select(SEPARATORS),
+            proptest::collection::vec(select(PIECES), 0..5),
+            select(ENDS),
+        )
+            .prop_map(|(command, space, number, separator, pieces, end)| {
+                [command, space, number, separator, &pieces.concat(), end].concat()
+            })
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(4096))]
+
+        /// Whatever the shortcut takes, the general path takes as the same
+        /// request, from a line of the same length.
+        #[test]
+        fn a_plain_request_is_what_the_general_path_makes_of_it(
+            input in plain_looking_input(),
+            line_limit in 4usize..14,
+        ) {
+            if let Some((request, len)) = plain(&input, &SMALL, line_limit) {
+                proptest::prop_assert_eq!(input[len - 1], b'\n');
+                proptest::prop_assert_eq!(memchr::memchr2(b'\n', 0, &input), Some(len - 1));
+                let expected = match request {
+                    Plain::Read { mailbox } => Request::Read { mailbox },
+                    Plain::Write { mailbox, text } => Request::Write { mailbox, text },
+                };
+                proptest::prop_assert_eq!(general(&input, line_limit), Some(Ok(expected)));
+            }
         }
     }
 

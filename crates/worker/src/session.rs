@@ -20,7 +20,7 @@ use shmlib::{
 
 use crate::auth::Secret;
 use crate::reply_line::{MailboxReply, ReadLines};
-use crate::request::{self, Bounds, Request};
+use crate::request::{self, Bounds, Plain, Request};
 
 /// The daemon's settings a session needs.
 #[derive(Debug, Clone)]
@@ -418,11 +418,19 @@ impl<'s> Session<'s> {
                     }
                 },
                 Mode::Command | Mode::AwaitData { .. } => {
-                    if let Some((index, len)) = self.plain_read(input) {
+                    if let Some((request, len)) = self.plain(input) {
                         input = &input[len..];
                         self.count_request();
-                        self.tally.count(Counter::Reads, 1);
-                        self.read(index, out);
+                        match request {
+                            Plain::Read { mailbox } => {
+                                self.tally.count(Counter::Reads, 1);
+                                self.read(mailbox, out);
+                            }
+                            Plain::Write { mailbox, text } => {
+                                self.tally.count(Counter::Writes, 1);
+                                self.write(mailbox, text, out);
+                            }
+                        }
                         if out.len() >= OUT_HIGH_WATER {
                             break;
                         }
@@ -575,17 +583,17 @@ impl<'s> Session<'s> {
         flow
     }
 
-    /// A plain `r <m>` LF at the start of `input` where a new request may
-    /// start: the mailbox and the line's length. Such a line is read at once,
+    /// A plain read or write at the start of `input` where a new request
+    /// may start, and its line's length. Such a line is served at once,
     /// without the general path's framing and parsing, which took half of a
     /// pipelined read's time in the worker (bench/changes.md); every other
     /// line, however it is spelt, goes the general way to the same reply.
-    fn plain_read(&self, input: &[u8]) -> Option<(usize, usize)> {
+    fn plain<'i>(&self, input: &'i [u8]) -> Option<(Plain<'i>, usize)> {
         let fresh = matches!(self.mode, Mode::Command) && self.line.is_empty();
         if !fresh || !self.authenticated {
             return None;
         }
-        request::plain_read(input, self.bounds.mailboxes)
+        request::plain(input, &self.bounds, self.line_limit)
     }
 
     /// Executes one complete line (its terminator removed). `rest` is the
@@ -875,7 +883,7 @@ impl<'s> Session<'s> {
     fn mailbox(&self, index: usize) -> shmlib::Mailbox<'s> {
         self.segment
             .mailbox(index)
-            .expect("request::parse and plain_read check the index against the geometry")
+            .expect("request::parse and request::plain check the index against the geometry")
     }
 
     fn deadline(&self) -> Deadline<'s> {

@@ -468,7 +468,7 @@ fn sessions_sharing_read_lines_see_every_write() {
 }
 
 #[test]
-fn a_plain_read_waits_for_the_secret_like_every_request() {
+fn plain_requests_wait_for_the_secret_like_every_request() {
     let seg = segment(924, 4, 8, 2);
     let config = SessionConfig {
         secret: Secret::new(b"open sesame"),
@@ -476,24 +476,27 @@ fn a_plain_read_waits_for_the_secret_like_every_request() {
     };
     let mut s = Session::new(&seg, config, &NO_STOP);
     let refused = "ERR authentication required: send auth <secret> first\n";
-    let (out, _) = run(&mut s, &[b"r 1\nr 1\r\n"]);
-    assert_eq!(String::from_utf8_lossy(&out), refused.repeat(2));
-    let (out, _) = run(&mut s, &[b"auth open sesame\nr 1\nr 1\r\n"]);
+    let (out, _) = run(&mut s, &[b"r 1\nr 1\r\nw 1 early\n"]);
+    assert_eq!(String::from_utf8_lossy(&out), refused.repeat(3));
+    let (out, _) = run(&mut s, &[b"auth open sesame\nr 1\nr 1\r\nw 1 late\nr 1\n"]);
     assert_eq!(
         String::from_utf8_lossy(&out),
-        "OK\n".to_owned() + &"OK 0 bytes from mailbox 1, version 0\n\n".repeat(2)
+        "OK\n".to_owned()
+            + &"OK 0 bytes from mailbox 1, version 0\n\n".repeat(2)
+            + "OK wrote 4 bytes to mailbox 1, version 1\n\
+               OK 4 bytes from mailbox 1, version 1\nlate\n"
     );
 }
 
 #[test]
-fn a_plain_read_counts_as_a_read_and_is_data_where_data_is_due() {
+fn plain_requests_count_as_theirs_and_are_data_where_data_is_due() {
     let seg = segment(925, 4, 8, 2);
     let mut s = Session::new(&seg, config(925), &NO_STOP);
-    run(&mut s, &[b"r 1\nr 1\r\n"]);
-    assert_eq!(s.requests(), 2);
+    run(&mut s, &[b"r 1\nr 1\r\nw 2 a\nw 2 b\r\n"]);
+    assert_eq!(s.requests(), 4);
     let (out, _) = run(&mut s, &[b"stat\n"]);
     let stat = String::from_utf8_lossy(&out);
-    assert!(stat.contains(" reads=2 "), "{stat}");
+    assert!(stat.contains(" reads=2 writes=2 "), "{stat}");
     // The data line of a two-step write, and the bytes of a binary one.
     let (out, _) = run(&mut s, &[b"w 3\nr 1\nwb 4 4\nr 1\nr 3\n"]);
     let replies = String::from_utf8_lossy(&out);
@@ -502,6 +505,18 @@ fn a_plain_read_counts_as_a_read_and_is_data_where_data_is_due() {
             "OK wrote 3 bytes to mailbox 3, version 1\n\
              OK wrote 4 bytes to mailbox 4, version 1\n\
              OK 3 bytes from mailbox 3, version 1\nr 1\n"
+        ),
+        "{replies}"
+    );
+    let (out, _) = run(&mut s, &[b"w 3\nw 1 x\nwb 4 6\nw 1 y\nr 3\nr 4\nr 1\n"]);
+    let replies = String::from_utf8_lossy(&out);
+    assert!(
+        replies.ends_with(
+            "OK wrote 5 bytes to mailbox 3, version 2\n\
+             OK wrote 6 bytes to mailbox 4, version 2\n\
+             OK 5 bytes from mailbox 3, version 2\nw 1 x\n\
+             OK 6 bytes from mailbox 4, version 2\nw 1 y\n\n\
+             OK 0 bytes from mailbox 1, version 0\n\n"
         ),
         "{replies}"
     );

@@ -101,13 +101,15 @@ fn sleep_bit(who: usize) -> (usize, u64) {
 
 /// Proof that a `fence(SeqCst)` came after the stores before it: a caller
 /// holding one may load, as the second half of a store-fence-load pair,
-/// without a fence of its own (see `WaiterMask::wake_all`).
-#[derive(Debug, Clone, Copy)]
+/// without a fence of its own (see `WaiterMask::wake_all`). Neither `Clone`
+/// nor `Copy`, and made only here, so that a proof cannot be kept from
+/// before a store and shown after it.
+#[derive(Debug)]
 pub struct SeqCstFenced(());
 
 impl SeqCstFenced {
     /// Issues the fence.
-    pub fn fence() -> SeqCstFenced {
+    pub(crate) fn fence() -> SeqCstFenced {
         fence(SeqCst);
         SeqCstFenced(())
     }

@@ -177,7 +177,8 @@ pub fn plain<'a>(
         b'r' => {
             let end = rest.iter().take(21).position(|&b| b == b'\n')?;
             let mailbox = mailbox_index(decimal(&rest[..end])?, bounds.mailboxes)?;
-            Some((Plain::Read { mailbox }, COMMAND_AND_SPACE + end + 1))
+            let line = COMMAND_AND_SPACE + end;
+            (line <= line_limit).then_some((Plain::Read { mailbox }, line + 1))
         }
         b'w' => {
             let digits = rest.iter().take(21).position(|&b| b == b' ')?;
@@ -559,6 +560,9 @@ mod tests {
         for input in left {
             assert_eq!(plain_read(input), None, "{:?}", shown(input));
         }
+        // Past the line limit: the general way.
+        assert_eq!(plain(b"r 0001\n", &B, 5), None);
+        assert!(plain(b"r 001\n", &B, 5).is_some());
     }
 
     #[test]

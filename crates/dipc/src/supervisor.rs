@@ -422,6 +422,15 @@ impl Supervisor {
             return 1;
         }
         self.segment.disown();
+        if role != Role::ThreadServer {
+            // The supervisor records the pid too, once fork() returns to it,
+            // but this child may serve a client first, and `stat` counts a
+            // worker by its slot's pid. The thread server records its own.
+            let me = nix::unistd::getpid().as_raw();
+            for slot in slots.clone() {
+                self.segment.worker_slots()[slot].set_pid(me);
+            }
+        }
         // The readiness pipe is the supervisor's alone.
         drop(self.readiness.take());
         let listener = match role {

@@ -64,6 +64,15 @@ enum Role {
     ThreadServer,
 }
 
+impl Role {
+    /// Whether its slots are claimed and given its pid around the fork (by
+    /// the supervisor, and by the child itself, whichever comes first); a
+    /// thread server fills in its own slots as its threads start.
+    fn slots_filled_at_fork(self) -> bool {
+        self != Role::ThreadServer
+    }
+}
+
 struct Child {
     pid: Pid,
     started: Instant,
@@ -284,6 +293,8 @@ impl Supervisor {
 
     /// `--gateway`: busy or free, and the heartbeat.
     fn tell_gateway(&mut self) {
+        // No gateway, or stopping (both ways of stopping withdraw, taking
+        // the announcer away): nothing to tell, and no workers to count.
         if self.announcer.is_none() {
             return;
         }
@@ -365,10 +376,7 @@ impl Supervisor {
         slots: Range<usize>,
         client: Option<(TcpStream, SocketAddr)>,
     ) -> nix::Result<()> {
-        // A thread server fills in its own slots as its threads start; the
-        // supervisor fills in every other child's.
-        let supervisor_fills_slots = role != Role::ThreadServer;
-        if supervisor_fills_slots {
+        if role.slots_filled_at_fork() {
             // Before the fork: the child may write its slot at once.
             for slot in slots.clone() {
                 self.segment.worker_slots()[slot].claim();
@@ -388,7 +396,7 @@ impl Supervisor {
                 std::process::exit(code);
             }
             ForkResult::Parent { child } => {
-                if supervisor_fills_slots {
+                if role.slots_filled_at_fork() {
                     for slot in slots.clone() {
                         self.segment.worker_slots()[slot].set_pid(child.as_raw());
                     }
@@ -422,10 +430,10 @@ impl Supervisor {
             return 1;
         }
         self.segment.disown();
-        if role != Role::ThreadServer {
+        if role.slots_filled_at_fork() {
             // The supervisor records the pid too, once fork() returns to it,
             // but this child may serve a client first, and `stat` counts a
-            // worker by its slot's pid. The thread server records its own.
+            // worker by its slot's pid.
             let me = nix::unistd::getpid().as_raw();
             for slot in slots.clone() {
                 self.segment.worker_slots()[slot].set_pid(me);

@@ -245,8 +245,10 @@ fn a_wait_cut_off_by_its_clients_eof_does_not_silence_the_others() {
             .shutdown(std::net::Shutdown::Write)
             .expect("shutdown");
         thread::sleep(Duration::from_millis(300));
-        // Silenced, it would hear only its 20 s deadline: the client's read
-        // times out long before.
+        // Silenced, an event worker's waiter would hear only its 20 s
+        // deadline, and the client's read times out long before; a blocking
+        // worker's would still hear it within its 1 s tick, which this does
+        // not tell from a wake.
         d.client().write_mailbox(1, "still heard");
         assert_eq!(
             waiter.read_reply_of(1),

@@ -101,9 +101,10 @@ fn sleep_bit(who: usize) -> (usize, u64) {
 
 /// Proof that a `fence(SeqCst)` came after the stores before it: a caller
 /// holding one may load, as the second half of a store-fence-load pair,
-/// without a fence of its own (see `WaiterMask::wake_all`). Neither `Clone`
-/// nor `Copy`, and made only here, so that a proof cannot be kept from
-/// before a store and shown after it.
+/// without a fence of its own (see `WaiterMask::wake_all`). Made only in
+/// this crate, and neither `Clone` nor `Copy`: a function that relies on a
+/// fence says so in its signature, and the fence cannot be taken away
+/// without the code that issues it changing too.
 #[derive(Debug)]
 pub struct SeqCstFenced(());
 
@@ -177,7 +178,7 @@ impl<'a> BakeryLock<'a> {
         // acquisition: 2^61 of them is decades at a billion a second. A word
         // corrupted to a huge ticket is refused rather than wrapped.
         if highest >= MAX_TICKET {
-            let _ = self.clear(me, park);
+            self.clear(me, park);
             return Err(LockError::Corrupt);
         }
         let ticket = highest + 1;
@@ -207,7 +208,7 @@ impl<'a> BakeryLock<'a> {
             match self.wait_while(me, park, blocked) {
                 Ok(w) => waited |= w,
                 Err(e) => {
-                    let _ = self.release(me, park);
+                    self.release(me, park);
                     return Err(e);
                 }
             }
@@ -229,7 +230,7 @@ impl<'a> BakeryLock<'a> {
         let involved = self.is_involved(dead);
         // Even an all-clear word gets the wake-up: the dead one may have
         // cleared it in `release` and died before waking the sleepers.
-        let _ = self.clear(dead, park);
+        self.clear(dead, park);
         // Then its sleep mark, if it died asleep: only a useless wake-up on
         // every later change if left, but no longer needed by anyone.
         let (word, bit) = sleep_bit(dead);

@@ -164,6 +164,6 @@ impl LockGuard<'_> {
 
 impl Drop for LockGuard<'_> {
     fn drop(&mut self) {
-        let _ = self.bakery.release(self.me.0, &WAKE_ONLY);
+        self.bakery.release(self.me.0, &WAKE_ONLY);
     }
 }

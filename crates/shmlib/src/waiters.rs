@@ -8,12 +8,11 @@
 //! store and their load (the writer's is the one that ends its release of
 //! the mailbox's lock, after the publish), so at least one of them sees the
 //! other's (Dekker): either the waiter sees the new version, or the writer
-//! sees the bit and
-//! wakes it. An eventfd keeps its count until it is read, so a wake that
-//! comes before the waiter sleeps is not lost either. A waiter drains its
-//! eventfd before it looks at the version again; a wake for a mailbox it no
-//! longer waits for (or for another connection of the same event worker)
-//! only makes it look once more.
+//! sees the bit and wakes it. An eventfd keeps its count until it is read,
+//! so a wake that comes before the waiter sleeps is not lost either. A
+//! waiter drains its eventfd before it looks at the version again; a wake
+//! for a mailbox it no longer waits for (or for another connection of the
+//! same event worker) only makes it look once more.
 //!
 //! A stale bit (a waiter killed before it cleared it) costs writers of that
 //! mailbox one eventfd write each until the slot's next waiter clears it.
@@ -22,9 +21,9 @@ use std::os::fd::{AsFd, BorrowedFd};
 use std::sync::atomic::{fence, AtomicU64, Ordering};
 
 use nix::errno::Errno;
+use nix::sys::eventfd::{EfdFlags, EventFd};
 
 use crate::bakery::SeqCstFenced;
-use nix::sys::eventfd::{EfdFlags, EventFd};
 
 /// Words of a waiter mask: one bit per worker slot ([`crate::LIMITS`]'
 /// `max_workers` is 256).

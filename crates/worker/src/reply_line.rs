@@ -153,8 +153,10 @@ mod tests {
             line_of(&mut lines, 2, 12, 8),
             "before OK 12 bytes from mailbox 3, version 8\n"
         );
-        // Back to the first version: built again, not taken from memory.
+        // Back to the first version: built again, not taken from memory,
+        // and kept in place of the newer line.
         assert_eq!(line_of(&mut lines, 2, 100, 7), first);
+        assert_eq!((lines.entries[2].len, lines.entries[2].version), (100, 7));
     }
 
     #[test]

@@ -27,10 +27,6 @@ pub fn client_bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_client"))
 }
 
-/// Another binary of the workspace (dipc, dipcrm). Cargo builds only this
-/// package's binaries for its tests; the Makefile builds the workspace
-/// first. They sit next to the client binary; failing that, in
-/// CARGO_TARGET_DIR or the workspace's target directory.
 /// Where `program` is on the PATH, if it is installed.
 pub fn on_path(program: &str) -> Option<PathBuf> {
     std::env::var_os("PATH").and_then(|paths| {
@@ -40,6 +36,10 @@ pub fn on_path(program: &str) -> Option<PathBuf> {
     })
 }
 
+/// Another binary of the workspace (dipc, dipcrm). Cargo builds only this
+/// package's binaries for its tests; the Makefile builds the workspace
+/// first. They sit next to the client binary; failing that, in
+/// CARGO_TARGET_DIR or the workspace's target directory.
 pub fn workspace_bin(name: &str) -> PathBuf {
     let mut candidates = vec![client_bin().with_file_name(name)];
     if let Ok(dir) = std::env::var("CARGO_TARGET_DIR") {

@@ -295,10 +295,15 @@ fn errno_error(name: String, errno: Errno) -> ShmError {
         Errno::ENOENT => ShmError::NotFound { name },
         Errno::EEXIST => ShmError::AlreadyExists { name },
         Errno::EACCES | Errno::EPERM => ShmError::PermissionDenied { name },
-        e => ShmError::Io {
-            name,
-            source: io::Error::from(e),
-        },
+        e => io_error(name, e),
+    }
+}
+
+/// A failure of the segment `name` with no kind of its own.
+fn io_error(name: String, errno: Errno) -> ShmError {
+    ShmError::Io {
+        name,
+        source: io::Error::from(errno),
     }
 }
 
@@ -334,10 +339,8 @@ impl Segment {
             .size(offsets.total)
             .create()
             .map_err(|e| map_error(&name, e))?;
-        let wakers = Wakers::new(geometry.worker_slots as usize).map_err(|e| ShmError::Io {
-            name: name.clone(),
-            source: io::Error::from(e),
-        })?;
+        let wakers =
+            Wakers::new(geometry.worker_slots as usize).map_err(|e| io_error(name.clone(), e))?;
         let segment = Segment {
             shmem,
             geometry,
@@ -393,13 +396,10 @@ impl Segment {
         use nix::fcntl::OFlag;
         use nix::sys::stat::Mode;
         let name = self.shmem.get_os_id().to_string();
-        let io_error = |e: Errno| ShmError::Io {
-            name: name.clone(),
-            source: io::Error::from(e),
-        };
+        let failed = |e: Errno| io_error(name.clone(), e);
         let fd = nix::sys::mman::shm_open(name.as_str(), OFlag::O_RDWR, Mode::empty())
-            .map_err(io_error)?;
-        nix::fcntl::posix_fallocate(&fd, 0, self.offsets.total as libc::off_t).map_err(io_error)
+            .map_err(failed)?;
+        nix::fcntl::posix_fallocate(&fd, 0, self.offsets.total as libc::off_t).map_err(failed)
     }
 
     /// Attaches to an existing segment and checks that it is a dipc one.

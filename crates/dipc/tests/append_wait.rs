@@ -158,6 +158,39 @@ fn a_waiting_client_costs_no_cpu_and_a_write_wakes_it_at_once() {
     }
 }
 
+/// One event worker, so one worker slot: its locks take no fence, and a
+/// waiter and the writer that wakes it are connections of the same loop.
+/// A lost wake would leave the waiter to its 20 s timeout, past the test
+/// client's read timeout.
+#[test]
+fn on_the_only_event_worker_every_write_wakes_its_waiter() {
+    let d = Daemon::start(
+        2,
+        1,
+        1,
+        &["--model", "event", "--keys", "0", "--workers", "1"],
+    );
+    let mut waiter = d.client();
+    let mut writer = d.client();
+    for version in 0..40u64 {
+        waiter.send_line(&format!("wait 1 {version} 20000"));
+        // Half the writes come while the wait is surely parked, half race
+        // its arrival.
+        if version % 2 == 0 {
+            thread::sleep(Duration::from_millis(5));
+        }
+        let text = format!("round {version}");
+        writer.write_mailbox(1, &text);
+        assert_eq!(
+            waiter.read_reply_of(1),
+            (version + 1, text.into_bytes()),
+            "round {version}"
+        );
+    }
+    drop((waiter, writer));
+    d.stop();
+}
+
 #[test]
 fn many_waiters_on_one_mailbox_all_wake() {
     for model in MODELS {

@@ -61,17 +61,20 @@ fn uncontended(c: &mut Criterion) {
     let mut group = c.benchmark_group("uncontended lock+unlock");
     let sem = Semaphore::new();
     group.bench_function("sem_wait+sem_post", |b| b.iter(|| sem.wait_post()));
-    for (i, workers) in [8u64, 64].into_iter().enumerate() {
+    for (i, workers) in [1u64, 8, 64].into_iter().enumerate() {
         let seg = scratch_segment(PORT + i as u16, 1, 4, workers);
         let lock = seg.mailbox_lock(0).expect("lock");
         let me = seg.participant(0).expect("participant");
         let deadline = Deadline::after(Duration::from_secs(3600));
-        group.bench_function(format!("mailbox read lock, {workers} worker slots"), |b| {
-            b.iter(|| drop(black_box(lock.read(me, &deadline).expect("read lock"))))
-        });
-        group.bench_function(format!("mailbox write lock, {workers} worker slots"), |b| {
-            b.iter(|| drop(black_box(lock.write(me, &deadline).expect("write lock"))))
-        });
+        let slots = if workers == 1 { "slot" } else { "slots" };
+        group.bench_function(
+            format!("mailbox read lock, {workers} worker {slots}"),
+            |b| b.iter(|| drop(black_box(lock.read(me, &deadline).expect("read lock")))),
+        );
+        group.bench_function(
+            format!("mailbox write lock, {workers} worker {slots}"),
+            |b| b.iter(|| drop(black_box(lock.write(me, &deadline).expect("write lock")))),
+        );
     }
     group.finish();
 }

@@ -99,20 +99,24 @@ fn sleep_bit(who: usize) -> (usize, u64) {
     (who / 64, 1 << (who % 64))
 }
 
-/// Proof that a `fence(SeqCst)` came after the stores before it: a caller
-/// holding one may load, as the second half of a store-fence-load pair,
-/// without a fence of its own (see `WaiterMask::wake_all`). Made only in
-/// this crate, and neither `Clone` nor `Copy`: a function that relies on a
-/// fence says so in its signature, and the fence cannot be taken away
-/// without the code that issues it changing too.
+/// Proof that every store this participant made before it is ordered before
+/// every load it makes after it, as every other participant of the lock
+/// sees them: a `fence(SeqCst)` came between them, or the lock has no other
+/// participant (a row of one, see [`BakeryLock::acquire`]). A caller holding
+/// one may load, as the second half of a store-then-load handshake with the
+/// lock's participants, without a fence of its own (see
+/// `WaiterMask::wake_all`). Made only in this crate, and neither `Clone` nor
+/// `Copy`: a function that relies on the ordering says so in its signature,
+/// and the fence cannot be taken away without the code that issues it
+/// changing too.
 #[derive(Debug)]
-pub struct SeqCstFenced(());
+pub struct StoreLoadOrdered(());
 
-impl SeqCstFenced {
+impl StoreLoadOrdered {
     /// Issues the fence.
-    pub(crate) fn fence() -> SeqCstFenced {
+    pub(crate) fn fence() -> StoreLoadOrdered {
         fence(SeqCst);
-        SeqCstFenced(())
+        StoreLoadOrdered(())
     }
 }
 
@@ -165,6 +169,12 @@ impl<'a> BakeryLock<'a> {
     pub fn acquire<P: Park>(&self, me: usize, kind: Kind, park: &mut P) -> Result<bool, LockError> {
         let mine = &self.entries[me].0;
         let kind_bits = (kind as u64) << KIND_SHIFT;
+        if self.is_sole_participant() {
+            // Nobody else can be in the doorway, hold the lock or sleep on
+            // it: the word is kept only for the repair after a death.
+            mine.store(1 << TICKET_SHIFT | kind_bits, Relaxed);
+            return Ok(false);
+        }
         mine.store(CHOOSING | kind_bits, Relaxed);
         // Store-load: our CHOOSING is visible before we read the tickets.
         fence(SeqCst);
@@ -216,10 +226,27 @@ impl<'a> BakeryLock<'a> {
         Ok(waited)
     }
 
-    /// Gives the lock (or a place in line) back. The release ends with a
-    /// SeqCst fence after every store the caller made before it.
-    pub fn release<P: Park>(&self, me: usize, park: &P) -> SeqCstFenced {
+    /// Gives the lock (or a place in line) back. Every store the caller
+    /// made before it is then ordered before its later loads, for every
+    /// other participant: the release ends with a SeqCst fence, or there is
+    /// no other participant.
+    pub fn release<P: Park>(&self, me: usize, park: &P) -> StoreLoadOrdered {
+        if self.is_sole_participant() {
+            // No one to wake, and no one whose loads our stores must precede.
+            self.entries[me].0.store(0, Release);
+            return StoreLoadOrdered(());
+        }
         self.clear(me, park)
+    }
+
+    /// A row of one entry: the daemon has one worker slot (`--workers 1`),
+    /// so one process uses the lock, one request at a time, and the only
+    /// other writer of its entry is the supervisor's repair, which comes
+    /// after the process is reaped and before the slot's next worker is
+    /// forked. Mutual exclusion and order then need no fence, as in a
+    /// single-threaded server.
+    fn is_sole_participant(&self) -> bool {
+        self.entries.len() == 1
     }
 
     /// Clears the entry of a participant that died, wherever it was: in the
@@ -249,10 +276,10 @@ impl<'a> BakeryLock<'a> {
         self.sleeping.iter().any(|m| m.0.load(Acquire) != 0)
     }
 
-    fn clear<P: Park>(&self, who: usize, park: &P) -> SeqCstFenced {
+    fn clear<P: Park>(&self, who: usize, park: &P) -> StoreLoadOrdered {
         self.entries[who].0.store(0, Release);
         // Store-load: the change is visible before we look for sleepers.
-        let fenced = SeqCstFenced::fence();
+        let fenced = StoreLoadOrdered::fence();
         self.wake_sleepers(park);
         fenced
     }

@@ -304,8 +304,8 @@ impl<'a> Mailbox<'a> {
         let len = fill(old, self.half(next.half)).min(self.capacity);
         self.len[next.half].store(len as u64, Ordering::Relaxed);
         self.published.store(next.encode(), Ordering::Release);
-        // The release's fence also orders the publish before the look at
-        // the waiter mask.
+        // The release also orders the publish before the look at the waiter
+        // mask (with a fence, or with no other participant to see it).
         let fenced = guard.release();
         if let Some(wakers) = self.wakers {
             self.waiters.wake_all(wakers, fenced);

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use nix::errno::Errno;
 
-use crate::bakery::{BakeryLock, Kind, Park, SeqCstFenced};
+use crate::bakery::{BakeryLock, Kind, Park, StoreLoadOrdered};
 use crate::error::LockError;
 use crate::lock::Deadline;
 
@@ -156,7 +156,7 @@ pub struct LockGuard<'a> {
 impl LockGuard<'_> {
     /// Releases the lock, as a drop does, with the proof of the SeqCst fence
     /// that ends a release.
-    pub(crate) fn release(self) -> SeqCstFenced {
+    pub(crate) fn release(self) -> StoreLoadOrdered {
         let guard = std::mem::ManuallyDrop::new(self);
         guard.bakery.release(guard.me.0, &WAKE_ONLY)
     }

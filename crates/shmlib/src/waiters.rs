@@ -8,7 +8,10 @@
 //! store and their load (the writer's is the one that ends its release of
 //! the mailbox's lock, after the publish), so at least one of them sees the
 //! other's (Dekker): either the waiter sees the new version, or the writer
-//! sees the bit and wakes it. An eventfd keeps its count until it is read,
+//! sees the bit and wakes it. With one worker slot there is no fence on the
+//! writer's side (see `BakeryLock::release`), and none is needed: the only
+//! process that can set a bit is the writer itself, one request at a time,
+//! and its own program order puts its bit before its later look. An eventfd keeps its count until it is read,
 //! so a wake that comes before the waiter sleeps is not lost either. A
 //! waiter drains its eventfd before it looks at the version again; a wake
 //! for a mailbox it no longer waits for (or for another connection of the
@@ -23,7 +26,7 @@ use std::sync::atomic::{fence, AtomicU64, Ordering};
 use nix::errno::Errno;
 use nix::sys::eventfd::{EfdFlags, EventFd};
 
-use crate::bakery::SeqCstFenced;
+use crate::bakery::StoreLoadOrdered;
 
 /// Words of a waiter mask: one bit per worker slot ([`crate::LIMITS`]'
 /// `max_workers` is 256).
@@ -109,10 +112,11 @@ impl<'a> WaiterMask<'a> {
         }
     }
 
-    /// After a new version is published and a SeqCst fence (the one that
-    /// ends the write lock's release, shown by `_published`): wakes every
-    /// slot waiting on it. That fence is the writer's half of the pair.
-    pub(crate) fn wake_all(&self, wakers: &Wakers, _published: SeqCstFenced) {
+    /// After a new version is published and the write lock released, whose
+    /// release orders the publish before this look (`_published`): wakes
+    /// every slot waiting on it. That order is the writer's half of the
+    /// pair.
+    pub(crate) fn wake_all(&self, wakers: &Wakers, _published: StoreLoadOrdered) {
         for (w, word) in self.bits.iter().enumerate() {
             let mut waiting = word.load(Ordering::Relaxed);
             while waiting != 0 {
@@ -141,7 +145,7 @@ mod tests {
         let mask = WaiterMask::new(&bits);
         mask.add(3);
         mask.add(129);
-        mask.wake_all(&wakers, SeqCstFenced::fence());
+        mask.wake_all(&wakers, StoreLoadOrdered::fence());
         let woken: Vec<usize> = (0..130)
             .filter(|&s| readable(wakers.fd(s).expect("fd")))
             .collect();
@@ -150,7 +154,7 @@ mod tests {
         assert!(!readable(wakers.fd(3).expect("fd")), "drained");
         mask.remove(129);
         wakers.drain(129);
-        mask.wake_all(&wakers, SeqCstFenced::fence());
+        mask.wake_all(&wakers, StoreLoadOrdered::fence());
         assert!(!readable(wakers.fd(129).expect("fd")), "removed");
         assert!(readable(wakers.fd(3).expect("fd")), "still waiting");
     }

@@ -22,7 +22,9 @@
 //! change followed by the look for sleepers, are separated by
 //! `fence(SeqCst)`; the rest is acquire/release. That is also what loom
 //! models exactly, so the model check (`tests/loom_bakery.rs`) runs this very
-//! code over every interleaving, timeouts and repairs included.
+//! code over every interleaving, timeouts and repairs included. A row of a
+//! single participant skips all of it (`is_sole_participant`): with nobody
+//! to interleave with there is nothing for loom to check there.
 //!
 //! Waiting: a few spins, then a [`Park`] (a shared futex with a deadline in
 //! the daemon, a condition variable under loom) on the lock's wake word,
@@ -171,7 +173,13 @@ impl<'a> BakeryLock<'a> {
         let kind_bits = (kind as u64) << KIND_SHIFT;
         if self.is_sole_participant() {
             // Nobody else can be in the doorway, hold the lock or sleep on
-            // it: the word is kept only for the repair after a death.
+            // it: the word is kept only for the repair after a death. A
+            // word still set is a dead holder's that the repair left on
+            // purpose (a key-value store that could not be rebuilt stays
+            // locked): refused, never overwritten.
+            if mine.load(Relaxed) != 0 {
+                return Err(LockError::Corrupt);
+            }
             mine.store(1 << TICKET_SHIFT | kind_bits, Relaxed);
             return Ok(false);
         }
@@ -239,12 +247,13 @@ impl<'a> BakeryLock<'a> {
         self.clear(me, park)
     }
 
-    /// A row of one entry: the daemon has one worker slot (`--workers 1`),
-    /// so one process uses the lock, one request at a time, and the only
-    /// other writer of its entry is the supervisor's repair, which comes
-    /// after the process is reaped and before the slot's next worker is
-    /// forked. Mutual exclusion and order then need no fence, as in a
-    /// single-threaded server.
+    /// A row of one entry: the daemon has one worker slot (`--workers 1`,
+    /// `--max-workers 1`, or the event model's default on one CPU), so one
+    /// thread uses the lock, one request at a time. The only other writer
+    /// of its entry is the repair: the supervisor's, after the process is
+    /// reaped and before the slot's next worker is forked, or, in the
+    /// thread model, the same thread's after a panic. Mutual exclusion and
+    /// order then need no fence, as in a single-threaded server.
     fn is_sole_participant(&self) -> bool {
         self.entries.len() == 1
     }

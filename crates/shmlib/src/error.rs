@@ -10,7 +10,7 @@ pub enum LockError {
     TimedOut,
     #[error("lock wait cancelled: the process is stopping")]
     Cancelled,
-    #[error("lock state corrupt: a ticket out of range")]
+    #[error("lock state corrupt: a ticket out of range, or a dead holder's entry left set")]
     Corrupt,
     #[error("lock operation failed: {0}")]
     Os(nix::errno::Errno),

@@ -154,8 +154,9 @@ pub struct LockGuard<'a> {
 }
 
 impl LockGuard<'_> {
-    /// Releases the lock, as a drop does, with the proof of the SeqCst fence
-    /// that ends a release.
+    /// Releases the lock, as a drop does, with the proof that the stores
+    /// before it are ordered before the loads after it for every other
+    /// participant (see [`StoreLoadOrdered`]).
     pub(crate) fn release(self) -> StoreLoadOrdered {
         let guard = std::mem::ManuallyDrop::new(self);
         guard.bakery.release(guard.me.0, &WAKE_ONLY)

@@ -10,8 +10,8 @@
 //! other's (Dekker): either the waiter sees the new version, or the writer
 //! sees the bit and wakes it. With one worker slot there is no fence on the
 //! writer's side (see `BakeryLock::release`), and none is needed: the only
-//! process that can set a bit is the writer itself, one request at a time,
-//! and its own program order puts its bit before its later look. An eventfd keeps its count until it is read,
+//! thread that can set a bit is the writer's own, one request at a time,
+//! and its program order puts the bit before its later look. An eventfd keeps its count until it is read,
 //! so a wake that comes before the waiter sleeps is not lost either. A
 //! waiter drains its eventfd before it looks at the version again; a wake
 //! for a mailbox it no longer waits for (or for another connection of the

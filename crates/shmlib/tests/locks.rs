@@ -286,7 +286,7 @@ fn a_writer_killed_at_any_instant_leaves_a_whole_mailbox() {
 
 /// With one worker slot the lock takes no fence (a row of one): the slot's
 /// next process, which reads with the same participant after the repair,
-/// still finds the lock free and the mailbox whole.
+/// finds the lock free and the mailbox whole.
 #[test]
 fn a_one_slot_writer_killed_at_any_instant_leaves_a_whole_mailbox() {
     let seg = scratch_segment(812, 1, 1024, 1);
@@ -295,12 +295,59 @@ fn a_one_slot_writer_killed_at_any_instant_leaves_a_whole_mailbox() {
     killed_writers_leave_whole_mailboxes(&seg, only, only);
 }
 
+/// A row of one never waits, so a dead holder's word that no repair has
+/// cleared (the store's repair leaves one on purpose) is refused rather
+/// than overwritten; the repair frees it.
+#[test]
+fn a_one_slot_lock_refuses_a_dead_holders_word_until_the_repair() {
+    let seg = scratch_segment(813, 1, 4, 1);
+    let only = who(&seg, 0);
+    for kind in ["read", "write"] {
+        let mut child = forked(|| {
+            let held = match kind {
+                "read" => lock0(&seg).read(only, &soon(2000)),
+                _ => lock0(&seg).write(only, &soon(2000)),
+            };
+            if held.is_ok() {
+                loop {
+                    thread::sleep(Duration::from_secs(1));
+                }
+            }
+        });
+        assert!(
+            (0..200).any(|_| {
+                thread::sleep(Duration::from_millis(10));
+                lock0(&seg).is_involved(only)
+            }),
+            "the child never took the lock"
+        );
+        child.kill();
+        assert_eq!(
+            lock0(&seg).write(only, &soon(100)).err(),
+            Some(LockError::Corrupt)
+        );
+        assert_eq!(
+            lock0(&seg).read(only, &soon(100)).err(),
+            Some(LockError::Corrupt)
+        );
+        assert_eq!(seg.repair_participant(only), 1);
+        assert!(!lock0(&seg).is_involved(only));
+        drop(
+            lock0(&seg)
+                .write(only, &soon(100))
+                .expect("free after the repair"),
+        );
+        assert!(!lock0(&seg).is_involved(only), "released");
+    }
+}
+
 /// Forks writers of 1 MiB contents (long enough that many kills land
 /// mid-copy) and kills each at a random instant; after the reap and the
 /// repair, `checker` reads the mailbox: one whole version, never a mix.
 fn killed_writers_leave_whole_mailboxes(seg: &Segment, writer: Participant, checker: Participant) {
     let mut rng = 0x9e37_79b9_7f4a_7c15u64;
     let mut buf = Vec::new();
+    let mut repaired = 0;
     for round in 0..40u64 {
         let mut child = forked(|| {
             let m = seg.mailbox(0).expect("mailbox");
@@ -317,7 +364,10 @@ fn killed_writers_leave_whole_mailboxes(seg: &Segment, writer: Participant, chec
         rng ^= rng << 17;
         thread::sleep(Duration::from_micros(200 + rng % 3000));
         child.kill();
-        seg.repair_participant(writer);
+        if seg.repair_participant(writer) == 1 {
+            repaired += 1;
+        }
+        assert!(!lock0(seg).is_involved(writer), "round {round}: repaired");
         buf.clear();
         let m = seg.mailbox(0).expect("mailbox");
         let read = m
@@ -339,4 +389,7 @@ fn killed_writers_leave_whole_mailboxes(seg: &Segment, writer: Participant, chec
             read.version
         );
     }
+    // Most kills land inside a 1 MiB write, holding the lock: the repair
+    // must have had a holder to clear.
+    assert!(repaired > 0, "no kill found the writer holding the lock");
 }

@@ -212,32 +212,38 @@ fn a_free_lock_is_granted_even_to_a_stopping_process() {
     );
 }
 
+/// Forks a process that takes mailbox 0's lock as `kind` ("read" or
+/// "write") for `holder` and keeps it; SIGKILLs and reaps it once it holds.
+fn kill_while_holding(seg: &Segment, holder: Participant, kind: &str) {
+    let mut child = forked(|| {
+        let lock = lock0(seg);
+        let guard = match kind {
+            "read" => lock.read(holder, &soon(2000)),
+            _ => lock.write(holder, &soon(2000)),
+        };
+        if guard.is_ok() {
+            // Hold it until killed.
+            loop {
+                thread::sleep(Duration::from_secs(1));
+            }
+        }
+    });
+    assert!(
+        (0..200).any(|_| {
+            thread::sleep(Duration::from_millis(10));
+            lock0(seg).is_involved(holder)
+        }),
+        "the child never took the lock"
+    );
+    child.kill();
+}
+
 #[test]
 fn repairing_a_holder_killed_by_sigkill_frees_the_lock() {
     for kind in ["read", "write"] {
         let seg = scratch_segment(807, 1, 4, 2);
         let (dead, alive) = (who(&seg, 0), who(&seg, 1));
-        let mut child = forked(|| {
-            let lock = lock0(&seg);
-            let guard = match kind {
-                "read" => lock.read(dead, &soon(2000)),
-                _ => lock.write(dead, &soon(2000)),
-            };
-            if guard.is_ok() {
-                // Hold it until killed.
-                loop {
-                    thread::sleep(Duration::from_secs(1));
-                }
-            }
-        });
-        assert!(
-            (0..200).any(|_| {
-                thread::sleep(Duration::from_millis(10));
-                lock0(&seg).is_involved(dead)
-            }),
-            "the child never took the lock"
-        );
-        child.kill();
+        kill_while_holding(&seg, dead, kind);
         // The dead holder still blocks a writer...
         assert_eq!(
             lock0(&seg).write(alive, &soon(100)).err(),
@@ -303,25 +309,7 @@ fn a_one_slot_lock_refuses_a_dead_holders_word_until_the_repair() {
     let seg = scratch_segment(813, 1, 4, 1);
     let only = who(&seg, 0);
     for kind in ["read", "write"] {
-        let mut child = forked(|| {
-            let held = match kind {
-                "read" => lock0(&seg).read(only, &soon(2000)),
-                _ => lock0(&seg).write(only, &soon(2000)),
-            };
-            if held.is_ok() {
-                loop {
-                    thread::sleep(Duration::from_secs(1));
-                }
-            }
-        });
-        assert!(
-            (0..200).any(|_| {
-                thread::sleep(Duration::from_millis(10));
-                lock0(&seg).is_involved(only)
-            }),
-            "the child never took the lock"
-        );
-        child.kill();
+        kill_while_holding(&seg, only, kind);
         assert_eq!(
             lock0(&seg).write(only, &soon(100)).err(),
             Some(LockError::Corrupt)

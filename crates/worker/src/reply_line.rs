@@ -46,12 +46,21 @@ impl MailboxReply {
         // digits each: one reservation covers the line.
         out.reserve(128);
         out.extend_from_slice(self.lead);
-        out.extend_from_slice(number.format(self.len).as_bytes());
+        put_digits(out, number.format(self.len));
         out.extend_from_slice(self.middle);
-        out.extend_from_slice(number.format(self.mailbox).as_bytes());
+        put_digits(out, number.format(self.mailbox));
         out.extend_from_slice(b", version ");
-        out.extend_from_slice(number.format(self.version).as_bytes());
+        put_digits(out, number.format(self.version));
         out.push(b'\n');
+    }
+}
+
+/// Appends a number's few digits one by one: a call to memcpy for a copy of
+/// unknown length costs more than the bytes themselves.
+#[inline(always)]
+fn put_digits(out: &mut Vec<u8>, digits: &str) {
+    for &digit in digits.as_bytes() {
+        out.push(digit);
     }
 }
 

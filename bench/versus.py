@@ -4,8 +4,9 @@
 `make bench` runs this after building the release binaries. It installs
 redis-server and memcached from Debian's packages when they are missing,
 starts every server on a free loopback port with persistence off, drives each
-with the same load generator (`./client bench`), stops everything it
-started, and writes docs/benchmarks.md: the machine, a table per workload
+with the same load generator (`./client bench`), the servers taking turns
+cell by cell so that the runs a ratio compares lie seconds apart, stops
+everything it started, and writes docs/benchmarks.md: the machine, a table per workload
 with medians of the runs and the ratios dipc / Redis and dipc / ceiling (the
 mailboxes' r and w, and the key-value store's get and put/del beside Redis's
 GET and SET/DEL, the latter also with Redis's AOF on), the cost of growth (event model at 10, 100 and 1,000 connections) and the
@@ -27,7 +28,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CLIENT = os.path.join(ROOT, "client")
@@ -137,17 +138,6 @@ def bench(port, protocol, op, conns, depth, seconds, spread=MAILBOXES):
     return json.loads(out.stdout)
 
 
-def median_of(runs, port, protocol, op, conns, depth, seconds):
-    results = [bench(port, protocol, op, conns, depth, seconds) for _ in range(runs)]
-    errors = sum(r["errors"] for r in results)
-    if errors:
-        # A server answering errors fast is no throughput worth a table.
-        raise RuntimeError(f"{protocol} {op} on port {port}: {errors} error replies")
-    rps = statistics.median(r["rps"] for r in results)
-    p99 = statistics.median(r["p99_us"] for r in results)
-    return {"rps": rps, "p99_us": p99}
-
-
 def machine():
     cpu = "unknown CPU"
     try:
@@ -200,6 +190,76 @@ def fmt_rps(x):
     return f"{x / 1e3:.0f}k/s" if x >= 1e4 else f"{x / 1e3:.1f}k/s"
 
 
+def start_servers(servers, workdir, redis, memcached):
+    """Starts every server at once, each entered into `servers` (stopped on
+    the way out); returns the plan: (workload, row label, port, protocol,
+    op) in table order."""
+    plan = []
+    for label, options in DIPC_CONFIGS:
+        port = free_port()
+        servers.enter_context(dipc_daemon(options, port, workdir))
+        wait_for_port(port)
+        workloads = ["read", "write"]
+        if label in DIPC_KV_CONFIGS:
+            workloads += ["get", "churn"]
+        plan += [(w, label, port, "dipc", w) for w in workloads]
+    if redis:
+        port = free_port()
+        servers.enter_context(process([redis, "--port", str(port), "--bind", "127.0.0.1",
+                                       "--save", "", "--appendonly", "no"], port))
+        plan += [("read", "Redis GET", port, "redis", "read"),
+                 ("write", "Redis SET", port, "redis", "write"),
+                 ("churn", "Redis SET/DEL", port, "redis", "churn")]
+        # Durable like dipc's database.txt: every change appended to a file,
+        # flushed once a second (both daemons' default).
+        port = free_port()
+        servers.enter_context(process([redis, "--port", str(port), "--bind", "127.0.0.1",
+                                       "--save", "", "--appendonly", "yes",
+                                       "--appendfsync", "everysec", "--dir", workdir], port))
+        plan.append(("churn", "Redis SET/DEL, AOF everysec", port, "redis", "churn"))
+    if memcached:
+        port = free_port()
+        # memcached refuses to run as root without a user to switch to.
+        as_user = ["-u", "nobody"] if os.geteuid() == 0 else []
+        servers.enter_context(process([memcached, "-p", str(port), "-l", "127.0.0.1", "-t", "1",
+                                       "-U", "0", *as_user], port))
+        plan += [("read", "memcached get (1 thread)", port, "memcached", "read"),
+                 ("write", "memcached set (1 thread)", port, "memcached", "write")]
+    for model in ("epoll", "prefork"):
+        port = free_port()
+        servers.enter_context(process([CLIENT, "ceiling", "--port", str(port),
+                                       "--model", model], port))
+        plan += [(w, f"ceiling, {model}", port, "fixed", w) for w in ("read", "write")]
+    return plan
+
+
+def run_interleaved(plan, runs, seconds):
+    """Every cell of every server, `runs` times: each round goes through
+    the cells, and each cell through the servers one after another, so the
+    runs that a ratio compares lie seconds apart, not minutes, and a slow
+    spell of the shared machine falls on all of them. Returns
+    results[(workload, server)][load label] = {"rps", "p99_us"}, medians."""
+    samples = {}
+    for round_no in range(1, runs + 1):
+        for workload in ("read", "write", "get", "churn"):
+            for label, conns, depth in LOADS:
+                for w, server, port, protocol, op in plan:
+                    if w != workload:
+                        continue
+                    r = bench(port, protocol, op, conns, depth, seconds)
+                    if r["errors"]:
+                        # A server answering errors fast is no throughput
+                        # worth a table.
+                        raise RuntimeError(f"{server} {op}: {r['errors']} error replies")
+                    samples.setdefault((workload, server), {}).setdefault(label, []).append(r)
+                    print(f"versus: run {round_no}/{runs} {workload:5} {server:28} {label:24} "
+                          f"{fmt_rps(r['rps']):>9}  p99 {r['p99_us']:.0f} us", file=sys.stderr)
+    return {key: {label: {"rps": statistics.median(r["rps"] for r in rs),
+                          "p99_us": statistics.median(r["p99_us"] for r in rs)}
+                  for label, rs in cells.items()}
+            for key, cells in samples.items()}
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="1 run of 1 s per cell")
@@ -212,60 +272,18 @@ def main():
     redis = ensure_installed("redis-server", "redis-server")
     memcached = ensure_installed("memcached", "memcached")
     started = time.time()
-    # results[(workload, server)][load label] = {"rps", "p99_us", "errors"}
-    results = {}
-    rows = {"read": [], "write": [], "get": [], "churn": []}
-
-    def run_cells(workload, server, port, protocol, op):
-        if server not in rows[workload]:
-            rows[workload].append(server)
-        for label, conns, depth in LOADS:
-            cell = median_of(runs, port, protocol, op, conns, depth, seconds)
-            results.setdefault((workload, server), {})[label] = cell
-            print(f"versus: {workload:5} {server:28} {label:24} {fmt_rps(cell['rps']):>9}  "
-                  f"p99 {cell['p99_us']:.0f} us", file=sys.stderr)
-
     with tempfile.TemporaryDirectory() as workdir:
-        for label, options in DIPC_CONFIGS:
-            port = free_port()
-            with dipc_daemon(options, port, workdir):
-                wait_for_port(port)
-                run_cells("read", label, port, "dipc", "read")
-                run_cells("write", label, port, "dipc", "write")
-                if label in DIPC_KV_CONFIGS:
-                    run_cells("get", label, port, "dipc", "get")
-                    run_cells("churn", label, port, "dipc", "churn")
-        if redis:
-            port = free_port()
-            with process([redis, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-                          "--appendonly", "no"], port):
-                run_cells("read", "Redis GET", port, "redis", "read")
-                run_cells("write", "Redis SET", port, "redis", "write")
-                # The same requests as the read workload's.
-                rows["get"].append("Redis GET")
-                results[("get", "Redis GET")] = results[("read", "Redis GET")]
-                run_cells("churn", "Redis SET/DEL", port, "redis", "churn")
-            # Durable like dipc's database.txt: every change appended to a
-            # file, flushed once a second (both daemons' default).
-            port = free_port()
-            with process([redis, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-                          "--appendonly", "yes", "--appendfsync", "everysec",
-                          "--dir", workdir], port):
-                run_cells("churn", "Redis SET/DEL, AOF everysec", port, "redis", "churn")
-        if memcached:
-            port = free_port()
-            # memcached refuses to run as root without a user to switch to.
-            as_user = ["-u", "nobody"] if os.geteuid() == 0 else []
-            with process([memcached, "-p", str(port), "-l", "127.0.0.1", "-t", "1", "-U", "0",
-                          *as_user], port):
-                run_cells("read", "memcached get (1 thread)", port, "memcached", "read")
-                run_cells("write", "memcached set (1 thread)", port, "memcached", "write")
-        for model in ("epoll", "prefork"):
-            port = free_port()
-            with process([CLIENT, "ceiling", "--port", str(port), "--model", model], port):
-                server = f"ceiling, {model}"
-                run_cells("read", server, port, "fixed", "read")
-                run_cells("write", server, port, "fixed", "write")
+        with ExitStack() as servers:
+            plan = start_servers(servers, workdir, redis, memcached)
+            results = run_interleaved(plan, runs, seconds)
+        rows = {"read": [], "write": [], "get": [], "churn": []}
+        for workload, server, *_ in plan:
+            rows[workload].append(server)
+        if ("read", "Redis GET") in results:
+            # Redis's GET rows serve the key-value get table too: the same
+            # requests as the read workload's.
+            rows["get"].append("Redis GET")
+            results[("get", "Redis GET")] = results[("read", "Redis GET")]
         growth = measure_growth(workdir, seconds)
         segments = measure_segments(workdir)
     elapsed = time.time() - started
@@ -340,7 +358,10 @@ def write_doc(opts, results, rows, growth, segments, runs, seconds, elapsed, red
         "100 fixed bytes and do no work at all.")
     out(f"- Workload: {VALUE}-byte values over {MAILBOXES} mailboxes (keys), prefilled; closed "
         "loop; pipelined runs send 16 requests in one write and wait for the 16 replies.")
-    out(f"- Each cell: the median of {runs} run(s) of {seconds:g} s after a 0.5 s warm-up; "
+    out(f"- Each cell: the median of {runs} run(s) of {seconds:g} s after a 0.5 s warm-up. "
+        "Every server is up from the start and they take turns cell by cell (each round goes "
+        "through the cells, each cell through the servers), so the runs a ratio compares lie "
+        "seconds apart and a slow spell of the shared machine falls on all of them; still, "
         "compare figures within one run: on a shared VM they vary by about 20% from run to run.")
     out("- The 1-connection column measures the scheduler more than the server: about 10k/s when "
         "the client and the server run on different vCPUs (two cross-CPU wake-ups per request, "

@@ -233,19 +233,30 @@ def start_servers(servers, workdir, redis, memcached):
     return plan
 
 
+# A pause between starting the servers and the first run.
+SETTLE_SECONDS = 2
+
+
 def run_interleaved(plan, runs, seconds):
     """Every cell of every server, `runs` times: each round goes through
-    the cells, and each cell through the servers one after another, so the
-    runs that a ratio compares lie seconds apart, not minutes, and a slow
-    spell of the shared machine falls on all of them. Returns
+    the cells, and each cell through the servers one after another (from a
+    different server each round), so the runs that a ratio compares lie
+    seconds apart, not minutes, and a slow spell of the shared machine
+    falls on all of them. Returns
     results[(workload, server)][load label] = {"rps", "p99_us"}, medians."""
     samples = {}
+    # The servers have just started (prefork pools are still forking).
+    time.sleep(SETTLE_SECONDS)
     for round_no in range(1, runs + 1):
         for workload in ("read", "write", "get", "churn"):
+            # Each round starts the servers' turns at a different one, so
+            # that none is always first after the round before's key-value
+            # changes (whose files are still being flushed).
+            servers = [p for p in plan if p[0] == workload]
+            turn = (round_no - 1) % len(servers)
+            order = servers[turn:] + servers[:turn]
             for label, conns, depth in LOADS:
-                for w, server, port, protocol, op in plan:
-                    if w != workload:
-                        continue
+                for _, server, port, protocol, op in order:
                     r = bench(port, protocol, op, conns, depth, seconds)
                     if r["errors"]:
                         # A server answering errors fast is no throughput
@@ -360,7 +371,8 @@ def write_doc(opts, results, rows, growth, segments, runs, seconds, elapsed, red
         "loop; pipelined runs send 16 requests in one write and wait for the 16 replies.")
     out(f"- Each cell: the median of {runs} run(s) of {seconds:g} s after a 0.5 s warm-up. "
         "Every server is up from the start and they take turns cell by cell (each round goes "
-        "through the cells, each cell through the servers), so the runs a ratio compares lie "
+        "through the cells, each cell through the servers, from a different server each "
+        "round), so the runs a ratio compares lie "
         "seconds apart and a slow spell of the shared machine falls on all of them; still, "
         "compare figures within one run: on a shared VM they vary by about 20% from run to run.")
     out("- The 1-connection column measures the scheduler more than the server: about 10k/s when "

@@ -154,6 +154,8 @@ pub enum Plain<'a> {
     Read { mailbox: usize },
     /// `w <m> <text>` LF.
     Write { mailbox: usize, text: &'a [u8] },
+    /// `get <key>` LF.
+    Get { key: i64 },
 }
 
 /// A plain request at the start of `input` and the length of its line with
@@ -163,13 +165,21 @@ pub enum Plain<'a> {
 /// has) and a mailbox in range, ended by a LF; a write's text holds no NUL
 /// (which ends a line), does not end with the CR of a CRLF (which the
 /// general path drops), is within the data limit, and its line within
-/// `line_limit`. Whatever is refused or spelt otherwise goes the general way.
+/// `line_limit`. Or `get <key>` with one space, a key of at most 20 digits
+/// and no sign that fits an i64, ended by a LF. Whatever is refused or
+/// spelt otherwise goes the general way.
 #[inline]
 pub fn plain<'a>(
     input: &'a [u8],
     bounds: &Bounds,
     line_limit: usize,
 ) -> Option<(Plain<'a>, usize)> {
+    if let Some(rest) = input.strip_prefix(b"get ") {
+        let end = rest.iter().take(21).position(|&b| b == b'\n')?;
+        let key = i64::try_from(decimal(&rest[..end])?).ok()?;
+        let line = "get ".len() + end;
+        return (line <= line_limit).then_some((Plain::Get { key }, line + 1));
+    }
     let (&command, rest) = input.split_first()?;
     let rest = rest.strip_prefix(b" ")?;
     const COMMAND_AND_SPACE: usize = "r ".len();
@@ -513,15 +523,63 @@ mod tests {
     fn plain_read(input: &[u8]) -> Option<(usize, usize)> {
         match plain(input, &B, LINE_LIMIT)? {
             (Plain::Read { mailbox }, len) => Some((mailbox, len)),
-            (Plain::Write { .. }, _) => panic!("{} taken as a write", shown(input)),
+            (other, _) => panic!("{} taken as {other:?}", shown(input)),
         }
     }
 
     fn plain_write(input: &[u8]) -> Option<(usize, &[u8], usize)> {
         match plain(input, &B, LINE_LIMIT)? {
             (Plain::Write { mailbox, text }, len) => Some((mailbox, text, len)),
-            (Plain::Read { .. }, _) => panic!("{} taken as a read", shown(input)),
+            (other, _) => panic!("{} taken as {other:?}", shown(input)),
         }
+    }
+
+    fn plain_get(input: &[u8]) -> Option<(i64, usize)> {
+        match plain(input, &B, LINE_LIMIT)? {
+            (Plain::Get { key }, len) => Some((key, len)),
+            (other, _) => panic!("{} taken as {other:?}", shown(input)),
+        }
+    }
+
+    #[test]
+    fn a_plain_get_is_taken_only_as_parse_would_take_it() {
+        let taken: [(&[u8], i64); 5] = [
+            (b"get 1\n", 1),
+            (b"get 0\n", 0),
+            (b"get 007\n", 7),
+            (b"get 9223372036854775807\n", i64::MAX),
+            (b"get 00000000000000000042\n", 42),
+        ];
+        for (input, key) in taken {
+            assert_eq!(plain_get(input), Some((key, input.len())));
+            let line = &input[..input.len() - 1];
+            assert_eq!(parse(line, &B), Ok(Request::Get { key }));
+        }
+        // What follows the line is left alone.
+        assert_eq!(plain_get(b"get 2\nget 3\n"), Some((2, 6)));
+        // Every other spelling, and every refusal, goes the general way.
+        let left: [&[u8]; 14] = [
+            b"get 1",
+            b"get 1\r\n",
+            b"get \n",
+            b"get  1\n",
+            b"get 1 \n",
+            b"get -1\n",
+            b"get +1\n",
+            b"get 1x\n",
+            b"get 9223372036854775808\n",
+            b"get 000000000000000000001\n",
+            b"GET 1\n",
+            b"g 1\n",
+            b"get\t1\n",
+            b" get 1\n",
+        ];
+        for input in left {
+            assert_eq!(plain(input, &B, LINE_LIMIT), None, "{:?}", shown(input));
+        }
+        // Past the line limit: the general way.
+        assert_eq!(plain(b"get 0001\n", &B, 7), None);
+        assert!(plain(b"get 001\n", &B, 7).is_some());
     }
 
     #[test]

@@ -430,6 +430,10 @@ impl<'s> Session<'s> {
                                 self.tally.count(Counter::Writes, 1);
                                 self.write(mailbox, text, out);
                             }
+                            Plain::Get { key } => {
+                                self.tally.count(Counter::Gets, 1);
+                                self.get(key, out);
+                            }
                         }
                         if out.len() >= OUT_HIGH_WATER {
                             break;

@@ -196,13 +196,16 @@ proptest! {
     }
 }
 
-/// Lines that are often plain reads and writes (`r <m>`, `w <m> <text>`)
-/// and often nearly: a command, a separator, a number, a separator, pieces
-/// of text and an end, each drawn with the plain spelling the likeliest.
-/// The long piece alone takes a text past the 1 KiB data limit.
+/// Lines that are often plain reads, writes and gets (`r <m>`, `w <m>
+/// <text>`, `get <key>`) and often nearly: a command, a separator, a
+/// number, a separator, pieces of text and an end, each drawn with the
+/// plain spelling the likeliest. The long piece alone takes a text past the
+/// 1 KiB data limit.
 fn plain_looking_line() -> impl Strategy<Value = Vec<u8>> {
     use proptest::sample::select;
-    const COMMANDS: &[&[u8]] = &[b"r", b"w", b"r", b"w", b"R", b"x", b""];
+    const COMMANDS: &[&[u8]] = &[
+        b"r", b"w", b"get", b"r", b"w", b"get", b"R", b"ge", b"x", b"",
+    ];
     const SEPARATORS: &[&[u8]] = &[b" ", b" ", b" ", b"  ", b"\t", b"", b"\n"];
     const NUMBERS: &[&[u8]] = &[b"1", b"3", b"4", b"5", b"0", b"01", b"", b"x"];
     const PIECES: &[&[u8]] = &[
@@ -233,15 +236,20 @@ fn plain_looking_line() -> impl Strategy<Value = Vec<u8>> {
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(256))]
 
-    /// Fed whole, every plain read and write takes the session's shortcut;
-    /// fed a byte at a time, none can (the shortcut needs the whole line in
-    /// one input), so every line goes the general way. Replies, contents
-    /// and counters must be the same.
+    /// Fed whole, every plain read, write and get takes the session's
+    /// shortcut; fed a byte at a time, none can (the shortcut needs the
+    /// whole line in one input), so every line goes the general way.
+    /// Replies, contents and counters must be the same.
     #[test]
     fn the_shortcut_and_the_general_path_agree(
         lines in proptest::collection::vec(plain_looking_line(), 1..12),
     ) {
-        let stream = [lines.concat().as_slice(), b"\nr 1\nr 3\nr 4\n"].concat();
+        let stream = [
+            b"put 1 one\nput 3 three\n".as_slice(),
+            lines.concat().as_slice(),
+            b"\nr 1\nr 3\nr 4\n",
+        ]
+        .concat();
         let whole_seg = segment(926, 4, 1, 1);
         let mut whole_session = Session::new(&whole_seg, config(926), &NO_STOP);
         let (whole, _) = run(&mut whole_session, &[&stream]);
@@ -253,7 +261,8 @@ proptest! {
         prop_assert_eq!(whole_session.requests(), bytes_session.requests());
         let counters = |seg: &Segment| {
             let st = seg.stats();
-            [&st.reads, &st.writes, &st.other, &st.errors].map(|c| c.load(Ordering::Relaxed))
+            [&st.reads, &st.writes, &st.gets, &st.other, &st.errors]
+                .map(|c| c.load(Ordering::Relaxed))
         };
         prop_assert_eq!(counters(&whole_seg), counters(&bytes_seg));
     }

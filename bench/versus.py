@@ -3,7 +3,9 @@
 
 `make bench` runs this after building the release binaries. It installs
 redis-server and memcached from Debian's packages when they are missing,
-starts every server on a free loopback port with persistence off, drives each
+starts every server on a free loopback port (Redis and memcached without
+persistence, besides one Redis with its AOF for the key-value changes; dipc
+with its database file, as it always runs), drives each
 with the same load generator (`./client bench`), the servers taking turns
 cell by cell so that the runs a ratio compares lie seconds apart, stops
 everything it started, and writes docs/benchmarks.md: the machine, a table per workload
@@ -12,8 +14,8 @@ mailboxes' r and w, and the key-value store's get and put/del beside Redis's
 GET and SET/DEL, the latter also with Redis's AOF on), the cost of growth (event model at 10, 100 and 1,000 connections) and the
 segment's size against its geometry.
 
-    python3 bench/versus.py            # full: 3 runs of 1.5 s per cell (~9 min)
-    python3 bench/versus.py --quick    # 1 run of 1 s per cell (~2 min)
+    python3 bench/versus.py            # full: 3 runs of 1.5 s per cell (~11 min)
+    python3 bench/versus.py --quick    # 1 run of 1 s per cell (~3.5 min)
 """
 
 import argparse

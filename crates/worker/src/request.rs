@@ -146,7 +146,7 @@ fn decimal(tok: &[u8]) -> Option<u64> {
     })
 }
 
-/// One of the two commonest requests in its plainest spelling, which the
+/// One of the commonest requests in its plainest spelling, which the
 /// session serves without framing the line and parsing it in general.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Plain<'a> {

@@ -587,7 +587,7 @@ impl<'s> Session<'s> {
         flow
     }
 
-    /// A plain read or write at the start of `input` where a new request
+    /// A plain read, write or get at the start of `input` where a new request
     /// may start, and its line's length. Such a line is served at once,
     /// without the general path's framing and parsing, which took half of a
     /// pipelined read's time in the worker (bench/changes.md); every other

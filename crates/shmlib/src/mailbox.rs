@@ -306,9 +306,9 @@ impl<'a> Mailbox<'a> {
         self.published.store(next.encode(), Ordering::Release);
         // The release also orders the publish before the look at the waiter
         // mask (with a fence, or with no other participant to see it).
-        let fenced = guard.release();
+        let ordered = guard.release();
         if let Some(wakers) = self.wakers {
-            self.waiters.wake_all(wakers, fenced);
+            self.waiters.wake_all(wakers, ordered);
         }
         Ok(next.version)
     }

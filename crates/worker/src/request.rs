@@ -520,25 +520,9 @@ mod tests {
     /// A line limit that leaves room for every good write in `B`.
     const LINE_LIMIT: usize = 2048 + 64;
 
-    fn plain_read(input: &[u8]) -> Option<(usize, usize)> {
-        match plain(input, &B, LINE_LIMIT)? {
-            (Plain::Read { mailbox }, len) => Some((mailbox, len)),
-            (other, _) => panic!("{} taken as {other:?}", shown(input)),
-        }
-    }
-
-    fn plain_write(input: &[u8]) -> Option<(usize, &[u8], usize)> {
-        match plain(input, &B, LINE_LIMIT)? {
-            (Plain::Write { mailbox, text }, len) => Some((mailbox, text, len)),
-            (other, _) => panic!("{} taken as {other:?}", shown(input)),
-        }
-    }
-
-    fn plain_get(input: &[u8]) -> Option<(i64, usize)> {
-        match plain(input, &B, LINE_LIMIT)? {
-            (Plain::Get { key }, len) => Some((key, len)),
-            (other, _) => panic!("{} taken as {other:?}", shown(input)),
-        }
+    /// What `plain` takes at the start of `input` under `B`'s bounds.
+    fn plain_at(input: &[u8]) -> Option<(Plain<'_>, usize)> {
+        plain(input, &B, LINE_LIMIT)
     }
 
     #[test]
@@ -551,12 +535,15 @@ mod tests {
             (b"get 00000000000000000042\n", 42),
         ];
         for (input, key) in taken {
-            assert_eq!(plain_get(input), Some((key, input.len())));
+            assert_eq!(plain_at(input), Some((Plain::Get { key }, input.len())));
             let line = &input[..input.len() - 1];
             assert_eq!(parse(line, &B), Ok(Request::Get { key }));
         }
         // What follows the line is left alone.
-        assert_eq!(plain_get(b"get 2\nget 3\n"), Some((2, 6)));
+        assert_eq!(
+            plain_at(b"get 2\nget 3\n"),
+            Some((Plain::Get { key: 2 }, 6))
+        );
         // Every other spelling, and every refusal, goes the general way.
         let left: [&[u8]; 14] = [
             b"get 1",
@@ -575,7 +562,7 @@ mod tests {
             b" get 1\n",
         ];
         for input in left {
-            assert_eq!(plain(input, &B, LINE_LIMIT), None, "{:?}", shown(input));
+            assert_eq!(plain_at(input), None, "{:?}", shown(input));
         }
         // Past the line limit: the general way.
         assert_eq!(plain(b"get 0001\n", &B, 7), None);
@@ -591,12 +578,18 @@ mod tests {
             (b"r 00000000000000000002\n", 1),
         ];
         for (input, mailbox) in taken {
-            assert_eq!(plain_read(input), Some((mailbox, input.len())));
+            assert_eq!(
+                plain_at(input),
+                Some((Plain::Read { mailbox }, input.len()))
+            );
             let line = &input[..input.len() - 1];
             assert_eq!(parse(line, &B), Ok(Request::Read { mailbox }));
         }
         // What follows the line is left alone.
-        assert_eq!(plain_read(b"r 2\nr 3\n"), Some((1, 4)));
+        assert_eq!(
+            plain_at(b"r 2\nr 3\n"),
+            Some((Plain::Read { mailbox: 1 }, 4))
+        );
         // Every other spelling goes the general way.
         let left: [&[u8]; 15] = [
             b"r 0\n",
@@ -616,7 +609,7 @@ mod tests {
             b" r 1\n",
         ];
         for input in left {
-            assert_eq!(plain_read(input), None, "{:?}", shown(input));
+            assert_eq!(plain_at(input), None, "{:?}", shown(input));
         }
         // Past the line limit: the general way.
         assert_eq!(plain(b"r 0001\n", &B, 5), None);
@@ -637,8 +630,8 @@ mod tests {
         ];
         for (input, mailbox, text) in taken {
             assert_eq!(
-                plain_write(input),
-                Some((mailbox, text, input.len())),
+                plain_at(input),
+                Some((Plain::Write { mailbox, text }, input.len())),
                 "{}",
                 shown(input)
             );
@@ -646,7 +639,16 @@ mod tests {
             assert_eq!(parse(line, &B), Ok(Request::Write { mailbox, text }));
         }
         // What follows the line is left alone.
-        assert_eq!(plain_write(b"w 2 a\nw 3 b\n"), Some((1, &b"a"[..], 6)));
+        assert_eq!(
+            plain_at(b"w 2 a\nw 3 b\n"),
+            Some((
+                Plain::Write {
+                    mailbox: 1,
+                    text: b"a"
+                },
+                6
+            ))
+        );
         let over = [b"w 2 ".as_slice(), &[b'a'; 2049], b"\n"].concat();
         // Every other spelling, and every refusal, goes the general way.
         let left: [&[u8]; 18] = [
@@ -670,7 +672,7 @@ mod tests {
             &over,
         ];
         for input in left {
-            assert_eq!(plain_write(input), None, "{}", shown(input));
+            assert_eq!(plain_at(input), None, "{}", shown(input));
         }
         // Within the data limit but past the line limit: the general way.
         assert_eq!(plain(b"w 1 abcdef\n", &B, 9), None);

@@ -564,29 +564,33 @@ fn plain_requests_wait_for_the_secret_like_every_request() {
 fn plain_requests_count_as_theirs_and_are_data_where_data_is_due() {
     let seg = segment(925, 4, 8, 2);
     let mut s = Session::new(&seg, config(925), &NO_STOP);
-    run(&mut s, &[b"r 1\nr 1\r\nw 2 a\nw 2 b\r\n"]);
-    assert_eq!(s.requests(), 4);
-    let (out, _) = run(&mut s, &[b"stat\n"]);
-    let stat = String::from_utf8_lossy(&out);
-    assert!(stat.contains(" reads=2 writes=2 "), "{stat}");
-    // The data line of a two-step write, and the bytes of a binary one.
+    run(&mut s, &[b"r 1\nr 1\r\nw 2 a\nw 2 b\r\nget 1\nget 1\r\n"]);
+    assert_eq!(s.requests(), 6);
+    let stat = || {
+        let (out, _) = run(&mut Session::new(&seg, config(925), &NO_STOP), &[b"stat\n"]);
+        String::from_utf8_lossy(&out).into_owned()
+    };
+    let counted = |stat: String| stat.contains(" reads=2 writes=2 ") && stat.contains(" gets=2 ");
+    assert!(counted(stat()), "{}", stat());
+    // A plain line as the data line of a two-step write, and as the bytes
+    // of a binary one: written, never served. Mailbox 1 and the store are
+    // left alone.
     let data_prompt = "DATA send mailbox 3's content as one line of at most 2048 bytes\n";
-    let (out, _) = run(&mut s, &[b"w 3\nr 1\nwb 4 4\nr 1\nr 3\n"]);
-    assert_eq!(
-        String::from_utf8_lossy(&out),
-        data_prompt.to_owned()
-            + "OK wrote 3 bytes to mailbox 3, version 1\n\
-               OK wrote 4 bytes to mailbox 4, version 1\n\
-               OK 3 bytes from mailbox 3, version 1\nr 1\n"
-    );
-    let (out, _) = run(&mut s, &[b"w 3\nw 1 x\nwb 4 6\nw 1 y\nr 3\nr 4\nr 1\n"]);
-    assert_eq!(
-        String::from_utf8_lossy(&out),
-        data_prompt.to_owned()
-            + "OK wrote 5 bytes to mailbox 3, version 2\n\
-               OK wrote 6 bytes to mailbox 4, version 2\n\
-               OK 5 bytes from mailbox 3, version 2\nw 1 x\n\
-               OK 6 bytes from mailbox 4, version 2\nw 1 y\n\n\
-               OK 0 bytes from mailbox 1, version 0\n\n"
-    );
+    for (version, line) in (1..).zip(["r 1", "w 1 x", "get 1"]) {
+        let (text, bytes) = (line.len(), line.len() + 1);
+        let input = format!("w 3\n{line}\nwb 4 {bytes}\n{line}\nr 3\nr 4\nr 1\n");
+        let (out, _) = run(&mut s, &[input.as_bytes()]);
+        assert_eq!(
+            String::from_utf8_lossy(&out),
+            format!(
+                "{data_prompt}OK wrote {text} bytes to mailbox 3, version {version}\n\
+                 OK wrote {bytes} bytes to mailbox 4, version {version}\n\
+                 OK {text} bytes from mailbox 3, version {version}\n{line}\n\
+                 OK {bytes} bytes from mailbox 4, version {version}\n{line}\n\n\
+                 OK 0 bytes from mailbox 1, version 0\n\n"
+            )
+        );
+    }
+    // Only the two gets served at first: the data lines were not gets.
+    assert!(stat().contains(" gets=2 "), "{}", stat());
 }

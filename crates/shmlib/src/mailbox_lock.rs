@@ -112,6 +112,7 @@ impl<'a> MailboxLock<'a> {
         self.take(me, Kind::Writer, deadline)
     }
 
+    #[inline]
     fn take(
         &self,
         me: Participant,

@@ -116,7 +116,21 @@ impl<'a> WaiterMask<'a> {
     /// release orders the publish before this look (`_published`): wakes
     /// every slot waiting on it. That order is the writer's half of the
     /// pair.
-    pub(crate) fn wake_all(&self, wakers: &Wakers, _published: StoreLoadOrdered) {
+    #[inline]
+    pub(crate) fn wake_all(&self, wakers: &Wakers, published: StoreLoadOrdered) {
+        // Nearly every write finds nobody waiting: that look stays inline.
+        if self
+            .bits
+            .iter()
+            .any(|word| word.load(Ordering::Relaxed) != 0)
+        {
+            self.wake_waiting(wakers, published);
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn wake_waiting(&self, wakers: &Wakers, _published: StoreLoadOrdered) {
         for (w, word) in self.bits.iter().enumerate() {
             let mut waiting = word.load(Ordering::Relaxed);
             while waiting != 0 {

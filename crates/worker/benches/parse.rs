@@ -12,7 +12,7 @@ use std::time::Duration;
 use criterion::measurement::WallTime;
 use criterion::{criterion_group, criterion_main, BenchmarkGroup, Criterion, Throughput};
 use shmlib::{Geometry, Segment};
-use worker::reply_line::ReadLines;
+use worker::reply_line::ReplyLines;
 use worker::request::{parse, Bounds};
 use worker::session::{Flow, Session};
 use worker::SessionConfig;
@@ -89,8 +89,8 @@ fn session_batches(c: &mut Criterion) {
         secret: None,
     };
     // As in the daemon: the worker's memory of read lines.
-    let read_lines = RefCell::new(ReadLines::new(4));
-    let mut session = Session::new(&seg, config, &NO_STOP).with_read_lines(&read_lines);
+    let reply_lines = RefCell::new(ReplyLines::new(4));
+    let mut session = Session::new(&seg, config, &NO_STOP).with_reply_lines(&reply_lines);
     let write_line = [b"w 1 ".as_slice(), &[b'x'; TEXT], b"\n"].concat();
     let reads = b"r 1\n".repeat(BATCH);
     let writes = write_line.repeat(BATCH);

@@ -10,7 +10,7 @@ use std::time::Duration;
 use shmlib::{Database, Segment, WorkerState};
 
 use crate::connection::{self, Ending, Protocol};
-use crate::reply_line::ReadLines;
+use crate::reply_line::ReplyLines;
 use crate::session::{Session, SessionConfig};
 use crate::upper_echo::UpperEcho;
 use crate::waits::SlotWaits;
@@ -112,16 +112,16 @@ impl ServeContext<'_> {
             worker_slot: slot,
             ..self.session.clone()
         };
-        let read_lines;
+        let reply_lines;
         let mut mailboxes;
         let mut echo;
         let session: &mut dyn Protocol = match self.service {
             Service::Mailboxes => {
                 // One client at a time: its own memory of read lines.
-                read_lines = RefCell::new(ReadLines::for_segment(self.segment));
+                reply_lines = RefCell::new(ReplyLines::for_segment(self.segment));
                 mailboxes = Session::new(self.segment, config, self.stop)
                     .with_database(self.database)
-                    .with_read_lines(&read_lines);
+                    .with_reply_lines(&reply_lines);
                 &mut mailboxes
             }
             Service::UpperEcho => {

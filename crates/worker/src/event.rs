@@ -39,7 +39,7 @@ use shmlib::{AcceptGuard, WorkerState};
 use crate::client::{log_ending, ServeContext, WorkerExit};
 use crate::connection::Ending;
 use crate::pool::{take_accept_lock, WorkerContext};
-use crate::reply_line::ReadLines;
+use crate::reply_line::ReplyLines;
 use crate::session::{Flow, Session, SessionConfig, OUT_HIGH_WATER};
 use crate::waits::SlotWaits;
 
@@ -146,7 +146,7 @@ struct EventWorker<'s, 'c> {
     /// The connections parked on a `wait`.
     waiting: Vec<usize>,
     /// The read lines built for this worker's sessions, shared by them all.
-    read_lines: &'s RefCell<ReadLines>,
+    reply_lines: &'s RefCell<ReplyLines>,
 }
 
 /// Runs a worker of the event model until it is told to stop (then once its
@@ -159,7 +159,7 @@ pub fn run_event_worker(ctx: &WorkerContext<'_>, pool_size: usize) -> WorkerExit
             return WorkerExit::Stopped;
         }
     };
-    let read_lines = RefCell::new(ReadLines::for_segment(ctx.serve.segment));
+    let reply_lines = RefCell::new(ReplyLines::for_segment(ctx.serve.segment));
     let mut worker = EventWorker {
         serve: &ctx.serve,
         ctx,
@@ -178,7 +178,7 @@ pub fn run_event_worker(ctx: &WorkerContext<'_>, pool_size: usize) -> WorkerExit
         out: Vec::with_capacity(OUT_HIGH_WATER),
         waits: SlotWaits::new(ctx.serve.segment, ctx.slot),
         waiting: Vec::new(),
-        read_lines: &read_lines,
+        reply_lines: &reply_lines,
     };
     if let Some(fd) = worker.waits.fd() {
         let event = EpollEvent::new(EpollFlags::EPOLLIN, WAKER);
@@ -398,7 +398,7 @@ impl<'s, 'c> EventWorker<'s, 'c> {
         };
         let session = Session::new(segment, config, self.serve.stop)
             .with_database(self.serve.database)
-            .with_read_lines(self.read_lines);
+            .with_reply_lines(self.reply_lines);
         self.next_serial += 1;
         self.conns[token] = Some(Conn {
             stream,

@@ -2,9 +2,10 @@
 //! its clients, one at a time (prefork) or many from one epoll loop (event).
 //!
 //! - [`auth`]: the shared secret of `--auth-file`.
+//! - [`line_end`]: where a request line ends.
 //! - [`request`]: parsing one request line (pure).
 //! - [`reply_line`]: a mailbox reply's first line, and a worker's memory of
-//!   the read lines it built.
+//!   the lines it built.
 //! - [`session`]: one connection's protocol state machine: framing, requests,
 //!   replies, executed against the segment (no I/O).
 //! - [`connection`]: the socket loop that feeds a session and writes replies.
@@ -25,6 +26,7 @@ pub mod auth;
 pub mod client;
 pub mod connection;
 pub mod event;
+pub mod line_end;
 pub mod pool;
 pub mod reply_line;
 pub mod request;

@@ -1,5 +1,5 @@
 //! The first line of a mailbox reply, `OK <len> bytes from mailbox <m>,
-//! version <v>` and its kin, and a worker's memory of the read lines it has
+//! version <v>` and its kin, and a worker's memory of the lines it has
 //! built.
 //!
 //! A read's first line depends only on the mailbox, its length and its
@@ -8,9 +8,14 @@
 //! one it built for each mailbox and copies it instead of formatting three
 //! numbers again: formatting was a third of a pipelined read's own cost
 //! (bench/changes.md). memcached keeps an item's reply header for the same
-//! reason. The memory is per worker, not in the segment: a worker's copy is
-//! checked against the length and version it has just read, so it can be
-//! stale but never wrong, and no other process ever sees it.
+//! reason. A write's line, `OK wrote <len> bytes to mailbox <m>, version
+//! <v>`, has a new version every time, but a client that writes to a
+//! mailbox usually writes the same length again: the worker keeps the line
+//! up to the version for each mailbox, and formats only the version.
+//!
+//! The memory is per worker, not in the segment: a worker's copy is checked
+//! against the length and version it has just read or written, so it can
+//! be stale but never wrong, and no other process ever sees it.
 
 use shmlib::{MailboxRead, Segment};
 
@@ -36,11 +41,30 @@ impl MailboxReply {
         }
     }
 
+    /// A write's first line: `OK wrote <len> bytes to mailbox <m>, version
+    /// <v>`. `mailbox` is 0-based; the line shows it from 1.
+    pub fn wrote(mailbox: usize, len: usize, version: u64) -> MailboxReply {
+        MailboxReply {
+            lead: b"OK wrote ",
+            len,
+            middle: b" bytes to mailbox ",
+            mailbox: mailbox + 1,
+            version,
+        }
+    }
+
     /// Appends the line to `out`. Inlined where the line is built, so that
     /// the literal parts are copied with their lengths known (no call to
     /// memmove for each).
     #[inline(always)]
     pub fn put(&self, out: &mut Vec<u8>) {
+        self.put_prefix(out);
+        put_version(out, self.version);
+    }
+
+    /// The line up to its version: `<lead><len><middle><mailbox>, version `.
+    #[inline(always)]
+    fn put_prefix(&self, out: &mut Vec<u8>) {
         let mut number = itoa::Buffer::new();
         // Leads and middles are short literals and the numbers at most 20
         // digits each: one reservation covers the line.
@@ -50,9 +74,14 @@ impl MailboxReply {
         out.extend_from_slice(self.middle);
         put_digits(out, number.format(self.mailbox));
         out.extend_from_slice(b", version ");
-        put_digits(out, number.format(self.version));
-        out.push(b'\n');
     }
+}
+
+/// The version that ends a reply's first line, and the newline.
+#[inline(always)]
+fn put_version(out: &mut Vec<u8>, version: u64) {
+    put_digits(out, itoa::Buffer::new().format(version));
+    out.push(b'\n');
 }
 
 /// Appends a number's few digits one by one: a call to memcpy for a copy of
@@ -64,26 +93,34 @@ fn put_digits(out: &mut Vec<u8>, digits: &str) {
     }
 }
 
-/// The longest line kept: `OK ` + 20 digits + ` bytes from mailbox ` + 20
-/// digits + `, version ` + 20 digits + LF is 94 bytes; real lengths and
-/// mailbox numbers have far fewer digits. A longer line is built each time.
+/// The longest read line kept. `OK `, 20 digits, ` bytes from mailbox `,
+/// 20 digits, `, version `, 20 digits and a LF make 94 bytes; real lengths
+/// and mailbox numbers have far fewer digits. A longer line is built each
+/// time.
 const KEPT_LINE: usize = 88;
 const _: () = assert!(KEPT_LINE <= u8::MAX as usize, "line_len is a u8");
 
+/// The longest write prefix kept. `OK wrote `, 20 digits, ` bytes to
+/// mailbox `, 20 digits and `, version ` make 77 bytes; as for read lines,
+/// a longer one is built each time.
+const KEPT_PREFIX: usize = 64;
+const _: () = assert!(KEPT_PREFIX <= u8::MAX as usize, "prefix_len is a u8");
+
 /// The most mailboxes remembered at once: a worker's memory stays within
-/// about 120 KiB (1,024 entries of 120 bytes) however many mailboxes the
-/// daemon has. Mailboxes past it
-/// share entries (mailbox number modulo the entry count).
+/// about 200 KiB (1,024 entries of 120 bytes for reads and 80 for writes)
+/// however many mailboxes the daemon has. Mailboxes past it share entries
+/// (mailbox number modulo the entry count).
 const MAX_ENTRIES: usize = 1024;
 
-/// The last read line a worker built for each mailbox.
-pub struct ReadLines {
-    /// Indexed by mailbox number modulo the length, a power of two.
-    entries: Box<[Entry]>,
+/// The last read line and write prefix a worker built for each mailbox.
+pub struct ReplyLines {
+    /// Both indexed by mailbox number modulo their length, a power of two.
+    reads: Box<[ReadLine]>,
+    writes: Box<[WritePrefix]>,
 }
 
 #[derive(Clone, Copy)]
-struct Entry {
+struct ReadLine {
     /// 0-based; `usize::MAX` in an entry that holds no line yet.
     mailbox: usize,
     len: usize,
@@ -92,7 +129,7 @@ struct Entry {
     line: [u8; KEPT_LINE],
 }
 
-const EMPTY: Entry = Entry {
+const NO_READ_LINE: ReadLine = ReadLine {
     mailbox: usize::MAX,
     len: 0,
     version: 0,
@@ -100,26 +137,44 @@ const EMPTY: Entry = Entry {
     line: [0; KEPT_LINE],
 };
 
-impl ReadLines {
+/// A write line up to its version, for writes of `len` bytes to `mailbox`.
+#[derive(Clone, Copy)]
+struct WritePrefix {
+    /// 0-based; `usize::MAX` in an entry that holds no prefix yet.
+    mailbox: usize,
+    len: usize,
+    prefix_len: u8,
+    prefix: [u8; KEPT_PREFIX],
+}
+
+const NO_WRITE_PREFIX: WritePrefix = WritePrefix {
+    mailbox: usize::MAX,
+    len: 0,
+    prefix_len: 0,
+    prefix: [0; KEPT_PREFIX],
+};
+
+impl ReplyLines {
     /// Room for every mailbox of `segment`, up to [`MAX_ENTRIES`].
-    pub fn for_segment(segment: &Segment) -> ReadLines {
-        ReadLines::new(segment.geometry().mailboxes as usize)
+    pub fn for_segment(segment: &Segment) -> ReplyLines {
+        ReplyLines::new(segment.geometry().mailboxes as usize)
     }
 
     /// Room for `mailboxes` mailboxes, up to [`MAX_ENTRIES`].
-    pub fn new(mailboxes: usize) -> ReadLines {
+    pub fn new(mailboxes: usize) -> ReplyLines {
         let count = mailboxes.clamp(1, MAX_ENTRIES).next_power_of_two();
-        ReadLines {
-            entries: vec![EMPTY; count].into_boxed_slice(),
+        ReplyLines {
+            reads: vec![NO_READ_LINE; count].into_boxed_slice(),
+            writes: vec![NO_WRITE_PREFIX; count].into_boxed_slice(),
         }
     }
 
     /// Appends the first line of a read of `mailbox` (0-based) that found
     /// `read`: a copy of the line kept for it when its length and version
     /// are the same, else a new line, which is then kept.
-    pub fn put(&mut self, mailbox: usize, read: MailboxRead, out: &mut Vec<u8>) {
-        let slot = mailbox & (self.entries.len() - 1);
-        let entry = &mut self.entries[slot];
+    pub fn put_read(&mut self, mailbox: usize, read: MailboxRead, out: &mut Vec<u8>) {
+        let slot = mailbox & (self.reads.len() - 1);
+        let entry = &mut self.reads[slot];
         if entry.mailbox == mailbox && entry.len == read.len && entry.version == read.version {
             out.extend_from_slice(&entry.line[..usize::from(entry.line_len)]);
             return;
@@ -135,24 +190,53 @@ impl ReadLines {
             entry.version = read.version;
         }
     }
+
+    /// Appends the first line of a write of `len` bytes to `mailbox`
+    /// (0-based) that made `version`: the prefix kept for the mailbox when
+    /// it was for the same length, else a new one, which is then kept; then
+    /// the version.
+    pub fn put_write(&mut self, mailbox: usize, len: usize, version: u64, out: &mut Vec<u8>) {
+        let slot = mailbox & (self.writes.len() - 1);
+        let entry = &mut self.writes[slot];
+        if entry.mailbox == mailbox && entry.len == len {
+            out.extend_from_slice(&entry.prefix[..usize::from(entry.prefix_len)]);
+        } else {
+            let start = out.len();
+            MailboxReply::wrote(mailbox, len, version).put_prefix(out);
+            let prefix = &out[start..];
+            if prefix.len() <= KEPT_PREFIX {
+                entry.prefix[..prefix.len()].copy_from_slice(prefix);
+                entry.prefix_len = prefix.len() as u8;
+                entry.mailbox = mailbox;
+                entry.len = len;
+            }
+        }
+        put_version(out, version);
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn line_of(lines: &mut ReadLines, mailbox: usize, len: usize, version: u64) -> String {
+    fn line_of(lines: &mut ReplyLines, mailbox: usize, len: usize, version: u64) -> String {
         let mut out = b"before ".to_vec();
-        lines.put(mailbox, MailboxRead { len, version }, &mut out);
+        lines.put_read(mailbox, MailboxRead { len, version }, &mut out);
+        String::from_utf8(out).expect("ASCII")
+    }
+
+    fn wrote(lines: &mut ReplyLines, mailbox: usize, len: usize, version: u64) -> String {
+        let mut out = b"before ".to_vec();
+        lines.put_write(mailbox, len, version, &mut out);
         String::from_utf8(out).expect("ASCII")
     }
 
     #[test]
     fn a_kept_line_is_used_only_for_the_same_mailbox_length_and_version() {
-        let mut lines = ReadLines::new(4);
+        let mut lines = ReplyLines::new(4);
         let first = "before OK 100 bytes from mailbox 3, version 7\n";
         assert_eq!(line_of(&mut lines, 2, 100, 7), first);
-        assert_eq!(lines.entries[2].mailbox, 2, "the line is kept");
+        assert_eq!(lines.reads[2].mailbox, 2, "the line is kept");
         assert_eq!(line_of(&mut lines, 2, 100, 7), first);
         assert_eq!(
             line_of(&mut lines, 2, 100, 8),
@@ -165,15 +249,15 @@ mod tests {
         // Back to the first version: built again, not taken from memory,
         // and kept in place of the newer line.
         assert_eq!(line_of(&mut lines, 2, 100, 7), first);
-        assert_eq!((lines.entries[2].len, lines.entries[2].version), (100, 7));
+        assert_eq!((lines.reads[2].len, lines.reads[2].version), (100, 7));
     }
 
     #[test]
     fn mailboxes_sharing_an_entry_never_get_each_others_line() {
         // 3 mailboxes get 4 entries, a power of two: indexes 1 and 5 share
         // one.
-        let mut lines = ReadLines::new(3);
-        assert_eq!(lines.entries.len(), 4);
+        let mut lines = ReplyLines::new(3);
+        assert_eq!(lines.reads.len(), 4);
         for _ in 0..2 {
             assert_eq!(
                 line_of(&mut lines, 1, 5, 1),
@@ -188,8 +272,8 @@ mod tests {
 
     #[test]
     fn the_longest_lines_are_built_every_time() {
-        let mut lines = ReadLines::new(MAX_ENTRIES * 4);
-        assert_eq!(lines.entries.len(), MAX_ENTRIES);
+        let mut lines = ReplyLines::new(MAX_ENTRIES * 4);
+        assert_eq!(lines.reads.len(), MAX_ENTRIES);
         let huge = usize::MAX - 1;
         let expected = format!(
             "before OK {huge} bytes from mailbox {huge}, version {}\n",
@@ -200,6 +284,49 @@ mod tests {
             assert_eq!(line_of(&mut lines, huge - 1, huge, u64::MAX), expected);
         }
         // The entry it maps to still holds nothing.
-        assert!(lines.entries.iter().all(|e| e.mailbox == usize::MAX));
+        assert!(lines.reads.iter().all(|e| e.mailbox == usize::MAX));
+    }
+
+    #[test]
+    fn a_kept_write_prefix_is_used_only_for_the_same_mailbox_and_length() {
+        let mut lines = ReplyLines::new(4);
+        // (mailbox, length, version) in turn: a new prefix, the same again,
+        // a new length, mailbox 7 in mailbox 3's entry, and back.
+        let writes = [
+            (2, 100, 7),
+            (2, 100, 8),
+            (2, 12, 9),
+            (6, 12, 10),
+            (2, 12, 11),
+            (2, 12, 12),
+        ];
+        for (mailbox, len, version) in writes {
+            let shown = mailbox + 1;
+            assert_eq!(
+                wrote(&mut lines, mailbox, len, version),
+                format!("before OK wrote {len} bytes to mailbox {shown}, version {version}\n")
+            );
+            let entry = &lines.writes[mailbox % 4];
+            assert_eq!((entry.mailbox, entry.len), (mailbox, len), "kept");
+            // A read of the mailbox neither uses the prefix nor disturbs it.
+            assert_eq!(
+                line_of(&mut lines, mailbox, len, version),
+                format!("before OK {len} bytes from mailbox {shown}, version {version}\n")
+            );
+        }
+    }
+
+    #[test]
+    fn the_longest_write_prefixes_are_built_every_time() {
+        let mut lines = ReplyLines::new(4);
+        let huge = usize::MAX - 1;
+        let expected = format!(
+            "before OK wrote {huge} bytes to mailbox {huge}, version {}\n",
+            u64::MAX
+        );
+        for _ in 0..2 {
+            assert_eq!(wrote(&mut lines, huge - 1, huge, u64::MAX), expected);
+        }
+        assert!(lines.writes.iter().all(|e| e.mailbox == usize::MAX));
     }
 }

@@ -194,7 +194,7 @@ pub fn plain<'a>(
             let digits = rest.iter().take(21).position(|&b| b == b' ')?;
             let mailbox = mailbox_index(decimal(&rest[..digits])?, bounds.mailboxes)?;
             let after = &rest[digits + 1..];
-            let end = memchr::memchr2(b'\n', 0, after)?;
+            let end = crate::line_end::find(after)?;
             let text = &after[..end];
             let line = COMMAND_AND_SPACE + digits + 1 + end;
             let plain = after[end] == b'\n'

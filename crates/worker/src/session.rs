@@ -19,7 +19,8 @@ use shmlib::{
 };
 
 use crate::auth::Secret;
-use crate::reply_line::{MailboxReply, ReadLines};
+use crate::line_end;
+use crate::reply_line::{MailboxReply, ReplyLines};
 use crate::request::{self, Bounds, Plain, Request};
 
 /// The daemon's settings a session needs.
@@ -117,8 +118,9 @@ pub struct Session<'s> {
     authenticated: bool,
     /// Requests counted but not yet added to the segment's counters.
     tally: Tally,
-    /// The worker's last read line per mailbox, shared by its sessions.
-    read_lines: Option<&'s RefCell<ReadLines>>,
+    /// The worker's last read line and write prefix per mailbox, shared by
+    /// its sessions.
+    reply_lines: Option<&'s RefCell<ReplyLines>>,
 }
 
 /// The daemon-wide counters a session bumps per request, kept here and
@@ -241,7 +243,7 @@ impl<'s> Session<'s> {
             waiting: None,
             authenticated,
             tally: Tally::default(),
-            read_lines: None,
+            reply_lines: None,
         }
     }
 
@@ -254,8 +256,8 @@ impl<'s> Session<'s> {
     /// Copies a read's first line from `lines` when it holds the line for
     /// the mailbox's length and version, instead of formatting it: every
     /// session of a worker shares the worker's `lines`.
-    pub fn with_read_lines(mut self, lines: &'s RefCell<ReadLines>) -> Session<'s> {
-        self.read_lines = Some(lines);
+    pub fn with_reply_lines(mut self, lines: &'s RefCell<ReplyLines>) -> Session<'s> {
+        self.reply_lines = Some(lines);
         self
     }
 
@@ -396,7 +398,7 @@ impl<'s> Session<'s> {
                     total,
                     data_for,
                     ends_with_cr,
-                } => match find_terminator(input) {
+                } => match line_end::find(input) {
                     Some(pos) => {
                         let cr = if pos > 0 {
                             input[pos - 1] == b'\r'
@@ -440,7 +442,7 @@ impl<'s> Session<'s> {
                         }
                         continue;
                     }
-                    let end = find_terminator(input);
+                    let end = line_end::find(input);
                     let piece = &input[..end.unwrap_or(input.len())];
                     // A whole line in the input (the usual case): executed
                     // where it lies, not copied into the line buffer first.
@@ -898,11 +900,8 @@ impl<'s> Session<'s> {
         let mailbox = self.mailbox(index);
         // Header, content and newline straight into the output: one copy of
         // the content and no allocation.
-        let head = |read: MailboxRead, out: &mut Vec<u8>| match self
-            .read_lines
-            .and_then(|lines| lines.try_borrow_mut().ok())
-        {
-            Some(mut lines) => lines.put(index, read, out),
+        let head = |read: MailboxRead, out: &mut Vec<u8>| match self.lines() {
+            Some(mut lines) => lines.put_read(index, read, out),
             None => MailboxReply::read(index, read).put(out),
         };
         let read = mailbox.read_reply(self.me, &self.deadline(), out, head, b"\n");
@@ -918,16 +917,20 @@ impl<'s> Session<'s> {
             return self.error(out, &self.bounds.too_much_data(data.len()));
         }
         match mailbox.write(self.me, &self.deadline(), data) {
-            Ok(version) => MailboxReply {
-                lead: b"OK wrote ",
-                len: data.len(),
-                middle: b" bytes to mailbox ",
-                mailbox: index + 1,
-                version,
-            }
-            .put(out),
+            Ok(version) => match self.lines() {
+                Some(mut lines) => lines.put_write(index, data.len(), version, out),
+                None => MailboxReply::wrote(index, data.len(), version).put(out),
+            },
             Err(e) => self.lock_error(index, e, out),
         }
+    }
+
+    /// The worker's memory of reply lines, when it has one and no other
+    /// session of the worker is using it (none ever is: sessions take
+    /// turns).
+    fn lines(&self) -> Option<std::cell::RefMut<'s, ReplyLines>> {
+        self.reply_lines
+            .and_then(|lines| lines.try_borrow_mut().ok())
     }
 
     /// `append`: the text and a LF after the content, the oldest whole
@@ -1138,10 +1141,6 @@ fn put(out: &mut Vec<u8>, args: std::fmt::Arguments<'_>) {
     let _ = out.write_fmt(args);
 }
 
-fn find_terminator(bytes: &[u8]) -> Option<usize> {
-    memchr::memchr2(b'\n', 0, bytes)
-}
-
 fn make_change(group: &mut ChangeGroup<'_, '_>, request: Request<'_>) -> Result<(), KvError> {
     match request {
         Request::Put { key, value } => group.put(key, value),
@@ -1157,7 +1156,7 @@ fn next_change<'a>(
     bounds: &Bounds,
     line_limit: usize,
 ) -> Option<(Request<'a>, &'a [u8])> {
-    let end = find_terminator(input)?;
+    let end = line_end::find(input)?;
     let line = &input[..end];
     let line = line.strip_suffix(b"\r").unwrap_or(line);
     if line.len() > line_limit || !request::is_change(line) {

@@ -11,7 +11,7 @@ use std::time::Duration;
 use proptest::prelude::*;
 use shmlib::{Geometry, Segment};
 use worker::auth::Secret;
-use worker::reply_line::ReadLines;
+use worker::reply_line::ReplyLines;
 use worker::session::{Flow, Session};
 use worker::SessionConfig;
 
@@ -509,11 +509,11 @@ proptest! {
 }
 
 #[test]
-fn sessions_sharing_read_lines_see_every_write() {
+fn sessions_sharing_reply_lines_see_every_write() {
     let seg = segment(923, 4, 8, 2);
-    let lines = RefCell::new(ReadLines::new(4));
-    let mut reader = Session::new(&seg, config(923), &NO_STOP).with_read_lines(&lines);
-    let mut writer = Session::new(&seg, config(923), &NO_STOP).with_read_lines(&lines);
+    let lines = RefCell::new(ReplyLines::new(4));
+    let mut reader = Session::new(&seg, config(923), &NO_STOP).with_reply_lines(&lines);
+    let mut writer = Session::new(&seg, config(923), &NO_STOP).with_reply_lines(&lines);
     let read = |reader: &mut Session<'_>| {
         String::from_utf8(run(reader, &[b"r 1\nr 1\n"]).0).expect("ASCII")
     };

@@ -112,7 +112,7 @@ impl<'a> MailboxLock<'a> {
         self.take(me, Kind::Writer, deadline)
     }
 
-    #[inline]
+    #[inline(always)]
     fn take(
         &self,
         me: Participant,

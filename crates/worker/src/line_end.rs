@@ -10,17 +10,19 @@
 #[cfg(target_arch = "x86_64")]
 use memchr::arch::x86_64::avx2::memchr::Two;
 #[cfg(target_arch = "x86_64")]
-use std::sync::LazyLock;
+use std::sync::OnceLock;
 
-/// The AVX2 searcher for LF and NUL, when the CPU has AVX2.
+/// The AVX2 searcher for LF and NUL, when the CPU has AVX2. A `OnceLock`,
+/// whose look at an initialised value is inline, where `LazyLock`'s is a
+/// call.
 #[cfg(target_arch = "x86_64")]
-static AVX2: LazyLock<Option<Two>> = LazyLock::new(|| Two::new(b'\n', 0));
+static AVX2: OnceLock<Option<Two>> = OnceLock::new();
 
 /// The position of the first LF or NUL in `bytes`.
-#[inline]
+#[inline(always)]
 pub fn find(bytes: &[u8]) -> Option<usize> {
     #[cfg(target_arch = "x86_64")]
-    if let Some(searcher) = AVX2.as_ref() {
+    if let Some(searcher) = AVX2.get_or_init(|| Two::new(b'\n', 0)) {
         return searcher.find(bytes);
     }
     memchr::memchr2(b'\n', 0, bytes)

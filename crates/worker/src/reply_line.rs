@@ -77,6 +77,16 @@ impl MailboxReply {
     }
 }
 
+/// Appends the first `len` bytes of a kept line. The whole array is
+/// copied, its size known to the compiler, and the rest cut off again: a
+/// few vector moves where a copy of unknown length is a call to memcpy.
+#[inline(always)]
+fn put_kept<const N: usize>(out: &mut Vec<u8>, kept: &[u8; N], len: u8) {
+    let end = out.len() + usize::from(len);
+    out.extend_from_slice(kept);
+    out.truncate(end);
+}
+
 /// The version that ends a reply's first line, and the newline.
 #[inline(always)]
 fn put_version(out: &mut Vec<u8>, version: u64) {
@@ -176,7 +186,7 @@ impl ReplyLines {
         let slot = mailbox & (self.reads.len() - 1);
         let entry = &mut self.reads[slot];
         if entry.mailbox == mailbox && entry.len == read.len && entry.version == read.version {
-            out.extend_from_slice(&entry.line[..usize::from(entry.line_len)]);
+            put_kept(out, &entry.line, entry.line_len);
             return;
         }
         let start = out.len();
@@ -199,7 +209,7 @@ impl ReplyLines {
         let slot = mailbox & (self.writes.len() - 1);
         let entry = &mut self.writes[slot];
         if entry.mailbox == mailbox && entry.len == len {
-            out.extend_from_slice(&entry.prefix[..usize::from(entry.prefix_len)]);
+            put_kept(out, &entry.prefix, entry.prefix_len);
         } else {
             let start = out.len();
             MailboxReply::wrote(mailbox, len, version).put_prefix(out);

@@ -117,6 +117,93 @@ fn a_client_that_keeps_asking_or_waits_is_not_idle() {
     }
 }
 
+/// A wait answered after more than the idle timeout is a request completed
+/// then: the idle timeout counts from the answer, not from the line that
+/// asked. (With a 2 s timeout the event loop's idle check comes at about
+/// 2 s, 4 s, ...: counting from the line would close the connection at
+/// about 4 s, 1 s after the answer; counting from the answer, at 5 s.)
+#[test]
+fn an_answered_wait_restarts_the_idle_timeout() {
+    for model in MODELS {
+        let d = Daemon::start(
+            1,
+            1,
+            1,
+            &[
+                "--model",
+                model,
+                "--keys",
+                "0",
+                "--workers",
+                "2",
+                "--idle-timeout",
+                "2",
+            ],
+        );
+        let mut client = d.client();
+        assert_eq!(
+            client.request("wait 1 0 3000"),
+            "TIMEOUT mailbox 1 is at version 0",
+            "{model}"
+        );
+        thread::sleep(Duration::from_millis(1400));
+        assert!(
+            client.request("stat 1").starts_with("OK"),
+            "{model}: served after its wait was answered"
+        );
+        drop(client);
+        d.stop();
+    }
+}
+
+/// A request that waits for a mailbox lock holds up its event worker's
+/// loop for up to the lock timeout; when its reply goes out, however late,
+/// its connection has just been served and is not idle. (The event model
+/// alone: in the others each client has its own process or thread, and
+/// its idle time starts after the reply.)
+#[test]
+fn a_reply_after_a_long_lock_wait_is_not_followed_by_an_idle_close() {
+    use shmlib::{Deadline, Segment, WorkerState};
+    let d = daemon_with("event", &["--lock-timeout", "3"]);
+    let mut client = d.client();
+    assert!(client.request("stat 1").starts_with("OK"));
+    let segment = Segment::open(d.port).expect("map the daemon's segment");
+    // The worker that is not serving our client holds mailbox 1's lock.
+    let mut idle = None;
+    assert!(
+        wait_until(Duration::from_secs(2), || {
+            idle = segment
+                .worker_slots()
+                .iter()
+                .position(|w| w.state() == WorkerState::Idle);
+            idle.is_some()
+        }),
+        "no idle worker"
+    );
+    let holder = segment
+        .participant(idle.expect("idle slot"))
+        .expect("the idle worker's slot");
+    let lock = segment.mailbox_lock(0).expect("mailbox 1's lock");
+    let held = lock
+        .write(holder, &Deadline::after(Duration::from_secs(1)))
+        .expect("take mailbox 1's lock in the idle worker's name");
+    let asked = Instant::now();
+    let reply = client.request("w 1 held up");
+    assert!(reply.starts_with("ERR mailbox 1 is busy"), "{reply}");
+    assert!(
+        asked.elapsed() >= Duration::from_secs(2),
+        "the write did not wait for the lock ({:?})",
+        asked.elapsed()
+    );
+    drop(held);
+    assert!(
+        client.request("w 1 after").starts_with("OK"),
+        "served right after the late reply"
+    );
+    drop(client);
+    d.stop();
+}
+
 /// Resident memory of `pids`, in KiB.
 fn rss_kib(pids: &[i32]) -> u64 {
     pids.iter()

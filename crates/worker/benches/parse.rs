@@ -88,7 +88,7 @@ fn session_batches(c: &mut Criterion) {
         worker_slot: 0,
         secret: None,
     };
-    // As in the daemon: the worker's memory of read lines.
+    // As in the daemon: the worker's memory of reply lines.
     let reply_lines = RefCell::new(ReplyLines::new(4));
     let mut session = Session::new(&seg, config, &NO_STOP).with_reply_lines(&reply_lines);
     let write_line = [b"w 1 ".as_slice(), &[b'x'; TEXT], b"\n"].concat();

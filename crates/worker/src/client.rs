@@ -117,7 +117,7 @@ impl ServeContext<'_> {
         let mut echo;
         let session: &mut dyn Protocol = match self.service {
             Service::Mailboxes => {
-                // One client at a time: its own memory of read lines.
+                // One client at a time: its own memory of reply lines.
                 reply_lines = RefCell::new(ReplyLines::for_segment(self.segment));
                 mailboxes = Session::new(self.segment, config, self.stop)
                     .with_database(self.database)

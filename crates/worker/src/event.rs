@@ -95,8 +95,9 @@ struct Conn<'s> {
     wait_timer: Option<Instant>,
     /// The events the epoll set waits for on this socket.
     interest: EpollFlags,
-    /// When a request last completed (or the connection opened), and the
-    /// session's request count then.
+    /// When a request last completed (or the connection opened), to within
+    /// a turn of the loop (see `woke_at`), and the session's request count
+    /// then.
     last_request: Instant,
     requests_seen: u64,
 }
@@ -151,7 +152,8 @@ struct EventWorker<'s, 'c> {
     /// When the last epoll_wait returned: the time a request of this turn
     /// of the loop completed, to within the turn (a clock read per
     /// connection served was a few percent of a pipelined request's own
-    /// time). Only the idle timeout reads it.
+    /// time). Only the idle timeout reads it, and takes a connection served
+    /// in the current turn as not idle.
     woke_at: Instant,
 }
 
@@ -672,7 +674,13 @@ impl<'s, 'c> EventWorker<'s, 'c> {
                 TimerKind::Idle => {
                     let limit = self.serve.idle_timeout;
                     // A parked wait is not idle: its own deadline bounds it.
-                    let due = if conn.session.pending_wait().is_some() {
+                    // Nor is a connection served in this turn of the loop,
+                    // however long the turn took (a request waiting for a
+                    // lock holds the loop up to the lock timeout): its
+                    // time is the turn's start, its request ended since.
+                    let due = if conn.session.pending_wait().is_some()
+                        || conn.last_request >= self.woke_at
+                    {
                         now + limit
                     } else {
                         conn.last_request + limit
@@ -749,6 +757,9 @@ impl<'s, 'c> EventWorker<'s, 'c> {
         if !conn.session.resume_wait(&mut self.out) {
             return false;
         }
+        // An answered wait is a request completed: the idle timeout counts
+        // from here, not from the line that asked.
+        conn.last_request = self.woke_at;
         self.waits.end(wait.mailbox);
         let turn = self.send_replies(token);
         self.after_turn(token, turn);

@@ -254,8 +254,10 @@ impl<'s> Session<'s> {
     }
 
     /// Copies a read's first line from `lines` when it holds the line for
-    /// the mailbox's length and version, instead of formatting it: every
-    /// session of a worker shares the worker's `lines`.
+    /// the mailbox's length and version, and a write's line up to its
+    /// version when it holds it for the mailbox and length, instead of
+    /// formatting them: every session of a worker shares the worker's
+    /// `lines`.
     pub fn with_reply_lines(mut self, lines: &'s RefCell<ReplyLines>) -> Session<'s> {
         self.reply_lines = Some(lines);
         self

@@ -539,6 +539,35 @@ fn sessions_sharing_reply_lines_see_every_write() {
     );
 }
 
+/// Write replies built from a worker's kept prefixes name their own
+/// mailbox, length and version, whichever session of the worker and
+/// whichever way in: with one entry, every mailbox shares it.
+#[test]
+fn write_replies_through_shared_lines_name_their_own_mailbox_length_and_version() {
+    let seg = segment(928, 4, 8, 2);
+    let lines = RefCell::new(ReplyLines::new(1));
+    let session = || Session::new(&seg, config(928), &NO_STOP).with_reply_lines(&lines);
+    let mut sessions = [session(), session()];
+    let wrote = |len: usize, mailbox: u32, version: u64| {
+        format!("OK wrote {len} bytes to mailbox {mailbox}, version {version}\n")
+    };
+    let data_prompt = "DATA send mailbox 2's content as one line of at most 2048 bytes\n";
+    // (session, input, reply)
+    let steps: [(usize, &[u8], String); 6] = [
+        (0, b"w 1 abc\n", wrote(3, 1, 1)),
+        (1, b"w 2 abc\n", wrote(3, 2, 1)),
+        // The general path (a CRLF), a two-step write and a wb.
+        (0, b"w 2 abc\r\n", wrote(3, 2, 2)),
+        (1, b"w 2\nabc\n", format!("{data_prompt}{}", wrote(3, 2, 3))),
+        (0, b"wb 2 5\nhello", wrote(5, 2, 4)),
+        (1, b"w 1 abc\n", wrote(3, 1, 2)),
+    ];
+    for (which, input, expected) in steps {
+        let (out, _) = run(&mut sessions[which], &[input]);
+        assert_eq!(String::from_utf8_lossy(&out), expected, "after {input:?}");
+    }
+}
+
 #[test]
 fn plain_requests_wait_for_the_secret_like_every_request() {
     let seg = segment(924, 4, 8, 2);

@@ -1,8 +1,10 @@
 //! What the protocol costs in the worker, without sockets: `request::parse`
 //! of one line of each common kind, and `Session::feed` of a pipelined batch
 //! of 16 requests against a scratch segment (framing, parsing, the mailbox
-//! operation and the reply). Throughput is in requests (elements) per
-//! second; time per request is the batch time over 16.
+//! operation and the reply), with two worker slots (the locks take their
+//! fences) and with one (the event model's `--workers 1`: a lock row of
+//! one takes none). Throughput is in requests (elements) per second; time
+//! per request is the batch time over 16.
 
 use std::cell::RefCell;
 use std::hint::black_box;
@@ -72,15 +74,21 @@ fn parse_lines(c: &mut Criterion) {
     group.finish();
 }
 
-fn scratch_segment() -> Segment {
-    let geometry = Geometry::from_kib(4, 8, 2, 2).expect("geometry");
+fn scratch_segment(worker_slots: u64) -> Segment {
+    let geometry = Geometry::from_kib(4, 8, 2, worker_slots).expect("geometry");
     // Owned: the segment is unlinked when it drops at the end of the bench.
     Segment::create_scratch(PORT, geometry).expect("create a scratch segment")
 }
 
 fn session_batches(c: &mut Criterion) {
+    for worker_slots in [2, 1] {
+        session_batches_with(c, worker_slots);
+    }
+}
+
+fn session_batches_with(c: &mut Criterion, worker_slots: u64) {
     static NO_STOP: AtomicBool = AtomicBool::new(false);
-    let seg = scratch_segment();
+    let seg = scratch_segment(worker_slots);
     let config = SessionConfig {
         lock_timeout: Duration::from_secs(1),
         port: PORT,
@@ -100,7 +108,11 @@ fn session_batches(c: &mut Criterion) {
     assert_eq!(session.feed(&write_line, &mut out), Flow::Continue);
     assert!(out.starts_with(b"OK wrote 100 bytes"), "setup write failed");
 
-    let mut group = quick(c, "Session::feed, 16 pipelined requests");
+    let plural = if worker_slots == 1 { "" } else { "s" };
+    let mut group = quick(
+        c,
+        &format!("Session::feed, 16 pipelined requests, {worker_slots} worker slot{plural}"),
+    );
     group.throughput(Throughput::Elements(BATCH as u64));
     for (name, batch) in [("r 1 (100 B)", &reads), ("w 1 <100 B>", &writes)] {
         out.clear();

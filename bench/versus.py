@@ -9,7 +9,7 @@ with its database file, as it always runs), drives each
 with the same load generator (`./client bench`), the servers taking turns
 cell by cell so that the runs a ratio compares lie seconds apart, stops
 everything it started, and writes docs/benchmarks.md: the machine, a table per workload
-with medians of the runs and the ratios dipc / Redis and dipc / ceiling (the
+with medians of the runs and the paired ratios dipc / Redis and dipc / ceiling (the
 mailboxes' r and w, and the key-value store's get and put/del beside Redis's
 GET and SET/DEL, the latter also with Redis's AOF on), the cost of growth (event model at 10, 100 and 1,000 connections) and the
 segment's size against its geometry.
@@ -54,6 +54,11 @@ DIPC_CONFIGS = [
 ]
 # The row the ratios are taken of.
 DIPC_REFERENCE = "dipc event, 1 worker"
+# What it is compared with in each table: Redis's row and the ceiling's.
+COMPARED = {"read": ("Redis GET", "ceiling, epoll"),
+            "write": ("Redis SET", "ceiling, epoll"),
+            "get": ("Redis GET", "ceiling, epoll"),
+            "churn": ("Redis SET/DEL, AOF everysec",)}
 # The configurations that also run the key-value workloads.
 DIPC_KV_CONFIGS = ("dipc event, 1 worker", "dipc event")
 
@@ -243,24 +248,41 @@ def start_servers(servers, workdir, redis, memcached):
 SETTLE_SECONDS = 2
 
 
+def turn_order(servers, workload, round_no):
+    """The order in which a cell's servers run in round `round_no`: the
+    reference row between the rows it is compared with, those three in a
+    row, and the others around them. The block and the others take turns
+    at going first (none is always first after the round before's
+    key-value changes, whose files are still being flushed), and the block
+    turns round every other round, so neither neighbour always runs first.
+    """
+    block_labels = [COMPARED[workload][0], DIPC_REFERENCE, *COMPARED[workload][1:]]
+    if round_no % 2 == 0:
+        block_labels.reverse()
+    block = [p for label in block_labels for p in servers if p[1] == label]
+    others = [[p] for p in servers if p[1] not in block_labels]
+    units = others + [block]
+    turn = (round_no - 1) % len(units)
+    return [p for unit in units[turn:] + units[:turn] for p in unit]
+
+
 def run_interleaved(plan, runs, seconds):
     """Every cell of every server, `runs` times: each round goes through
-    the cells, and each cell through the servers one after another (from a
-    different server each round), so the runs that a ratio compares lie
-    seconds apart, not minutes, and a slow spell of the shared machine
-    falls on all of them. Returns
-    results[(workload, server)][load label] = {"rps", "p99_us"}, medians."""
+    the cells, and each cell through the servers one after another (see
+    `turn_order`), so that a slow spell of the shared machine falls on all
+    of them, and the runs a ratio compares lie next to each other. Returns
+    the medians, results[(workload, server)][load label] = {"rps",
+    "p99_us"}, and the ratios of the reference row to each row it is
+    compared with, each the median over the rounds of the ratio of two
+    runs next to each other: ratios[(workload, other)][load label] =
+    {"rps", "p99_us"}."""
     samples = {}
     # The servers have just started (prefork pools are still forking).
     time.sleep(SETTLE_SECONDS)
     for round_no in range(1, runs + 1):
         for workload in ("read", "write", "get", "churn"):
-            # Each round starts the servers' turns at a different one, so
-            # that none is always first after the round before's key-value
-            # changes (whose files are still being flushed).
             servers = [p for p in plan if p[0] == workload]
-            turn = (round_no - 1) % len(servers)
-            order = servers[turn:] + servers[:turn]
+            order = turn_order(servers, workload, round_no)
             for label, conns, depth in LOADS:
                 for _, server, port, protocol, op in order:
                     r = bench(port, protocol, op, conns, depth, seconds)
@@ -271,10 +293,24 @@ def run_interleaved(plan, runs, seconds):
                     samples.setdefault((workload, server), {}).setdefault(label, []).append(r)
                     print(f"versus: run {round_no}/{runs} {workload:5} {server:28} {label:24} "
                           f"{fmt_rps(r['rps']):>9}  p99 {r['p99_us']:.0f} us", file=sys.stderr)
-    return {key: {label: {"rps": statistics.median(r["rps"] for r in rs),
-                          "p99_us": statistics.median(r["p99_us"] for r in rs)}
-                  for label, rs in cells.items()}
-            for key, cells in samples.items()}
+    results = {key: {label: {"rps": statistics.median(r["rps"] for r in rs),
+                             "p99_us": statistics.median(r["p99_us"] for r in rs)}
+                     for label, rs in cells.items()}
+               for key, cells in samples.items()}
+    ratios = {}
+    for workload, compared in COMPARED.items():
+        reference = samples.get((workload, DIPC_REFERENCE), {})
+        for other in compared:
+            cells = samples.get((workload, other), {})
+            for label, rs in reference.items():
+                # Round by round: each list holds one run per round.
+                pairs = list(zip(rs, cells.get(label, [])))
+                if pairs:
+                    ratios.setdefault((workload, other), {})[label] = {
+                        key: statistics.median(mine[key] / max(theirs[key], 1)
+                                               for mine, theirs in pairs)
+                        for key in ("rps", "p99_us")}
+    return results, ratios
 
 
 def main():
@@ -292,14 +328,15 @@ def main():
     with tempfile.TemporaryDirectory() as workdir:
         with ExitStack() as servers:
             plan = start_servers(servers, workdir, redis, memcached)
-            results = run_interleaved(plan, runs, seconds)
+            results, ratios = run_interleaved(plan, runs, seconds)
         rows = {"read": [], "write": [], "get": [], "churn": []}
         for workload, server, *_ in plan:
             rows[workload].append(server)
         growth = measure_growth(workdir, seconds)
         segments = measure_segments(workdir)
     elapsed = time.time() - started
-    write_doc(opts, results, rows, growth, segments, runs, seconds, elapsed, redis, memcached)
+    write_doc(opts, results, ratios, rows, growth, segments, runs, seconds, elapsed, redis,
+              memcached)
     print(f"versus: wrote {opts.output} in {elapsed:.0f} s", file=sys.stderr)
 
 
@@ -350,7 +387,8 @@ def measure_segments(workdir):
     return rows
 
 
-def write_doc(opts, results, rows, growth, segments, runs, seconds, elapsed, redis, memcached):
+def write_doc(opts, results, ratios, rows, growth, segments, runs, seconds, elapsed, redis,
+              memcached):
     lines = []
     out = lines.append
     out("# Benchmarks: dipc beside Redis, memcached and the ceiling")
@@ -373,9 +411,13 @@ def write_doc(opts, results, rows, growth, segments, runs, seconds, elapsed, red
     out(f"- Each cell: the median of {runs} run(s) of {seconds:g} s after a 0.5 s warm-up. "
         "Every server is up from the start and they take turns cell by cell (each round goes "
         "through the cells, each cell through the servers, from a different server each "
-        "round), so the runs a ratio compares lie "
-        "seconds apart and a slow spell of the shared machine falls on all of them; still, "
+        "round), so that a slow spell of the shared machine falls on all of them; still, "
         "compare figures within one run: on a shared VM they vary by about 20% from run to run.")
+    out("- The ratios are paired: in every round dipc's reference row runs right between "
+        "Redis's row and the ceiling's, and each ratio is the median over the rounds of the "
+        "ratio of two runs next to each other. This VM's speed jumps by up to a third from "
+        "one second to the next (the ceiling alone, pipelined, runs at about 2.4M or 3.3M/s, "
+        "pinned to CPUs or not), so two runs seconds apart compare better than two medians.")
     out("- The 1-connection column measures the scheduler more than the server: about 10k/s when "
         "the client and the server run on different vCPUs (two cross-CPU wake-ups per request, "
         "about 30 us each), about 100k/s when the scheduler happens to put them on the same one.")
@@ -392,12 +434,11 @@ def write_doc(opts, results, rows, growth, segments, runs, seconds, elapsed, red
         "the one-thread ceiling; `dipc event` is the default pool, one worker per CPU, which "
         "here shares the 2 vCPUs with the load generator.")
     out("")
-    for workload, title, reference in (
-            ("read", "Read: dipc `r` against Redis GET", "Redis GET"),
-            ("write", "Write: dipc `w` against Redis SET", "Redis SET"),
-            ("get", "Key-value get: dipc `get` against Redis GET", "Redis GET"),
-            ("churn", "Key-value changes: dipc `put`/`del` against Redis SET/DEL",
-             "Redis SET/DEL, AOF everysec")):
+    for workload, title in (
+            ("read", "Read: dipc `r` against Redis GET"),
+            ("write", "Write: dipc `w` against Redis SET"),
+            ("get", "Key-value get: dipc `get` against Redis GET"),
+            ("churn", "Key-value changes: dipc `put`/`del` against Redis SET/DEL")):
         out(f"## {title}")
         out("")
         out("Requests per second (p99 latency in µs).")
@@ -410,19 +451,17 @@ def write_doc(opts, results, rows, growth, segments, runs, seconds, elapsed, red
             row = [f"{fmt_rps(cells[l]['rps'])} ({cells[l]['p99_us']:.0f})" if l in cells else "-"
                    for l, _, _ in LOADS]
             out(f"| {server} | " + " | ".join(row) + " |")
-        ref = results.get((workload, reference))
-        ceiling = results.get((workload, "ceiling, epoll"))
-        if workload == "churn":
-            ceiling = None
-        best = results.get((workload, DIPC_REFERENCE))
-        if best:
-            if ref:
-                out("| **dipc event, 1 worker / Redis** (p99 ratio) | " + " | ".join(
-                    f"**{best[l]['rps'] / ref[l]['rps']:.2f}** (p99 {best[l]['p99_us'] / max(ref[l]['p99_us'], 1):.2f})"
-                    for l, _, _ in LOADS) + " |")
-            if ceiling:
-                out("| **dipc event, 1 worker / ceiling** | " + " | ".join(
-                    f"**{best[l]['rps'] / ceiling[l]['rps']:.2f}**" for l, _, _ in LOADS) + " |")
+        redis_row, *ceiling_row = COMPARED[workload]
+        versus_redis = ratios.get((workload, redis_row))
+        versus_ceiling = ratios.get((workload, ceiling_row[0])) if ceiling_row else None
+        if versus_redis:
+            out("| **dipc event, 1 worker / Redis** (p99 ratio) | " + " | ".join(
+                f"**{versus_redis[l]['rps']:.2f}** (p99 {versus_redis[l]['p99_us']:.2f})"
+                if l in versus_redis else "-" for l, _, _ in LOADS) + " |")
+        if versus_ceiling:
+            out("| **dipc event, 1 worker / ceiling** | " + " | ".join(
+                f"**{versus_ceiling[l]['rps']:.2f}**" if l in versus_ceiling else "-"
+                for l, _, _ in LOADS) + " |")
         out("")
     out("## The cost of growth")
     out("")

@@ -303,13 +303,15 @@ def run_interleaved(plan, runs, seconds):
         for other in compared:
             cells = samples.get((workload, other), {})
             for label, rs in reference.items():
+                theirs = cells.get(label)
+                if not theirs:
+                    continue
                 # Round by round: each list holds one run per round.
-                pairs = list(zip(rs, cells.get(label, [])))
-                if pairs:
-                    ratios.setdefault((workload, other), {})[label] = {
-                        key: statistics.median(mine[key] / max(theirs[key], 1)
-                                               for mine, theirs in pairs)
-                        for key in ("rps", "p99_us")}
+                pairs = list(zip(rs, theirs, strict=True))
+                ratios.setdefault((workload, other), {})[label] = {
+                    key: statistics.median(mine[key] / max(other_run[key], 1)
+                                           for mine, other_run in pairs)
+                    for key in ("rps", "p99_us")}
     return results, ratios
 
 
@@ -410,14 +412,15 @@ def write_doc(opts, results, ratios, rows, growth, segments, runs, seconds, elap
         "loop; pipelined runs send 16 requests in one write and wait for the 16 replies.")
     out(f"- Each cell: the median of {runs} run(s) of {seconds:g} s after a 0.5 s warm-up. "
         "Every server is up from the start and they take turns cell by cell (each round goes "
-        "through the cells, each cell through the servers, from a different server each "
-        "round), so that a slow spell of the shared machine falls on all of them; still, "
+        "through the cells, each cell through the servers, which take turns at going "
+        "first), so that a slow spell of the shared machine falls on all of them; still, "
         "compare figures within one run: on a shared VM they vary by about 20% from run to run.")
     out("- The ratios are paired: in every round dipc's reference row runs right between "
         "Redis's row and the ceiling's, and each ratio is the median over the rounds of the "
-        "ratio of two runs next to each other. This VM's speed jumps by up to a third from "
-        "one second to the next (the ceiling alone, pipelined, runs at about 2.4M or 3.3M/s, "
-        "pinned to CPUs or not), so two runs seconds apart compare better than two medians.")
+        "ratio of two runs next to each other, so a ratio and the medians in its column can "
+        "point different ways. This VM's speed jumps by up to a third from one second to the "
+        "next (the ceiling alone, pipelined, runs anywhere from about 2.4M to 3.3M/s, whether "
+        "or not pinned to CPUs), so two runs seconds apart compare better than two medians.")
     out("- The 1-connection column measures the scheduler more than the server: about 10k/s when "
         "the client and the server run on different vCPUs (two cross-CPU wake-ups per request, "
         "about 30 us each), about 100k/s when the scheduler happens to put them on the same one.")

@@ -16,6 +16,11 @@ fn daemon(model: &str) -> Daemon {
 }
 
 fn daemon_with(model: &str, extra: &[&str]) -> Daemon {
+    daemon_idle_after(model, "1", extra)
+}
+
+/// A daemon of `model` whose idle timeout is `idle_secs`.
+fn daemon_idle_after(model: &str, idle_secs: &str, extra: &[&str]) -> Daemon {
     let mut args = vec![
         "--model",
         model,
@@ -24,7 +29,7 @@ fn daemon_with(model: &str, extra: &[&str]) -> Daemon {
         "--workers",
         "2",
         "--idle-timeout",
-        "1",
+        idle_secs,
     ];
     args.extend_from_slice(extra);
     Daemon::start(1, 1, 1, &args)
@@ -125,21 +130,7 @@ fn a_client_that_keeps_asking_or_waits_is_not_idle() {
 #[test]
 fn an_answered_wait_restarts_the_idle_timeout() {
     for model in MODELS {
-        let d = Daemon::start(
-            1,
-            1,
-            1,
-            &[
-                "--model",
-                model,
-                "--keys",
-                "0",
-                "--workers",
-                "2",
-                "--idle-timeout",
-                "2",
-            ],
-        );
+        let d = daemon_idle_after(model, "2", &[]);
         let mut client = d.client();
         assert_eq!(
             client.request("wait 1 0 3000"),
@@ -163,25 +154,14 @@ fn an_answered_wait_restarts_the_idle_timeout() {
 /// its idle time starts after the reply.)
 #[test]
 fn a_reply_after_a_long_lock_wait_is_not_followed_by_an_idle_close() {
-    use shmlib::{Deadline, Segment, WorkerState};
+    use shmlib::{Deadline, Segment};
     let d = daemon_with("event", &["--lock-timeout", "3"]);
     let mut client = d.client();
     assert!(client.request("stat 1").starts_with("OK"));
     let segment = Segment::open(d.port).expect("map the daemon's segment");
     // The worker that is not serving our client holds mailbox 1's lock.
-    let mut idle = None;
-    assert!(
-        wait_until(Duration::from_secs(2), || {
-            idle = segment
-                .worker_slots()
-                .iter()
-                .position(|w| w.state() == WorkerState::Idle);
-            idle.is_some()
-        }),
-        "no idle worker"
-    );
     let holder = segment
-        .participant(idle.expect("idle slot"))
+        .participant(idle_worker_slot(&segment))
         .expect("the idle worker's slot");
     let lock = segment.mailbox_lock(0).expect("mailbox 1's lock");
     let held = lock

@@ -7,8 +7,8 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{wait_until, Daemon};
-use shmlib::{Deadline, Segment, WorkerState};
+use common::{idle_worker_slot, wait_until, Daemon};
+use shmlib::{Deadline, Segment};
 
 #[test]
 fn a_lock_held_by_a_killed_worker_is_repaired_and_the_worker_replaced() {
@@ -18,18 +18,7 @@ fn a_lock_held_by_a_killed_worker_is_repaired_and_the_worker_replaced() {
 
     let segment = Segment::open(daemon.port).expect("map the daemon's segment");
     // The worker that is not serving our client.
-    let mut idle = None;
-    assert!(
-        wait_until(Duration::from_secs(2), || {
-            idle = segment
-                .worker_slots()
-                .iter()
-                .position(|w| w.state() == WorkerState::Idle);
-            idle.is_some()
-        }),
-        "no idle worker"
-    );
-    let idle = idle.expect("idle slot");
+    let idle = idle_worker_slot(&segment);
     let dead = segment.participant(idle).expect("idle worker's slot");
     let dead_pid = segment.worker_slots()[idle].pid();
     assert!(dead_pid > 0, "the idle worker has no pid in its slot");

@@ -314,6 +314,24 @@ impl ProcId {
     }
 }
 
+/// The slot of a worker that serves no client, in the segment of a daemon
+/// with more than one worker (within 2 s of asking, so that the workers
+/// have reached their accept loop).
+pub fn idle_worker_slot(segment: &shmlib::Segment) -> usize {
+    let mut idle = None;
+    assert!(
+        wait_until(Duration::from_secs(2), || {
+            idle = segment
+                .worker_slots()
+                .iter()
+                .position(|w| w.state() == shmlib::WorkerState::Idle);
+            idle.is_some()
+        }),
+        "no idle worker"
+    );
+    idle.expect("idle slot")
+}
+
 /// Waits until `cond` holds, for at most `limit`.
 pub fn wait_until(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
     let deadline = Instant::now() + limit;

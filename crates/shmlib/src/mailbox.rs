@@ -48,6 +48,12 @@ pub struct MailboxRead {
     pub version: u64,
 }
 
+/// The version that a mailbox's published word holds now (Acquire: what
+/// the caller then reads of the mailbox is at least that version's).
+pub(crate) fn version_in(published: &AtomicU64) -> u64 {
+    Published::decode(published.load(Ordering::Acquire)).version
+}
+
 /// Which half is current, and its version.
 #[derive(Debug, Clone, Copy)]
 struct Published {
@@ -102,7 +108,7 @@ impl<'a> Mailbox<'a> {
 
     /// The current version, without the lock: one atomic load.
     pub fn version(&self) -> u64 {
-        Published::decode(self.published.load(Ordering::Acquire)).version
+        version_in(self.published)
     }
 
     /// Who waits for this mailbox's next version ([`crate::waiters`]).

@@ -544,6 +544,20 @@ impl Segment {
         }
     }
 
+    /// Mailbox `index`'s current version (0-based), or None when out of
+    /// range: one atomic load and no view built, for a read that finds a
+    /// reply kept for that version and needs nothing else.
+    pub fn mailbox_version(&self, index: usize) -> Option<u64> {
+        if index >= self.geometry.mailboxes as usize {
+            return None;
+        }
+        // SAFETY: index < mailboxes keeps the slot inside the mailbox-slot
+        // table (Geometry::offsets); its fields are atomics, valid at any
+        // bytes.
+        let slot = unsafe { &*self.mailbox_slot_ptr(index) };
+        Some(crate::mailbox::version_in(&slot.published))
+    }
+
     /// The worker slots' eventfds (None in a segment opened from outside).
     pub fn wakers(&self) -> Option<&Wakers> {
         self.wakers.as_ref()

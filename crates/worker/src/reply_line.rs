@@ -2,12 +2,15 @@
 //! version <v>` and its kin, and a worker's memory of the lines it has
 //! built.
 //!
-//! A read's first line depends only on the mailbox, its length and its
-//! version, which change only when the mailbox is written. Between writes
-//! every read of a mailbox sends the same line, so a worker keeps the last
-//! one it built for each mailbox and copies it instead of formatting three
-//! numbers again: formatting was a third of a pipelined read's own cost
-//! (bench/changes.md). memcached keeps an item's reply header for the same
+//! A read's reply, its first line and the content, depends only on the
+//! mailbox and its version: a version is never made twice, and its content
+//! never changes once published. Between writes every read of a mailbox
+//! sends the same reply, so a worker keeps the last short reply it sent for
+//! each mailbox and copies it whenever the mailbox's version is still the
+//! one it was made for: no numbers to format, and no look at the content,
+//! so no second look at the version either. Formatting was a third of a
+//! pipelined read's own cost, and the copy and its check most of the rest
+//! (bench/changes.md). memcached keeps an item's reply header for a like
 //! reason. A write's line, `OK wrote <len> bytes to mailbox <m>, version
 //! <v>`, has a new version every time, but a client that writes to a
 //! mailbox usually writes the same length again: the worker keeps the line
@@ -103,38 +106,41 @@ fn put_digits(out: &mut Vec<u8>, digits: &str) {
     }
 }
 
-/// The longest read line kept. `OK `, 20 digits, ` bytes from mailbox `,
-/// 20 digits, `, version `, 20 digits and a LF make 94 bytes; real lengths
-/// and mailbox numbers have far fewer digits. A longer line is built each
-/// time.
-const KEPT_LINE: usize = 88;
-const _: () = assert!(KEPT_LINE <= u8::MAX as usize, "Kept::len is a u8");
+/// The longest read reply kept, first line, content and LF: a line of a
+/// 100-byte read is 43 bytes with a one-digit mailbox and a five-digit
+/// version, so contents up to about 190 bytes are kept. A longer reply is
+/// built each time: its copy costs more than the line's formatting.
+const KEPT_READ: usize = 248;
+const _: () = assert!(KEPT_READ <= u8::MAX as usize, "Kept::len is a u8");
 
 /// The longest write prefix kept. `OK wrote `, 20 digits, ` bytes to
-/// mailbox `, 20 digits and `, version ` make 77 bytes; as for read lines,
-/// a longer one is built each time.
+/// mailbox `, 20 digits and `, version ` make 77 bytes; real lengths and
+/// mailbox numbers have far fewer digits. A longer one is built each time.
 const KEPT_PREFIX: usize = 64;
 const _: () = assert!(KEPT_PREFIX <= u8::MAX as usize, "Kept::len is a u8");
 
-/// The most mailboxes remembered at once: a worker's memory stays within
-/// about 216 KiB (1,024 entries of 120 bytes for reads and 96 for writes)
-/// however many mailboxes the daemon has. Mailboxes past it share entries
-/// (mailbox number modulo the entry count).
-const MAX_ENTRIES: usize = 1024;
+/// The most mailboxes remembered at once, for reads and for writes: a
+/// worker's memory stays within about 164 KiB (256 read entries of 280
+/// bytes, 1,024 write entries of 96) however many mailboxes the daemon
+/// has. Mailboxes past them share entries (mailbox number modulo the entry
+/// count).
+const MAX_READ_ENTRIES: usize = 256;
+const MAX_WRITE_ENTRIES: usize = 1024;
 
-/// The last read line and write prefix a worker built for each mailbox.
+/// The last read reply and write prefix a worker built for each mailbox.
 pub struct ReplyLines {
     /// Both indexed by mailbox number modulo their length, a power of two.
-    reads: Box<[Kept<KEPT_LINE>]>,
+    reads: Box<[Kept<KEPT_READ>]>,
     writes: Box<[Kept<KEPT_PREFIX>]>,
 }
 
 /// The bytes last built for a mailbox, and what they were built for.
 #[derive(Clone, Copy)]
 struct Kept<const N: usize> {
-    /// (0-based mailbox, length, version); a write's prefix does not depend
-    /// on the version and keeps 0. The mailbox is `usize::MAX` in an entry
-    /// that holds nothing yet.
+    /// (0-based mailbox, length, version), 0 for what the bytes do not
+    /// depend on: a write's prefix does not depend on the version, and a
+    /// read's reply not on anything but the version. The mailbox is
+    /// `usize::MAX` in an entry that holds nothing yet.
     key: (usize, usize, u64),
     len: u8,
     bytes: [u8; N],
@@ -156,44 +162,65 @@ impl<const N: usize> Kept<N> {
         out: &mut Vec<u8>,
         build: impl FnOnce(&mut Vec<u8>),
     ) {
-        if self.key == key {
-            put_kept(out, &self.bytes, self.len);
+        if self.put_if_kept(key, out) {
             return;
         }
         let start = out.len();
         build(out);
-        let built = &out[start..];
-        if built.len() <= N {
-            self.bytes[..built.len()].copy_from_slice(built);
-            self.len = built.len() as u8;
+        self.keep(key, &out[start..]);
+    }
+
+    /// Appends the bytes kept for `key` and says so; for any other key,
+    /// appends nothing.
+    #[inline(always)]
+    fn put_if_kept(&self, key: (usize, usize, u64), out: &mut Vec<u8>) -> bool {
+        if self.key != key {
+            return false;
+        }
+        put_kept(out, &self.bytes, self.len);
+        true
+    }
+
+    /// Keeps `bytes` for `key` if they fit; else leaves the entry as it is.
+    fn keep(&mut self, key: (usize, usize, u64), bytes: &[u8]) {
+        if bytes.len() <= N {
+            self.bytes[..bytes.len()].copy_from_slice(bytes);
+            self.len = bytes.len() as u8;
             self.key = key;
         }
     }
 }
 
 impl ReplyLines {
-    /// Room for every mailbox of `segment`, up to [`MAX_ENTRIES`].
+    /// Room for every mailbox of `segment`, up to [`MAX_READ_ENTRIES`] and
+    /// [`MAX_WRITE_ENTRIES`].
     pub fn for_segment(segment: &Segment) -> ReplyLines {
         ReplyLines::new(segment.geometry().mailboxes as usize)
     }
 
-    /// Room for `mailboxes` mailboxes, up to [`MAX_ENTRIES`].
+    /// Room for `mailboxes` mailboxes, up to [`MAX_READ_ENTRIES`] and
+    /// [`MAX_WRITE_ENTRIES`].
     pub fn new(mailboxes: usize) -> ReplyLines {
-        let count = mailboxes.clamp(1, MAX_ENTRIES).next_power_of_two();
+        let entries = |most: usize| mailboxes.clamp(1, most).next_power_of_two();
         ReplyLines {
-            reads: vec![Kept::EMPTY; count].into_boxed_slice(),
-            writes: vec![Kept::EMPTY; count].into_boxed_slice(),
+            reads: vec![Kept::EMPTY; entries(MAX_READ_ENTRIES)].into_boxed_slice(),
+            writes: vec![Kept::EMPTY; entries(MAX_WRITE_ENTRIES)].into_boxed_slice(),
         }
     }
 
-    /// Appends the first line of a read of `mailbox` (0-based) that found
-    /// `read`: a copy of the line kept for it when its length and version
-    /// are the same, else a new line, which is then kept.
-    pub fn put_read(&mut self, mailbox: usize, read: MailboxRead, out: &mut Vec<u8>) {
+    /// Appends the whole reply to a read of `mailbox` (0-based) at
+    /// `version`, if one is kept, and says whether it did.
+    #[inline(always)]
+    pub fn put_read(&self, mailbox: usize, version: u64, out: &mut Vec<u8>) -> bool {
+        self.reads[mailbox & (self.reads.len() - 1)].put_if_kept((mailbox, 0, version), out)
+    }
+
+    /// Keeps `reply`, the whole reply to a read of `mailbox` (0-based) that
+    /// found `read`, if it is short enough: only a reply that the read's
+    /// check of the version let through, never one from a discarded try.
+    pub fn keep_read(&mut self, mailbox: usize, read: MailboxRead, reply: &[u8]) {
         let slot = mailbox & (self.reads.len() - 1);
-        self.reads[slot].put((mailbox, read.len, read.version), out, |out| {
-            MailboxReply::read(mailbox, read).put(out)
-        });
+        self.reads[slot].keep((mailbox, 0, read.version), reply);
     }
 
     /// Appends the first line of a write of `len` bytes to `mailbox`
@@ -213,9 +240,17 @@ impl ReplyLines {
 mod tests {
     use super::*;
 
-    fn line_of(lines: &mut ReplyLines, mailbox: usize, len: usize, version: u64) -> String {
+    /// A read as a session makes it: the kept reply if there is one for
+    /// the version, else `built` (what the mailbox holds), which is then
+    /// kept.
+    fn read_of(lines: &mut ReplyLines, mailbox: usize, version: u64, built: &str) -> String {
         let mut out = b"before ".to_vec();
-        lines.put_read(mailbox, MailboxRead { len, version }, &mut out);
+        if !lines.put_read(mailbox, version, &mut out) {
+            let start = out.len();
+            out.extend_from_slice(built.as_bytes());
+            let read = MailboxRead { len: 0, version };
+            lines.keep_read(mailbox, read, &out[start..]);
+        }
         String::from_utf8(out).expect("ASCII")
     }
 
@@ -226,59 +261,58 @@ mod tests {
     }
 
     #[test]
-    fn a_kept_line_is_used_only_for_the_same_mailbox_length_and_version() {
+    fn a_kept_read_reply_is_used_only_for_the_same_mailbox_and_version() {
         let mut lines = ReplyLines::new(4);
-        let first = "before OK 100 bytes from mailbox 3, version 7\n";
-        assert_eq!(line_of(&mut lines, 2, 100, 7), first);
-        assert_eq!(lines.reads[2].key.0, 2, "the line is kept");
-        assert_eq!(line_of(&mut lines, 2, 100, 7), first);
+        let first = "OK 5 bytes from mailbox 3, version 7\nhello\n";
+        assert_eq!(read_of(&mut lines, 2, 7, first), format!("before {first}"));
+        assert_eq!(lines.reads[2].key, (2, 0, 7), "the reply is kept");
+        // The same version: the kept reply, whatever the mailbox would give.
         assert_eq!(
-            line_of(&mut lines, 2, 100, 8),
-            "before OK 100 bytes from mailbox 3, version 8\n"
+            read_of(&mut lines, 2, 7, "unused"),
+            format!("before {first}")
         );
+        let second = "OK 3 bytes from mailbox 3, version 8\nbye\n";
         assert_eq!(
-            line_of(&mut lines, 2, 12, 8),
-            "before OK 12 bytes from mailbox 3, version 8\n"
+            read_of(&mut lines, 2, 8, second),
+            format!("before {second}")
         );
         // Back to the first version: built again, not taken from memory,
-        // and kept in place of the newer line.
-        assert_eq!(line_of(&mut lines, 2, 100, 7), first);
-        assert_eq!(lines.reads[2].key, (2, 100, 7));
+        // and kept in place of the newer reply.
+        assert_eq!(read_of(&mut lines, 2, 7, first), format!("before {first}"));
+        assert_eq!(lines.reads[2].key, (2, 0, 7));
     }
 
     #[test]
-    fn mailboxes_sharing_an_entry_never_get_each_others_line() {
+    fn mailboxes_sharing_an_entry_never_get_each_others_reply() {
         // 3 mailboxes get 4 entries, a power of two: indexes 1 and 5 share
         // one.
         let mut lines = ReplyLines::new(3);
         assert_eq!(lines.reads.len(), 4);
+        let of_2 = "OK 1 bytes from mailbox 2, version 1\na\n";
+        let of_6 = "OK 1 bytes from mailbox 6, version 1\nb\n";
         for _ in 0..2 {
-            assert_eq!(
-                line_of(&mut lines, 1, 5, 1),
-                "before OK 5 bytes from mailbox 2, version 1\n"
-            );
-            assert_eq!(
-                line_of(&mut lines, 5, 5, 1),
-                "before OK 5 bytes from mailbox 6, version 1\n"
-            );
+            assert_eq!(read_of(&mut lines, 1, 1, of_2), format!("before {of_2}"));
+            assert_eq!(read_of(&mut lines, 5, 1, of_6), format!("before {of_6}"));
         }
     }
 
     #[test]
-    fn the_longest_lines_are_built_every_time() {
-        let mut lines = ReplyLines::new(MAX_ENTRIES * 4);
-        assert_eq!(lines.reads.len(), MAX_ENTRIES);
-        let huge = usize::MAX - 1;
-        let expected = format!(
-            "before OK {huge} bytes from mailbox {huge}, version {}\n",
-            u64::MAX
-        );
-        assert!(expected.len() - "before ".len() > KEPT_LINE);
+    fn replies_too_long_to_keep_are_built_every_time() {
+        let mut lines = ReplyLines::new(MAX_READ_ENTRIES * 4);
+        assert_eq!(lines.reads.len(), MAX_READ_ENTRIES);
+        let content = "x".repeat(KEPT_READ);
+        let long = format!("OK {KEPT_READ} bytes from mailbox 1, version 1\n{content}\n");
         for _ in 0..2 {
-            assert_eq!(line_of(&mut lines, huge - 1, huge, u64::MAX), expected);
+            assert_eq!(read_of(&mut lines, 0, 1, &long), format!("before {long}"));
         }
-        // The entry it maps to still holds nothing.
         assert!(lines.reads.iter().all(|e| e.key.0 == usize::MAX));
+        // One byte shorter than the limit is kept.
+        let fits = &long[..KEPT_READ];
+        assert_eq!(read_of(&mut lines, 0, 1, fits), format!("before {fits}"));
+        assert_eq!(
+            read_of(&mut lines, 0, 1, "unused"),
+            format!("before {fits}")
+        );
     }
 
     #[test]
@@ -302,9 +336,10 @@ mod tests {
             );
             assert_eq!(lines.writes[mailbox % 4].key, (mailbox, len, 0), "kept");
             // A read of the mailbox neither uses the prefix nor disturbs it.
+            let reply = format!("OK {len} bytes from mailbox {shown}, version {version}\n");
             assert_eq!(
-                line_of(&mut lines, mailbox, len, version),
-                format!("before OK {len} bytes from mailbox {shown}, version {version}\n")
+                read_of(&mut lines, mailbox, version, &reply),
+                format!("before {reply}")
             );
         }
     }

@@ -68,6 +68,9 @@ const MAX_GROUP: usize = 256;
 const MAX_GROUP_BYTES: usize = 64 * 1024;
 
 const CANNOT_WRITE: &str = "cannot write database";
+/// Why a mailbox index that reaches a request's execution is in range.
+const INDEX_CHECKED: &str =
+    "request::parse and request::plain check the index against the geometry";
 
 /// Replies buffered before [`Session::feed_some`] stops to let them be sent.
 pub const OUT_HIGH_WATER: usize = 64 * 1024;
@@ -889,9 +892,11 @@ impl<'s> Session<'s> {
     }
 
     fn mailbox(&self, index: usize) -> shmlib::Mailbox<'s> {
-        self.segment
-            .mailbox(index)
-            .expect("request::parse and request::plain check the index against the geometry")
+        self.segment.mailbox(index).expect(INDEX_CHECKED)
+    }
+
+    fn mailbox_version(&self, index: usize) -> u64 {
+        self.segment.mailbox_version(index).expect(INDEX_CHECKED)
     }
 
     fn deadline(&self) -> Deadline<'s> {
@@ -899,16 +904,29 @@ impl<'s> Session<'s> {
     }
 
     fn read(&mut self, index: usize, out: &mut Vec<u8>) {
+        let mut lines = self.lines();
+        // The reply last sent for this version, if the worker kept it: the
+        // version is all a read of it needs to look at.
+        if let Some(lines) = &lines {
+            if lines.put_read(index, self.mailbox_version(index), out) {
+                return;
+            }
+        }
         let mailbox = self.mailbox(index);
         // Header, content and newline straight into the output: one copy of
         // the content and no allocation.
-        let head = |read: MailboxRead, out: &mut Vec<u8>| match self.lines() {
-            Some(mut lines) => lines.put_read(index, read, out),
-            None => MailboxReply::read(index, read).put(out),
-        };
-        let read = mailbox.read_reply(self.me, &self.deadline(), out, head, b"\n");
-        if let Err(e) = read {
-            self.lock_error(index, e, out);
+        let start = out.len();
+        let head = |read: MailboxRead, out: &mut Vec<u8>| MailboxReply::read(index, read).put(out);
+        match mailbox.read_reply(self.me, &self.deadline(), out, head, b"\n") {
+            Ok(read) => {
+                if let Some(lines) = &mut lines {
+                    lines.keep_read(index, read, &out[start..]);
+                }
+            }
+            Err(e) => {
+                drop(lines);
+                self.lock_error(index, e, out);
+            }
         }
     }
 

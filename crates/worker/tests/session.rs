@@ -569,6 +569,33 @@ fn write_replies_through_shared_lines_name_their_own_mailbox_length_and_version(
 }
 
 #[test]
+fn a_kept_read_reply_is_sent_only_for_its_own_version() {
+    let seg = segment(929, 4, 8, 2);
+    let lines = RefCell::new(ReplyLines::new(4));
+    let mut reader = Session::new(&seg, config(929), &NO_STOP).with_reply_lines(&lines);
+    // Another worker's session: its writes never touch the reader's lines.
+    let mut writer = Session::new(&seg, config(929), &NO_STOP);
+    // Same lengths, and once the same content, with a new version each.
+    for (version, content) in [(1, "abc"), (2, "xyz"), (3, "xyz"), (4, "abd")] {
+        run(&mut writer, &[format!("w 1 {content}\n").as_bytes()]);
+        // The plain path and the general one (CRLF), twice each.
+        let (out, _) = run(&mut reader, &[b"r 1\nr 1\r\nr 1\nr 1\r\n"]);
+        let reply = format!("OK 3 bytes from mailbox 1, version {version}\n{content}\n");
+        assert_eq!(
+            String::from_utf8_lossy(&out),
+            reply.repeat(4),
+            "version {version}"
+        );
+    }
+    // A mailbox the writer never wrote, in another entry, is untouched.
+    let (out, _) = run(&mut reader, &[b"r 2\n"]);
+    assert_eq!(
+        String::from_utf8_lossy(&out),
+        "OK 0 bytes from mailbox 2, version 0\n\n"
+    );
+}
+
+#[test]
 fn plain_requests_wait_for_the_secret_like_every_request() {
     let seg = segment(924, 4, 8, 2);
     let config = SessionConfig {

@@ -13,8 +13,10 @@
 //! (bench/changes.md). memcached keeps an item's reply header for a like
 //! reason. A write's line, `OK wrote <len> bytes to mailbox <m>, version
 //! <v>`, has a new version every time, but a client that writes to a
-//! mailbox usually writes the same length again: the worker keeps the line
-//! up to the version for each mailbox, and formats only the version.
+//! mailbox usually writes the same length again, and in the event model
+//! one worker makes every version: the worker keeps each mailbox's last
+//! write line, and when the next write has the same length and the next
+//! version it counts the kept version up in place, a digit or two.
 //!
 //! The memory is per worker, not in the segment: a worker's copy is checked
 //! against the length and version it has just read or written, so it can
@@ -61,13 +63,6 @@ impl MailboxReply {
     /// memmove for each).
     #[inline(always)]
     pub fn put(&self, out: &mut Vec<u8>) {
-        self.put_prefix(out);
-        put_version(out, self.version);
-    }
-
-    /// The line up to its version: `<lead><len><middle><mailbox>, version `.
-    #[inline(always)]
-    fn put_prefix(&self, out: &mut Vec<u8>) {
         let mut number = itoa::Buffer::new();
         // Leads and middles are short literals and the numbers at most 20
         // digits each: one reservation covers the line.
@@ -77,6 +72,8 @@ impl MailboxReply {
         out.extend_from_slice(self.middle);
         put_digits(out, number.format(self.mailbox));
         out.extend_from_slice(b", version ");
+        put_digits(out, number.format(self.version));
+        out.push(b'\n');
     }
 }
 
@@ -88,13 +85,6 @@ fn put_kept<const N: usize>(out: &mut Vec<u8>, kept: &[u8; N], len: u8) {
     let end = out.len() + usize::from(len);
     out.extend_from_slice(kept);
     out.truncate(end);
-}
-
-/// The version that ends a reply's first line, and the newline.
-#[inline(always)]
-fn put_version(out: &mut Vec<u8>, version: u64) {
-    put_digits(out, itoa::Buffer::new().format(version));
-    out.push(b'\n');
 }
 
 /// Appends a number's few digits one by one: a call to memcpy for a copy of
@@ -113,11 +103,11 @@ fn put_digits(out: &mut Vec<u8>, digits: &str) {
 const KEPT_READ: usize = 248;
 const _: () = assert!(KEPT_READ <= u8::MAX as usize, "Kept::len is a u8");
 
-/// The longest write prefix kept. `OK wrote `, 20 digits, ` bytes to
-/// mailbox `, 20 digits and `, version ` make 77 bytes; real lengths and
-/// mailbox numbers have far fewer digits. A longer one is built each time.
-const KEPT_PREFIX: usize = 64;
-const _: () = assert!(KEPT_PREFIX <= u8::MAX as usize, "Kept::len is a u8");
+/// The longest write line kept: `OK wrote 100 bytes to mailbox 3, version
+/// 12345` and a LF make 47 bytes, and the longest lines, with 20 digits
+/// for each number, 98. A longer one is built each time.
+const KEPT_WRITE: usize = 64;
+const _: () = assert!(KEPT_WRITE <= u8::MAX as usize, "Kept::len is a u8");
 
 /// The most mailboxes remembered at once, for reads and for writes: a
 /// worker's memory stays within about 164 KiB (256 read entries of 280
@@ -131,7 +121,7 @@ const MAX_WRITE_ENTRIES: usize = 1024;
 pub struct ReplyLines {
     /// Both indexed by mailbox number modulo their length, a power of two.
     reads: Box<[Kept<KEPT_READ>]>,
-    writes: Box<[Kept<KEPT_PREFIX>]>,
+    writes: Box<[Kept<KEPT_WRITE>]>,
 }
 
 /// The bytes last built for a mailbox, and what they were built for.
@@ -181,6 +171,26 @@ impl<const N: usize> Kept<N> {
         true
     }
 
+    /// Turns the kept line, which ends in a version and a LF, into the line
+    /// for the next version, in place. False when the version gains a
+    /// digit (9, 99, ...): the entry is then emptied, to be built again.
+    fn count_up_version(&mut self) -> bool {
+        let mut at = usize::from(self.len).saturating_sub(1);
+        while at > 0 {
+            at -= 1;
+            match self.bytes[at] {
+                b'9' => self.bytes[at] = b'0',
+                b'0'..=b'8' => {
+                    self.bytes[at] += 1;
+                    return true;
+                }
+                _ => break,
+            }
+        }
+        *self = Self::EMPTY;
+        false
+    }
+
     /// Keeps `bytes` for `key` if they fit; else leaves the entry as it is.
     fn keep(&mut self, key: (usize, usize, u64), bytes: &[u8]) {
         if bytes.len() <= N {
@@ -223,16 +233,21 @@ impl ReplyLines {
         self.reads[slot].keep((mailbox, 0, read.version), reply);
     }
 
-    /// Appends the first line of a write of `len` bytes to `mailbox`
-    /// (0-based) that made `version`: the prefix kept for the mailbox when
-    /// it was for the same length, else a new one, which is then kept; then
-    /// the version.
+    /// Appends the line of a write of `len` bytes to `mailbox` (0-based)
+    /// that made `version`. When the line kept for the mailbox is the one
+    /// for the same length and the version before, its version is counted
+    /// up in place (a digit or two, where formatting it anew costs about
+    /// thirty instructions) and the line copied whole; else a new line is
+    /// built, which is then kept.
     pub fn put_write(&mut self, mailbox: usize, len: usize, version: u64, out: &mut Vec<u8>) {
-        let slot = mailbox & (self.writes.len() - 1);
-        self.writes[slot].put((mailbox, len, 0), out, |out| {
-            MailboxReply::wrote(mailbox, len, version).put_prefix(out)
+        let kept = &mut self.writes[mailbox & (self.writes.len() - 1)];
+        let key = (mailbox, len, version);
+        if kept.key == (mailbox, len, version.wrapping_sub(1)) && kept.count_up_version() {
+            kept.key = key;
+        }
+        kept.put(key, out, |out| {
+            MailboxReply::wrote(mailbox, len, version).put(out)
         });
-        put_version(out, version);
     }
 }
 
@@ -316,9 +331,9 @@ mod tests {
     }
 
     #[test]
-    fn a_kept_write_prefix_is_used_only_for_the_same_mailbox_and_length() {
+    fn a_kept_write_line_is_used_only_for_the_same_mailbox_and_length() {
         let mut lines = ReplyLines::new(4);
-        // (mailbox, length, version) in turn: a new prefix, the same again,
+        // (mailbox, length, version) in turn: a new line, the next version,
         // a new length, mailbox 7 in mailbox 3's entry, and back.
         let writes = [
             (2, 100, 7),
@@ -334,13 +349,56 @@ mod tests {
                 wrote(&mut lines, mailbox, len, version),
                 format!("before OK wrote {len} bytes to mailbox {shown}, version {version}\n")
             );
-            assert_eq!(lines.writes[mailbox % 4].key, (mailbox, len, 0), "kept");
-            // A read of the mailbox neither uses the prefix nor disturbs it.
+            assert_eq!(
+                lines.writes[mailbox % 4].key,
+                (mailbox, len, version),
+                "kept"
+            );
+            // A read of the mailbox neither uses the line nor disturbs it.
             let reply = format!("OK {len} bytes from mailbox {shown}, version {version}\n");
             assert_eq!(
                 read_of(&mut lines, mailbox, version, &reply),
                 format!("before {reply}")
             );
+        }
+    }
+
+    #[test]
+    fn a_kept_write_line_counts_its_version_up_through_every_carry() {
+        let mut lines = ReplyLines::new(1);
+        // Next versions (counted up in place, carries and all), a version
+        // that gains a digit (built again), jumps back and forth (another
+        // writer's versions in between) and the same version twice.
+        let versions = (1..=12).chain(97..=101).chain([
+            109,
+            110,
+            1999,
+            2000,
+            2001,
+            5,
+            6,
+            6,
+            u64::MAX - 1,
+            u64::MAX,
+        ]);
+        for version in versions {
+            assert_eq!(
+                wrote(&mut lines, 0, 5, version),
+                format!("before OK wrote 5 bytes to mailbox 1, version {version}\n"),
+            );
+        }
+        // A line of 64 bytes, kept, whose next version's line is too long to
+        // keep: the entry is emptied, never left half counted up.
+        let (mailbox, len) = (99_999_999_999, 100_000_000_000);
+        let line = |version| {
+            format!(
+                "before OK wrote {len} bytes to mailbox {}, version {version}\n",
+                mailbox + 1
+            )
+        };
+        assert_eq!(line(99).len() - "before ".len(), KEPT_WRITE);
+        for version in [99, 100, 99] {
+            assert_eq!(wrote(&mut lines, mailbox, len, version), line(version));
         }
     }
 

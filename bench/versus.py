@@ -14,7 +14,7 @@ mailboxes' r and w, and the key-value store's get and put/del beside Redis's
 GET and SET/DEL, the latter also with Redis's AOF on), the cost of growth (event model at 10, 100 and 1,000 connections) and the
 segment's size against its geometry.
 
-    python3 bench/versus.py            # full: 3 runs of 1.5 s per cell (~11 min)
+    python3 bench/versus.py            # full: 5 paired rounds of 1.5 s runs, 2 of them for every row (~12 min)
     python3 bench/versus.py --quick    # 1 run of 1 s per cell (~3.5 min)
 """
 
@@ -266,11 +266,21 @@ def turn_order(servers, workload, round_no):
     return [p for unit in units[turn:] + units[:turn] for p in unit]
 
 
-def run_interleaved(plan, runs, seconds):
-    """Every cell of every server, `runs` times: each round goes through
-    the cells, and each cell through the servers one after another (see
-    `turn_order`), so that a slow spell of the shared machine falls on all
-    of them, and the runs a ratio compares lie next to each other. Returns
+def compared_rows(workload):
+    """The rows a ratio of `workload`'s table compares: the reference and
+    the rows it is compared with."""
+    return {DIPC_REFERENCE, *COMPARED[workload]}
+
+
+def run_interleaved(plan, rounds, every_row_rounds, seconds):
+    """Every cell of every server: each round goes through the cells, and
+    each cell through the servers one after another (see `turn_order`), so
+    that a slow spell of the shared machine falls on all of them, and the
+    runs a ratio compares lie next to each other. The rows a ratio compares
+    run in all `rounds`, the other rows (shown for context) in the first
+    `every_row_rounds`: a pair's ratio moves by up to a fifth from one pair
+    to the next on this VM, and a median of three such pairs fell on either
+    side of 0.9 by chance. Returns
     the medians, results[(workload, server)][load label] = {"rps",
     "p99_us"}, and the ratios of the reference row to each row it is
     compared with, each the median over the rounds of the ratio of two
@@ -279,10 +289,12 @@ def run_interleaved(plan, runs, seconds):
     samples = {}
     # The servers have just started (prefork pools are still forking).
     time.sleep(SETTLE_SECONDS)
-    for round_no in range(1, runs + 1):
+    for round_no in range(1, rounds + 1):
         for workload in ("read", "write", "get", "churn"):
             servers = [p for p in plan if p[0] == workload]
             order = turn_order(servers, workload, round_no)
+            if round_no > every_row_rounds:
+                order = [p for p in order if p[1] in compared_rows(workload)]
             for label, conns, depth in LOADS:
                 for _, server, port, protocol, op in order:
                     r = bench(port, protocol, op, conns, depth, seconds)
@@ -291,7 +303,7 @@ def run_interleaved(plan, runs, seconds):
                         # worth a table.
                         raise RuntimeError(f"{server} {op}: {r['errors']} error replies")
                     samples.setdefault((workload, server), {}).setdefault(label, []).append(r)
-                    print(f"versus: run {round_no}/{runs} {workload:5} {server:28} {label:24} "
+                    print(f"versus: run {round_no}/{rounds} {workload:5} {server:28} {label:24} "
                           f"{fmt_rps(r['rps']):>9}  p99 {r['p99_us']:.0f} us", file=sys.stderr)
     results = {key: {label: {"rps": statistics.median(r["rps"] for r in rs),
                              "p99_us": statistics.median(r["p99_us"] for r in rs)}
@@ -320,7 +332,8 @@ def main():
     parser.add_argument("--quick", action="store_true", help="1 run of 1 s per cell")
     parser.add_argument("--output", default=DOC)
     opts = parser.parse_args()
-    runs, seconds = (1, 1.0) if opts.quick else (3, 1.5)
+    # (rounds, rounds in which every row runs, seconds per run)
+    rounds, every_row_rounds, seconds = (1, 1, 1.0) if opts.quick else (5, 2, 1.5)
     for binary in (CLIENT, DIPC, DIPCRM):
         if not os.access(binary, os.X_OK):
             sys.exit(f"versus: {binary} is missing: run `make` first")
@@ -330,15 +343,15 @@ def main():
     with tempfile.TemporaryDirectory() as workdir:
         with ExitStack() as servers:
             plan = start_servers(servers, workdir, redis, memcached)
-            results, ratios = run_interleaved(plan, runs, seconds)
+            results, ratios = run_interleaved(plan, rounds, every_row_rounds, seconds)
         rows = {"read": [], "write": [], "get": [], "churn": []}
         for workload, server, *_ in plan:
             rows[workload].append(server)
         growth = measure_growth(workdir, seconds)
         segments = measure_segments(workdir)
     elapsed = time.time() - started
-    write_doc(opts, results, ratios, rows, growth, segments, runs, seconds, elapsed, redis,
-              memcached)
+    write_doc(opts, results, ratios, rows, growth, segments, (rounds, every_row_rounds), seconds,
+              elapsed, redis, memcached)
     print(f"versus: wrote {opts.output} in {elapsed:.0f} s", file=sys.stderr)
 
 
@@ -391,6 +404,7 @@ def measure_segments(workdir):
 
 def write_doc(opts, results, ratios, rows, growth, segments, runs, seconds, elapsed, redis,
               memcached):
+    rounds, every_row_rounds = runs
     lines = []
     out = lines.append
     out("# Benchmarks: dipc beside Redis, memcached and the ceiling")
@@ -410,7 +424,9 @@ def write_doc(opts, results, ratios, rows, growth, segments, runs, seconds, elap
         "100 fixed bytes and do no work at all.")
     out(f"- Workload: {VALUE}-byte values over {MAILBOXES} mailboxes (keys), prefilled; closed "
         "loop; pipelined runs send 16 requests in one write and wait for the 16 replies.")
-    out(f"- Each cell: the median of {runs} run(s) of {seconds:g} s after a 0.5 s warm-up. "
+    out(f"- Each cell: the median of {rounds} run(s) of {seconds:g} s after a 0.5 s warm-up "
+        f"in the rows a ratio compares (dipc's reference row, Redis's and the ceiling's), "
+        f"of {every_row_rounds} in the others. "
         "Every server is up from the start and they take turns cell by cell (each round goes "
         "through the cells, each cell through the servers, which take turns at going "
         "first), so that a slow spell of the shared machine falls on all of them; still, "

@@ -3,7 +3,7 @@
 # make test   every test: unit, model and end-to-end (real daemon, sockets, /dev/shm)
 # make lint   rustfmt and clippy, warnings denied
 # make bench  microbenchmarks, fairness, the models' connection rates, and dipc beside Redis,
-#             memcached and the ceiling servers into docs/benchmarks.md (about 15 minutes)
+#             memcached and the ceiling servers into docs/benchmarks.md (about 18 minutes)
 # make bench-quick  only bench/versus.py, 1 run of 1 s per cell (about 3.5 minutes)
 # make chaos  a minute of the chaos test: random workers SIGKILLed under load (prints its report)
 # make fuzz   a minute of each coverage-guided fuzz target (needs the nightly

@@ -14,7 +14,7 @@ mailboxes' r and w, and the key-value store's get and put/del beside Redis's
 GET and SET/DEL, the latter also with Redis's AOF on), the cost of growth (event model at 10, 100 and 1,000 connections) and the
 segment's size against its geometry.
 
-    python3 bench/versus.py            # full: 5 paired rounds of 1.5 s runs, 2 of them for every row (~12 min)
+    python3 bench/versus.py            # full: 5 paired rounds of 1.5 s runs, 2 of them for every row (~13 min)
     python3 bench/versus.py --quick    # 1 run of 1 s per cell (~3.5 min)
 """
 

@@ -168,21 +168,38 @@ impl<'a> BakeryLock<'a> {
     /// Takes the lock for participant `me` (< the number of entries); says
     /// whether it had to wait for anyone. On error, `me`'s entry is clear
     /// again: the lock is as it was.
+    ///
+    /// Inlined where the lock is taken, so that a row of one costs a test,
+    /// a load and a store; the bakery proper is out of line.
+    #[inline(always)]
     pub fn acquire<P: Park>(&self, me: usize, kind: Kind, park: &mut P) -> Result<bool, LockError> {
-        let mine = &self.entries[me].0;
-        let kind_bits = (kind as u64) << KIND_SHIFT;
         if self.is_sole_participant() {
             // Nobody else can be in the doorway, hold the lock or sleep on
             // it: the word is kept only for the repair after a death. A
             // word still set is a dead holder's that the repair left on
             // purpose (a key-value store that could not be rebuilt stays
             // locked): refused, never overwritten.
+            let mine = &self.entries[me].0;
             if mine.load(Relaxed) != 0 {
                 return Err(LockError::Corrupt);
             }
-            mine.store(1 << TICKET_SHIFT | kind_bits, Relaxed);
+            mine.store(1 << TICKET_SHIFT | (kind as u64) << KIND_SHIFT, Relaxed);
             return Ok(false);
         }
+        self.acquire_in_line(me, kind, park)
+    }
+
+    /// [`BakeryLock::acquire`] among other participants: the doorway, a
+    /// ticket, and the wait for every earlier one.
+    #[inline(never)]
+    fn acquire_in_line<P: Park>(
+        &self,
+        me: usize,
+        kind: Kind,
+        park: &mut P,
+    ) -> Result<bool, LockError> {
+        let mine = &self.entries[me].0;
+        let kind_bits = (kind as u64) << KIND_SHIFT;
         mine.store(CHOOSING | kind_bits, Relaxed);
         // Store-load: our CHOOSING is visible before we read the tickets.
         fence(SeqCst);
@@ -238,6 +255,7 @@ impl<'a> BakeryLock<'a> {
     /// made before it is then ordered before its later loads, for every
     /// other participant: the release ends with a SeqCst fence, or there is
     /// no other participant.
+    #[inline(always)]
     pub fn release<P: Park>(&self, me: usize, park: &P) -> StoreLoadOrdered {
         if self.is_sole_participant() {
             // No one to wake, and no one whose loads our stores must precede.

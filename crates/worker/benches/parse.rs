@@ -16,7 +16,7 @@ use criterion::{criterion_group, criterion_main, BenchmarkGroup, Criterion, Thro
 use shmlib::{Geometry, Segment};
 use worker::reply_line::ReplyLines;
 use worker::request::{parse, Bounds};
-use worker::session::{Flow, Session};
+use worker::session::{mailbox_views, Flow, Session};
 use worker::SessionConfig;
 
 /// The scratch segment's name: a port below 1024, which no daemon uses, and
@@ -96,9 +96,12 @@ fn session_batches_with(c: &mut Criterion, worker_slots: u64) {
         worker_slot: 0,
         secret: None,
     };
-    // As in the daemon: the worker's memory of reply lines.
+    // As in the event worker: its reply lines and mailbox views.
     let reply_lines = RefCell::new(ReplyLines::new(4));
-    let mut session = Session::new(&seg, config, &NO_STOP).with_reply_lines(&reply_lines);
+    let views = mailbox_views(&seg);
+    let mut session = Session::new(&seg, config, &NO_STOP)
+        .with_reply_lines(&reply_lines)
+        .with_mailbox_views(&views);
     let write_line = [b"w 1 ".as_slice(), &[b'x'; TEXT], b"\n"].concat();
     let reads = b"r 1\n".repeat(BATCH);
     let writes = write_line.repeat(BATCH);

@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use shmlib::{Geometry, Segment};
 use worker::reply_line::ReplyLines;
-use worker::session::Session;
+use worker::session::{mailbox_views, Session};
 use worker::SessionConfig;
 
 /// The scratch segment's name: a port below 1024, which no daemon uses, and
@@ -70,8 +70,12 @@ fn main() -> ExitCode {
         worker_slot: 0,
         secret: None,
     };
+    // As in the event worker: its reply lines and mailbox views.
     let lines = RefCell::new(ReplyLines::for_segment(&segment));
-    let mut session = Session::new(&segment, config, &NO_STOP).with_reply_lines(&lines);
+    let views = mailbox_views(&segment);
+    let mut session = Session::new(&segment, config, &NO_STOP)
+        .with_reply_lines(&lines)
+        .with_mailbox_views(&views);
     let mut out = Vec::new();
     // Every mailbox and key holds 100 bytes, so reads and gets find them.
     for n in 1..=SPREAD {

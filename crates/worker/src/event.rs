@@ -34,13 +34,13 @@ use nix::errno::Errno;
 use nix::poll::PollTimeout;
 use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags};
 use nix::sys::socket::{send, MsgFlags};
-use shmlib::{AcceptGuard, WorkerState};
+use shmlib::{AcceptGuard, Mailbox, WorkerState};
 
 use crate::client::{log_ending, ServeContext, WorkerExit};
 use crate::connection::Ending;
 use crate::pool::{take_accept_lock, WorkerContext};
 use crate::reply_line::ReplyLines;
-use crate::session::{Flow, Session, SessionConfig, OUT_HIGH_WATER};
+use crate::session::{mailbox_views, Flow, Session, SessionConfig, OUT_HIGH_WATER};
 use crate::waits::SlotWaits;
 
 /// How long a worker sleeps when nothing happens, before it looks at its
@@ -149,6 +149,8 @@ struct EventWorker<'s, 'c> {
     /// The reply lines built for this worker's sessions, shared by them
     /// all.
     reply_lines: &'s RefCell<ReplyLines>,
+    /// Every mailbox's view, shared by the sessions.
+    mailbox_views: &'s [Mailbox<'s>],
     /// When the last epoll_wait returned: the time a request of this turn
     /// of the loop completed, to within the turn (a clock read per
     /// connection served was a few percent of a pipelined request's own
@@ -168,6 +170,7 @@ pub fn run_event_worker(ctx: &WorkerContext<'_>, pool_size: usize) -> WorkerExit
         }
     };
     let reply_lines = RefCell::new(ReplyLines::for_segment(ctx.serve.segment));
+    let mailbox_views = mailbox_views(ctx.serve.segment);
     let mut worker = EventWorker {
         serve: &ctx.serve,
         ctx,
@@ -187,6 +190,7 @@ pub fn run_event_worker(ctx: &WorkerContext<'_>, pool_size: usize) -> WorkerExit
         waits: SlotWaits::new(ctx.serve.segment, ctx.slot),
         waiting: Vec::new(),
         reply_lines: &reply_lines,
+        mailbox_views: &mailbox_views,
         woke_at: Instant::now(),
     };
     if let Some(fd) = worker.waits.fd() {
@@ -408,7 +412,8 @@ impl<'s, 'c> EventWorker<'s, 'c> {
         };
         let session = Session::new(segment, config, self.serve.stop)
             .with_database(self.serve.database)
-            .with_reply_lines(self.reply_lines);
+            .with_reply_lines(self.reply_lines)
+            .with_mailbox_views(self.mailbox_views);
         self.next_serial += 1;
         self.conns[token] = Some(Conn {
             stream,

@@ -14,8 +14,8 @@ use std::time::{Duration, Instant};
 
 use shmlib::kv::{ChangeGroup, InMemory, Journal};
 use shmlib::{
-    Database, DatabaseJournal, Deadline, KeyValue, KvError, LockError, MailboxRead, Participant,
-    Segment, Stats, UndoLog, WorkerSlot, WorkerState,
+    Database, DatabaseJournal, Deadline, KeyValue, KvError, LockError, Mailbox, MailboxRead,
+    Participant, Segment, Stats, UndoLog, WorkerSlot, WorkerState,
 };
 
 use crate::auth::Secret;
@@ -121,9 +121,38 @@ pub struct Session<'s> {
     authenticated: bool,
     /// Requests counted but not yet added to the segment's counters.
     tally: Tally,
-    /// The worker's last read line and write prefix per mailbox, shared by
+    /// The worker's last read reply and write line per mailbox, shared by
     /// its sessions.
     reply_lines: Option<&'s RefCell<ReplyLines>>,
+    /// The worker's views of the mailboxes, built once, shared by its
+    /// sessions; empty where the session builds a view per request.
+    mailbox_views: &'s [Mailbox<'s>],
+}
+
+/// A view of every mailbox, for a worker's sessions to share
+/// ([`Session::with_mailbox_views`]): about 100 bytes each, at most 400 KiB
+/// for the largest geometry.
+pub fn mailbox_views(segment: &Segment) -> Vec<Mailbox<'_>> {
+    let mailboxes = segment.geometry().mailboxes as usize;
+    (0..mailboxes).filter_map(|i| segment.mailbox(i)).collect()
+}
+
+/// A mailbox's view: the worker's, built once, or one built for this
+/// request.
+enum MailboxView<'s> {
+    Kept(&'s Mailbox<'s>),
+    Built(Mailbox<'s>),
+}
+
+impl<'s> std::ops::Deref for MailboxView<'s> {
+    type Target = Mailbox<'s>;
+
+    fn deref(&self) -> &Mailbox<'s> {
+        match self {
+            MailboxView::Kept(view) => view,
+            MailboxView::Built(view) => view,
+        }
+    }
 }
 
 /// The daemon-wide counters a session bumps per request, kept here and
@@ -247,6 +276,7 @@ impl<'s> Session<'s> {
             authenticated,
             tally: Tally::default(),
             reply_lines: None,
+            mailbox_views: &[],
         }
     }
 
@@ -256,13 +286,21 @@ impl<'s> Session<'s> {
         self
     }
 
-    /// Copies a read's first line from `lines` when it holds the line for
-    /// the mailbox's length and version, and a write's line up to its
-    /// version when it holds it for the mailbox and length, instead of
-    /// formatting them: every session of a worker shares the worker's
-    /// `lines`.
+    /// Copies a read's reply from `lines` when it holds the reply for the
+    /// mailbox's version, and a write's line when it holds the one for the
+    /// mailbox, length and the version before, instead of building them:
+    /// every session of a worker shares the worker's `lines`.
     pub fn with_reply_lines(mut self, lines: &'s RefCell<ReplyLines>) -> Session<'s> {
         self.reply_lines = Some(lines);
+        self
+    }
+
+    /// Uses `views` (mailbox `i` at index `i`, built once by the worker)
+    /// instead of building a view of the mailbox for every request: a view
+    /// is a dozen words of addresses, and building one cost a write about
+    /// sixty instructions.
+    pub fn with_mailbox_views(mut self, views: &'s [Mailbox<'s>]) -> Session<'s> {
+        self.mailbox_views = views;
         self
     }
 
@@ -891,8 +929,11 @@ impl<'s> Session<'s> {
         self.error(out, &message);
     }
 
-    fn mailbox(&self, index: usize) -> shmlib::Mailbox<'s> {
-        self.segment.mailbox(index).expect(INDEX_CHECKED)
+    fn mailbox(&self, index: usize) -> MailboxView<'s> {
+        match self.mailbox_views.get(index) {
+            Some(view) => MailboxView::Kept(view),
+            None => MailboxView::Built(self.segment.mailbox(index).expect(INDEX_CHECKED)),
+        }
     }
 
     fn mailbox_version(&self, index: usize) -> u64 {

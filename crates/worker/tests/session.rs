@@ -12,7 +12,7 @@ use proptest::prelude::*;
 use shmlib::{Geometry, Segment};
 use worker::auth::Secret;
 use worker::reply_line::ReplyLines;
-use worker::session::{Flow, Session};
+use worker::session::{mailbox_views, Flow, Session};
 use worker::SessionConfig;
 
 fn segment(port: u16, mailboxes: u64, mailbox_kib: u64, packet_kib: u64) -> Segment {
@@ -546,8 +546,15 @@ fn sessions_sharing_reply_lines_see_every_write() {
 fn write_replies_through_shared_lines_name_their_own_mailbox_length_and_version() {
     let seg = segment(928, 4, 8, 2);
     let lines = RefCell::new(ReplyLines::new(1));
-    let session = || Session::new(&seg, config(928), &NO_STOP).with_reply_lines(&lines);
-    let mut sessions = [session(), session()];
+    // One session with the worker's views of every mailbox, one with a
+    // view of mailbox 1 only (mailbox 2's is built per request).
+    let views = mailbox_views(&seg);
+    let session = |views| {
+        Session::new(&seg, config(928), &NO_STOP)
+            .with_reply_lines(&lines)
+            .with_mailbox_views(views)
+    };
+    let mut sessions = [session(&views), session(&views[..1])];
     let wrote = |len: usize, mailbox: u32, version: u64| {
         format!("OK wrote {len} bytes to mailbox {mailbox}, version {version}\n")
     };
@@ -572,7 +579,10 @@ fn write_replies_through_shared_lines_name_their_own_mailbox_length_and_version(
 fn a_kept_read_reply_is_sent_only_for_its_own_version() {
     let seg = segment(929, 4, 8, 2);
     let lines = RefCell::new(ReplyLines::new(4));
-    let mut reader = Session::new(&seg, config(929), &NO_STOP).with_reply_lines(&lines);
+    let views = mailbox_views(&seg);
+    let mut reader = Session::new(&seg, config(929), &NO_STOP)
+        .with_reply_lines(&lines)
+        .with_mailbox_views(&views);
     // Another worker's session: its writes never touch the reader's lines.
     let mut writer = Session::new(&seg, config(929), &NO_STOP);
     // Same lengths, and once the same content, with a new version each.

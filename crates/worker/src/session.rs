@@ -463,27 +463,13 @@ impl<'s> Session<'s> {
                     }
                 },
                 Mode::Command | Mode::AwaitData { .. } => {
-                    if let Some((request, len)) = self.plain(input) {
-                        input = &input[len..];
-                        self.count_request();
-                        match request {
-                            Plain::Read { mailbox } => {
-                                self.tally.count(Counter::Reads, 1);
-                                self.read(mailbox, out);
-                            }
-                            Plain::Write { mailbox, text } => {
-                                self.tally.count(Counter::Writes, 1);
-                                self.write(mailbox, text, out);
-                            }
-                            Plain::Get { key } => {
-                                self.tally.count(Counter::Gets, 1);
-                                self.get(key, out);
-                            }
-                        }
-                        if out.len() >= OUT_HIGH_WATER {
+                    if self.takes_plain() {
+                        if self.serve_plain_run(&mut input, out) {
                             break;
                         }
-                        continue;
+                        if input.is_empty() {
+                            break;
+                        }
                     }
                     let end = line_end::find(input);
                     let piece = &input[..end.unwrap_or(input.len())];
@@ -632,17 +618,43 @@ impl<'s> Session<'s> {
         flow
     }
 
-    /// A plain read, write or get at the start of `input` where a new request
-    /// may start, and its line's length. Such a line is served at once,
-    /// without the general path's framing and parsing, which took half of a
-    /// pipelined read's time in the worker (bench/changes.md); every other
-    /// line, however it is spelt, goes the general way to the same reply.
-    fn plain<'i>(&self, input: &'i [u8]) -> Option<(Plain<'i>, usize)> {
-        let fresh = matches!(self.mode, Mode::Command) && self.line.is_empty();
-        if !fresh || !self.authenticated {
-            return None;
+    /// Whether a plain request may start here: a new request, with the
+    /// secret presented. Serving plain requests changes neither.
+    fn takes_plain(&self) -> bool {
+        matches!(self.mode, Mode::Command) && self.line.is_empty() && self.authenticated
+    }
+
+    /// Serves the plain reads, writes and gets at the start of `input`, one
+    /// after another, and takes them off it; true when the replies reached
+    /// [`OUT_HIGH_WATER`]. Such a line is served at once, without the
+    /// general path's framing and parsing, which took half of a pipelined
+    /// read's time in the worker (bench/changes.md); every other line,
+    /// however it is spelt, goes the general way to the same reply. Call
+    /// only where [`Session::takes_plain`].
+    #[inline(always)]
+    fn serve_plain_run(&mut self, input: &mut &[u8], out: &mut Vec<u8>) -> bool {
+        while let Some((request, len)) = request::plain(input, &self.bounds, self.line_limit) {
+            *input = &input[len..];
+            self.count_request();
+            match request {
+                Plain::Read { mailbox } => {
+                    self.tally.count(Counter::Reads, 1);
+                    self.read(mailbox, out);
+                }
+                Plain::Write { mailbox, text } => {
+                    self.tally.count(Counter::Writes, 1);
+                    self.write(mailbox, text, out);
+                }
+                Plain::Get { key } => {
+                    self.tally.count(Counter::Gets, 1);
+                    self.get(key, out);
+                }
+            }
+            if out.len() >= OUT_HIGH_WATER {
+                return true;
+            }
         }
-        request::plain(input, &self.bounds, self.line_limit)
+        false
     }
 
     /// Executes one complete line (its terminator removed). `rest` is the

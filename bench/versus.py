@@ -435,7 +435,7 @@ def write_doc(opts, results, ratios, rows, growth, segments, runs, seconds, elap
         "Redis's row and the ceiling's, and each ratio is the median over the rounds of the "
         "ratio of two runs next to each other, so a ratio and the medians in its column can "
         "point different ways. This VM's speed jumps by up to a third from one second to the "
-        "next (the ceiling alone, pipelined, runs anywhere from about 2.4M to 3.3M/s, whether "
+        "next (the ceiling alone, pipelined, runs anywhere from about 2.4M to 3.5M/s, whether "
         "or not pinned to CPUs), so two runs seconds apart compare better than two medians.")
     out("- The 1-connection column measures the scheduler more than the server: about 10k/s when "
         "the client and the server run on different vCPUs (two cross-CPU wake-ups per request, "

@@ -13,14 +13,17 @@
 //! (bench/changes.md). memcached keeps an item's reply header for a like
 //! reason. A write's line, `OK wrote <len> bytes to mailbox <m>, version
 //! <v>`, has a new version every time, but a client that writes to a
-//! mailbox usually writes the same length again, and in the event model
-//! one worker makes every version: the worker keeps each mailbox's last
-//! write line, and when the next write has the same length and the next
-//! version it counts the kept version up in place, a digit or two.
+//! mailbox usually writes the same length again, and a worker that is the
+//! only one writing a mailbox (the event model with one worker) makes every
+//! version: the worker keeps each mailbox's last write line, and when the
+//! next write has the same length and the next version it counts the kept
+//! version up in place, a digit or two.
 //!
-//! The memory is per worker, not in the segment: a worker's copy is checked
-//! against the length and version it has just read or written, so it can
-//! be stale but never wrong, and no other process ever sees it.
+//! The memory is per worker, not in the segment: a kept read reply is
+//! checked against the version just loaded, a kept write line against the
+//! length and version just written, so it can be stale but never wrong,
+//! and no other process ever sees it. (Versions are 63 bits: at a billion
+//! writes a second they would wrap after about 290 years.)
 
 use shmlib::{MailboxRead, Segment};
 
@@ -110,14 +113,14 @@ const KEPT_WRITE: usize = 64;
 const _: () = assert!(KEPT_WRITE <= u8::MAX as usize, "Kept::len is a u8");
 
 /// The most mailboxes remembered at once, for reads and for writes: a
-/// worker's memory stays within about 164 KiB (256 read entries of 280
+/// worker's memory stays within about 166 KiB (256 read entries of 280
 /// bytes, 1,024 write entries of 96) however many mailboxes the daemon
 /// has. Mailboxes past them share entries (mailbox number modulo the entry
 /// count).
 const MAX_READ_ENTRIES: usize = 256;
 const MAX_WRITE_ENTRIES: usize = 1024;
 
-/// The last read reply and write prefix a worker built for each mailbox.
+/// The last read reply and write line a worker built for each mailbox.
 pub struct ReplyLines {
     /// Both indexed by mailbox number modulo their length, a power of two.
     reads: Box<[Kept<KEPT_READ>]>,
@@ -127,10 +130,9 @@ pub struct ReplyLines {
 /// The bytes last built for a mailbox, and what they were built for.
 #[derive(Clone, Copy)]
 struct Kept<const N: usize> {
-    /// (0-based mailbox, length, version), 0 for what the bytes do not
-    /// depend on: a write's prefix does not depend on the version, and a
-    /// read's reply not on anything but the version. The mailbox is
-    /// `usize::MAX` in an entry that holds nothing yet.
+    /// (0-based mailbox, length, version) that the bytes were built for; a
+    /// read's reply keeps 0 for the length, which its version fixes. The
+    /// mailbox is `usize::MAX` in an entry that holds nothing yet.
     key: (usize, usize, u64),
     len: u8,
     bytes: [u8; N],
@@ -236,9 +238,9 @@ impl ReplyLines {
     /// Appends the line of a write of `len` bytes to `mailbox` (0-based)
     /// that made `version`. When the line kept for the mailbox is the one
     /// for the same length and the version before, its version is counted
-    /// up in place (a digit or two, where formatting it anew costs about
-    /// thirty instructions) and the line copied whole; else a new line is
-    /// built, which is then kept.
+    /// up in place (a digit or two, where formatting the version and
+    /// appending the line's parts cost about 70 instructions) and the line
+    /// copied whole; else a new line is built, which is then kept.
     pub fn put_write(&mut self, mailbox: usize, len: usize, version: u64, out: &mut Vec<u8>) {
         let kept = &mut self.writes[mailbox & (self.writes.len() - 1)];
         let key = (mailbox, len, version);
@@ -403,7 +405,7 @@ mod tests {
     }
 
     #[test]
-    fn the_longest_write_prefixes_are_built_every_time() {
+    fn the_longest_write_lines_are_built_every_time() {
         let mut lines = ReplyLines::new(4);
         let huge = usize::MAX - 1;
         let expected = format!(

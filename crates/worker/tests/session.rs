@@ -238,8 +238,11 @@ proptest! {
 
     /// Fed whole, every plain read, write and get takes the session's
     /// shortcut; fed a byte at a time, none can (the shortcut needs the
-    /// whole line in one input), so every line goes the general way.
-    /// Replies, contents and counters must be the same.
+    /// whole line in one input), so every line goes the general way. The
+    /// first session also has an event worker's reply lines and mailbox
+    /// views, so its repeated reads and writes use kept replies, where the
+    /// second builds every one. Replies, contents and counters must be the
+    /// same.
     #[test]
     fn the_shortcut_and_the_general_path_agree(
         lines in proptest::collection::vec(plain_looking_line(), 1..12),
@@ -251,7 +254,11 @@ proptest! {
         ]
         .concat();
         let whole_seg = segment(926, 4, 1, 1);
-        let mut whole_session = Session::new(&whole_seg, config(926), &NO_STOP);
+        let lines = RefCell::new(ReplyLines::new(4));
+        let views = mailbox_views(&whole_seg);
+        let mut whole_session = Session::new(&whole_seg, config(926), &NO_STOP)
+            .with_reply_lines(&lines)
+            .with_mailbox_views(&views);
         let (whole, _) = run(&mut whole_session, &[&stream]);
         let bytes_seg = segment(927, 4, 1, 1);
         let mut bytes_session = Session::new(&bytes_seg, config(927), &NO_STOP);

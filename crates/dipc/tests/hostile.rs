@@ -238,6 +238,34 @@ fn twice_max_workers_clients_at_once_are_all_served() {
 }
 
 #[test]
+fn a_burst_of_clients_waits_in_the_backlog_and_none_is_dropped() {
+    // One prefork worker, busy with a first client: every later client
+    // waits in the listen backlog. Past the backlog the kernel drops a
+    // client's SYN, and its connect waits a second or more for the retry,
+    // and then again while the backlog stays full (std's bind asks for a
+    // backlog of 128).
+    let d = Daemon::start(
+        1,
+        1,
+        1,
+        &["--model", "prefork", "--keys", "0", "--max-workers", "1"],
+    );
+    let mut first = d.client();
+    assert!(first.request("stat 1").starts_with("OK"));
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], d.port));
+    let waiting: Vec<TcpStream> = (0..300)
+        .map(|i| {
+            TcpStream::connect_timeout(&addr, Duration::from_secs(3))
+                .unwrap_or_else(|e| panic!("client {i} of 300 could not connect: {e}"))
+        })
+        .collect();
+    drop(first);
+    drop(waiting);
+    assert!(d.client().request("stat 1").starts_with("OK"));
+    d.stop();
+}
+
+#[test]
 fn length_prefix_lies_and_garbage_leave_the_stream_in_step() {
     for model in MODELS {
         let d = daemon(model);
